@@ -1,0 +1,61 @@
+// Fills a buffer: a constant, NaN poison, or seeded random numbers from a counter-based RNG.
+// The random value of element i depends only on (seed, i), so fills are reproducible and
+// independent of how the work is split into workgroups.
+
+struct Params {
+    n: u32,
+    op: u32,        // 0 constant a, 1 uniform [a, b), 2 normal(mean a, std b), 3 NaN
+    seed_lo: u32,
+    seed_hi: u32,
+    a: f32,
+    b: f32,
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+// PCG-style integer hash (one round of a permuted congruential generator).
+fn pcg(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
+// 32 random bits for counter i, keyed by the 64-bit seed.
+fn bits(i: u32) -> u32 {
+    return pcg(pcg(pcg(i) ^ pcg(p.seed_lo)) ^ p.seed_hi);
+}
+
+// A uniform number in the open interval (0, 1) from 24 random bits.
+fn unit(i: u32) -> f32 {
+    return (f32(bits(i) >> 8u) + 0.5) / 16777216.0;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    var r: f32;
+    switch p.op {
+        case 0u: {
+            r = p.a;
+        }
+        case 1u: {
+            r = p.a + (p.b - p.a) * unit(i);
+        }
+        case 2u: {
+            // Box-Muller on two independent counters per element.
+            let u1 = unit(2u * i);
+            let u2 = unit(2u * i + 1u);
+            r = p.a + p.b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+        }
+        default: {
+            r = bitcast<f32>(0x7fc00000u);
+        }
+    }
+    out[i] = r;
+}

@@ -1,0 +1,86 @@
+// Losses and metrics over rows of class scores z[rows, classes] with targets t[rows, classes].
+//   ce_forward:  loss[r] = sum_j t_j * (logsumexp(z) - z_j)      (cross-entropy with softmax)
+//   ce_backward: dz[r, j] = g[r] * (softmax(z)_j * sum_k t_k - t_j)
+//   class_error: err[r] = 1 if argmax(z) != argmax(t) else 0    (first maximum wins)
+
+struct Params {
+    rows: u32,
+    classes: u32,
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn logsumexp(base: u32) -> f32 {
+    var m = z[base];
+    for (var j = 1u; j < p.classes; j++) {
+        m = max(m, z[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        s += exp(z[base + j] - m);
+    }
+    return m + log(s);
+}
+
+fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+@compute @workgroup_size(256)
+fn ce_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_index(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.classes;
+    let lse = logsumexp(base);
+    var loss = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        loss += t[base + j] * (lse - z[base + j]);
+    }
+    out[r] = loss;
+}
+
+@compute @workgroup_size(256)
+fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_index(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.classes;
+    let lse = logsumexp(base);
+    var tsum = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        tsum += t[base + j];
+    }
+    let gr = g[r];
+    for (var j = 0u; j < p.classes; j++) {
+        out[base + j] = gr * (exp(z[base + j] - lse) * tsum - t[base + j]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn class_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_index(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.classes;
+    var bz = 0u;
+    var bt = 0u;
+    for (var j = 1u; j < p.classes; j++) {
+        if (z[base + j] > z[base + bz]) {
+            bz = j;
+        }
+        if (t[base + j] > t[base + bt]) {
+            bt = j;
+        }
+    }
+    out[r] = select(0.0, 1.0, bz != bt);
+}

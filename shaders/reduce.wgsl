@@ -1,0 +1,39 @@
+// Reduction over one axis. The input is viewed as [outer, len, inner] (len = the reduced axis);
+// the output is [outer, inner]. One invocation per output element.
+
+struct Params {
+    outer: u32,
+    len: u32,
+    inner: u32,
+    op: u32,    // 0 sum, 1 mean, 2 max
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.outer * p.inner) {
+        return;
+    }
+    let o = i / p.inner;
+    let base = o * p.len * p.inner + i % p.inner;
+    var acc: f32;
+    if (p.op == 2u) {
+        acc = x[base];
+        for (var j = 1u; j < p.len; j++) {
+            acc = max(acc, x[base + j * p.inner]);
+        }
+    } else {
+        acc = 0.0;
+        for (var j = 0u; j < p.len; j++) {
+            acc += x[base + j * p.inner];
+        }
+        if (p.op == 1u) {
+            acc = acc / f32(p.len);
+        }
+    }
+    y[i] = acc;
+}

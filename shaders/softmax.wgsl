@@ -1,0 +1,39 @@
+// Softmax or log-softmax along one axis, numerically stable (the row maximum is subtracted).
+// The input is viewed as [outer, len, inner]; one invocation per (outer, inner) row.
+
+struct Params {
+    outer: u32,
+    len: u32,
+    inner: u32,
+    log: u32,   // 1 for log-softmax
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.outer * p.inner) {
+        return;
+    }
+    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    var m = x[base];
+    for (var j = 1u; j < p.len; j++) {
+        m = max(m, x[base + j * p.inner]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.len; j++) {
+        s += exp(x[base + j * p.inner] - m);
+    }
+    let lse = m + log(s);
+    for (var j = 0u; j < p.len; j++) {
+        let k = base + j * p.inner;
+        if (p.log == 1u) {
+            y[k] = x[k] - lse;
+        } else {
+            y[k] = exp(x[k] - lse);
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The device context: adapter, device, queue, compiled pipelines and counters.
+//!
+//! Create one [`Context`] and pass it by reference. The adapter is chosen by wgpu's
+//! environment variables when set (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`), otherwise a real GPU is
+//! preferred over a CPU adapter such as Mesa's lavapipe.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::kernels::Kernel;
+use crate::{Error, Result};
+
+/// Size of one kernel's parameter block in the uniform buffer (also its alignment).
+pub(crate) const PARAMS_SIZE: u64 = 256;
+
+/// Options for [`Context::with_options`].
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
+    /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
+    pub poison: bool,
+}
+
+/// What the chosen adapter is.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// The backend, e.g. `Vulkan`.
+    pub backend: wgpu::Backend,
+    /// Discrete GPU, integrated GPU, CPU…
+    pub device_type: wgpu::DeviceType,
+    /// The driver, e.g. `llvmpipe`.
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:?}, {:?}, driver {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
+    }
+}
+
+/// The GPU device and everything shared across graphs: created once, passed by reference.
+/// Cloning is cheap and shares the device, the pipeline cache and the counters.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    summary: AdapterSummary,
+    pub(crate) options: ContextOptions,
+    pipelines: Arc<Mutex<HashMap<Kernel, wgpu::ComputePipeline>>>,
+    buffers_created: Arc<AtomicU64>,
+    submits: Arc<AtomicU64>,
+}
+
+impl Context {
+    /// Opens the adapter wgpu's environment asks for, or the best one present.
+    pub fn new() -> Result<Context> {
+        Self::with_options(ContextOptions::default())
+    }
+
+    /// Like [`Context::new`], with options (e.g. NaN poisoning for tests).
+    pub fn with_options(options: ContextOptions) -> Result<Context> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pick_adapter(&instance)?;
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: info.driver.clone(),
+        };
+        // Ask for the adapter's own limits, not WebGPU's defaults, so big buffers work.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgrad"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::Device {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Context {
+            device,
+            queue,
+            limits,
+            summary,
+            options,
+            pipelines: Arc::default(),
+            buffers_created: Arc::default(),
+            submits: Arc::default(),
+        })
+    }
+
+    /// Which adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// True when the adapter is a CPU implementation (lavapipe, WARP…).
+    pub fn is_cpu(&self) -> bool {
+        self.summary.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// How many GPU buffers this context has created so far.
+    pub fn buffers_created(&self) -> u64 {
+        self.buffers_created.load(Ordering::Relaxed)
+    }
+
+    /// How many command buffers this context has submitted so far.
+    pub fn submits(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
+    }
+
+    /// The largest storage binding in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Creates a buffer after checking it against the adapter's limits.
+    pub(crate) fn buffer(
+        &self,
+        what: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let limit = if usage.contains(wgpu::BufferUsages::STORAGE) {
+            self.max_binding_bytes()
+        } else {
+            self.limits.max_buffer_size
+        };
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+                adapter: self.summary.name.clone(),
+            });
+        }
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        // Storage bindings must be at least 4 bytes and a multiple of 4.
+        let size = bytes.max(4).div_ceil(4) * 4;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size,
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer for `len` f32 values, usable as copy source and destination.
+    pub(crate) fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        self.buffer(
+            what,
+            (len * 4) as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        )
+    }
+
+    /// Submits one command buffer and counts it.
+    pub(crate) fn submit(&self, cmd: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.queue.submit(Some(cmd))
+    }
+
+    /// The compiled pipeline of a kernel, compiled on first use and cached.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap();
+        cache
+            .entry(kernel)
+            .or_insert_with(|| kernel.compile(&self.device))
+            .clone()
+    }
+
+    /// Copies `len` f32 values from a buffer back to the host (blocking).
+    pub(crate) fn read(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let staging = self.buffer(
+            "readback",
+            (len * 4) as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, (len * 4) as u64);
+        self.submit(enc.finish());
+        self.map_read(&staging, len)
+    }
+
+    /// Maps a MAP_READ buffer and copies out its first `len` f32 values.
+    pub(crate) fn map_read(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// Chooses an adapter: `WGPU_ADAPTER_NAME` if set, else the most capable device type.
+fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let w = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&w))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "WGPU_ADAPTER_NAME={wanted} matches none of: [{}]",
+                    names.join(", ")
+                ))
+            });
+    }
+    let rank = |t: wgpu::DeviceType| match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    // Among equal device types prefer Vulkan/Metal/DX12 over GL.
+    let backend_rank = |b: wgpu::Backend| if b == wgpu::Backend::Gl { 1 } else { 0 };
+    adapters
+        .into_iter()
+        .min_by_key(|a| {
+            let i = a.get_info();
+            (rank(i.device_type), backend_rank(i.backend))
+        })
+        .ok_or_else(|| {
+            Error::NoAdapter(format!(
+                "backends {backends:?} offered none; WGPU_BACKEND={}",
+                std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "(unset)".into())
+            ))
+        })
+}

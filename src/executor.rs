@@ -1,0 +1,303 @@
+//! The executor: owns the device state of one graph (parameters, constants, learner state)
+//! and runs plans. Each call writes the fed inputs, records every dispatch into one command
+//! encoder, submits once, and reads back only what was asked for.
+
+use std::collections::HashMap;
+
+use crate::device::Context;
+use crate::graph::{Graph, Init, Node, NodeId, Op};
+use crate::kernels::Kernel;
+use crate::plan::{self, Plan, UpdateDispatch};
+use crate::tensor::{Fill, Tensor};
+use crate::{Error, Result};
+
+/// Values fed to input variables: `(input node, row-major data)` pairs.
+pub type Feed<'a> = [(NodeId, &'a [f32])];
+
+/// How a learner updates each parameter (produced by the learners in `optim`).
+#[derive(Clone, Debug)]
+pub(crate) struct UpdateRule {
+    pub kernel: Kernel,
+    /// Number of state tensors per parameter (e.g. 1 for momentum).
+    pub state: usize,
+    /// The hyper-parameter uniform: learning rate, momentum, weight decay, spare.
+    pub hyper: [f32; 4],
+}
+
+struct LearnerState {
+    rule: UpdateRule,
+    /// (parameter, its gradient node, its state tensors)
+    params: Vec<(NodeId, NodeId, Vec<Tensor>)>,
+    hyper: wgpu::Buffer,
+}
+
+type PlanKey = (Vec<NodeId>, bool, usize);
+
+/// Runs a graph on a [`Context`]; see the module docs.
+pub struct Executor {
+    ctx: Context,
+    nodes: Vec<Node>,
+    persistent: HashMap<NodeId, Tensor>,
+    plans: HashMap<PlanKey, Plan>,
+    learner: Option<LearnerState>,
+}
+
+impl Executor {
+    /// Takes a snapshot of `graph` (nodes added later are not seen) and initialises its
+    /// parameters and constants on the device.
+    pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
+        let nodes = graph.nodes().clone();
+        let mut persistent = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let dims = node.shape.resolve(1);
+            let fill = match &node.op {
+                Op::Param { init, seed, .. } => init_fill(*init, &dims, *seed),
+                Op::Const { value } => Fill::Const(*value),
+                _ => continue,
+            };
+            persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
+        }
+        Ok(Executor {
+            ctx: ctx.clone(),
+            nodes,
+            persistent,
+            plans: HashMap::new(),
+            learner: None,
+        })
+    }
+
+    /// The context this executor runs on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
+    pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
+        self.run(outputs, feed, false, true).map(|o| o.unwrap_or_default())
+    }
+
+    /// Installs the update rule of a learner for `(parameter, gradient)` pairs.
+    pub(crate) fn set_learner(&mut self, rule: UpdateRule, pairs: &[(NodeId, NodeId)]) -> Result<()> {
+        let hyper = self.ctx.buffer(
+            "learner hyper-parameters",
+            16,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        self.ctx.queue.write_buffer(&hyper, 0, bytemuck::cast_slice(&rule.hyper));
+        let mut params = Vec::new();
+        for &(p, g) in pairs {
+            let dims = self.nodes[p.0].shape.resolve(1);
+            let state = (0..rule.state)
+                .map(|_| Tensor::zeros(&self.ctx, &dims))
+                .collect::<Result<_>>()?;
+            params.push((p, g, state));
+        }
+        self.plans.retain(|k, _| !k.1);
+        self.learner = Some(LearnerState { rule, params, hyper });
+        Ok(())
+    }
+
+    /// Rewrites the learner's hyper-parameters (e.g. a new learning rate); no re-planning.
+    pub(crate) fn set_hyper(&mut self, hyper: [f32; 4]) {
+        if let Some(l) = &mut self.learner {
+            l.rule.hyper = hyper;
+            self.ctx.queue.write_buffer(&l.hyper, 0, bytemuck::cast_slice(&hyper));
+        }
+    }
+
+    /// Runs one plan: the nodes needed for `outputs`, then the learner's updates when
+    /// `update` is set. Reads `outputs` back only when `read` is set.
+    pub(crate) fn run(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        update: bool,
+        read: bool,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        for o in outputs {
+            if o.0 >= self.nodes.len() {
+                return Err(Error::Invalid(format!(
+                    "eval: node {} is not in this executor's graph (it has {} nodes; build the executor after the graph)",
+                    o.0,
+                    self.nodes.len()
+                )));
+            }
+        }
+        if update && self.learner.is_none() {
+            return Err(Error::Invalid("train step: no learner is installed".into()));
+        }
+        let mut targets = outputs.to_vec();
+        if update {
+            let l = self.learner.as_ref().unwrap();
+            targets.extend(l.params.iter().map(|p| p.1));
+        }
+        let batch = self.batch_size(&targets, feed)?;
+        let key = (outputs.to_vec(), update, batch);
+        if !self.plans.contains_key(&key) {
+            let updates: Vec<UpdateDispatch> = match (&self.learner, update) {
+                (Some(l), true) => l
+                    .params
+                    .iter()
+                    .map(|(p, g, state)| {
+                        let mut targets = vec![&self.persistent[p].buffer];
+                        targets.extend(state.iter().map(|t| &t.buffer));
+                        UpdateDispatch {
+                            kernel: l.rule.kernel,
+                            grad: *g,
+                            targets,
+                            hyper: &l.hyper,
+                            len: self.persistent[p].len(),
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let plan = plan::build(&self.ctx, &self.nodes, &self.persistent, outputs, &updates, batch)?;
+            self.plans.insert(key.clone(), plan);
+        }
+        let plan = &self.plans[&key];
+        debug_assert_eq!(plan.batch, batch);
+        for (id, buf, len) in &plan.inputs {
+            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
+            debug_assert_eq!(data.len(), *len);
+            self.ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for s in &plan.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+        }
+        let staging = plan.staging.as_ref().filter(|_| read);
+        if let Some(staging) = staging {
+            let mut off = 0u64;
+            for (buf, len) in &plan.outputs {
+                enc.copy_buffer_to_buffer(buf, 0, staging, off, (*len * 4) as u64);
+                off += (*len * 4) as u64;
+            }
+        }
+        self.ctx.submit(enc.finish());
+        let Some(staging) = staging else {
+            return Ok(None);
+        };
+        let total: usize = plan.outputs.iter().map(|(_, n)| n).sum();
+        let flat = self.ctx.map_read(staging, total)?;
+        let mut res = Vec::with_capacity(plan.outputs.len());
+        let mut off = 0;
+        for (_, len) in &plan.outputs {
+            res.push(flat[off..off + len].to_vec());
+            off += len;
+        }
+        Ok(Some(res))
+    }
+
+    /// Checks the feed against the inputs the targets need and returns the batch size.
+    fn batch_size(&self, targets: &[NodeId], feed: &Feed) -> Result<usize> {
+        let need = plan::needed(&self.nodes, targets);
+        for (id, _) in feed {
+            if !matches!(self.nodes.get(id.0).map(|n| &n.op), Some(Op::Input { .. })) {
+                return Err(Error::Feed(format!("node {} is not an input variable", id.0)));
+            }
+        }
+        let mut batch: Option<(usize, String)> = None;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Op::Input { name } = &node.op else { continue };
+            if !need[i] {
+                continue;
+            }
+            let Some((_, data)) = feed.iter().find(|(f, _)| f.0 == i) else {
+                return Err(Error::Feed(format!("input '{name}' (shape {}) was not fed", node.shape)));
+            };
+            let per = node.shape.per_sample();
+            if !node.shape.has_batch() {
+                if data.len() != per {
+                    return Err(Error::Feed(format!(
+                        "input '{name}' (shape {}) needs {per} values, got {}",
+                        node.shape,
+                        data.len()
+                    )));
+                }
+                continue;
+            }
+            if data.is_empty() || data.len() % per != 0 {
+                return Err(Error::Feed(format!(
+                    "input '{name}' (shape {}) needs a non-zero multiple of {per} values, got {}",
+                    node.shape,
+                    data.len()
+                )));
+            }
+            let b = data.len() / per;
+            match &batch {
+                Some((b0, n0)) if *b0 != b => {
+                    return Err(Error::Feed(format!(
+                        "inputs disagree on the batch size: '{n0}' has {b0} samples, '{name}' has {b}"
+                    )))
+                }
+                _ => batch = Some((b, name.clone())),
+            }
+        }
+        Ok(batch.map_or(1, |b| b.0))
+    }
+
+    /// Reads a parameter's current values.
+    pub fn parameter(&self, id: NodeId) -> Result<Vec<f32>> {
+        self.param_tensor(id)?.to_vec(&self.ctx)
+    }
+
+    /// Overwrites a parameter's values.
+    pub fn set_parameter(&mut self, id: NodeId, data: &[f32]) -> Result<()> {
+        let t = self.param_tensor(id)?;
+        t.write(&self.ctx, data)
+    }
+
+    fn param_tensor(&self, id: NodeId) -> Result<&Tensor> {
+        match self.nodes.get(id.0).map(|n| &n.op) {
+            Some(Op::Param { .. }) => Ok(&self.persistent[&id]),
+            _ => Err(Error::Invalid(format!("node {} is not a parameter", id.0))),
+        }
+    }
+
+    /// Bytes of intermediate buffers of the largest plan built so far (parameters and
+    /// inputs not counted).
+    pub fn peak_scratch_bytes(&self) -> u64 {
+        self.plans.values().map(|p| p.scratch_bytes).max().unwrap_or(0)
+    }
+
+    /// Number of dispatches per call of the largest plan built so far.
+    pub fn max_dispatches(&self) -> usize {
+        self.plans.values().map(|p| p.steps.len()).max().unwrap_or(0)
+    }
+}
+
+/// The fill for a parameter initialiser. Fans follow the usual conventions: for a matrix
+/// `[in, out]`, fan_in = in and fan_out = out; for a filter `[out, in, k…]` the receptive
+/// field multiplies both.
+fn init_fill(init: Init, dims: &[usize], seed: u64) -> Fill {
+    let (fan_in, fan_out) = match dims.len() {
+        0 => (1, 1),
+        1 => (dims[0], dims[0]),
+        2 => (dims[0], dims[1]),
+        _ => {
+            let rf: usize = dims[2..].iter().product();
+            (dims[1] * rf, dims[0] * rf)
+        }
+    };
+    match init {
+        Init::Zeros => Fill::Const(0.0),
+        Init::Const(v) => Fill::Const(v),
+        Init::Uniform { low, high } => Fill::Uniform { low, high, seed },
+        Init::Normal { mean, std } => Fill::Normal { mean, std, seed },
+        Init::GlorotUniform => {
+            let l = (6.0 / (fan_in + fan_out) as f32).sqrt();
+            Fill::Uniform { low: -l, high: l, seed }
+        }
+        Init::HeNormal => Fill::Normal {
+            mean: 0.0,
+            std: (2.0 / fan_in as f32).sqrt(),
+            seed,
+        },
+    }
+}

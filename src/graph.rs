@@ -1,0 +1,689 @@
+//! The graph: a plain vector of nodes, each an [`Op`] over earlier nodes with an inferred
+//! [`Shape`]. Ops are added through [`Graph`]'s methods, which check shapes and return an
+//! error naming the op and both shapes on a mismatch.
+//!
+//! The graph uses interior mutability so that calls nest: `g.add(g.matmul(x, w)?, b)?`.
+
+use std::cell::{Ref, RefCell};
+
+use crate::error::shape_err;
+use crate::shape::{Dim, Shape};
+use crate::{Error, Result};
+
+/// A node of a [`Graph`]; cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) usize);
+
+impl NodeId {
+    /// The node's index in its graph.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// How a parameter is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// All zeros.
+    Zeros,
+    /// Every element the same value.
+    Const(f32),
+    /// Uniform in `[low, high)`.
+    Uniform {
+        /// Lower bound.
+        low: f32,
+        /// Upper bound.
+        high: f32,
+    },
+    /// Normal with mean and standard deviation.
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Glorot/Xavier uniform, CNTK's default: U(±sqrt(6 / (fan_in + fan_out))), where
+    /// fan_out is the last axis and fan_in the product of the others.
+    GlorotUniform,
+    /// He normal: N(0, sqrt(2 / fan_in)).
+    HeNormal,
+}
+
+/// Elementwise unary functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// e^x
+    Exp,
+    /// ln x
+    Log,
+    /// √x
+    Sqrt,
+    /// |x|
+    Abs,
+    /// -1, 0 or 1
+    Sign,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// tanh x
+    Tanh,
+    /// max(x, 0)
+    Relu,
+    /// s · x
+    Scale(f32),
+}
+
+impl UnaryOp {
+    /// The kernel's op code and output scale.
+    pub(crate) fn code(self) -> (usize, f32) {
+        match self {
+            UnaryOp::Neg => (0, 1.0),
+            UnaryOp::Exp => (1, 1.0),
+            UnaryOp::Log => (2, 1.0),
+            UnaryOp::Sqrt => (3, 1.0),
+            UnaryOp::Abs => (4, 1.0),
+            UnaryOp::Sign => (5, 1.0),
+            UnaryOp::Sigmoid => (6, 1.0),
+            UnaryOp::Tanh => (7, 1.0),
+            UnaryOp::Relu => (8, 1.0),
+            UnaryOp::Scale(s) => (99, s),
+        }
+    }
+}
+
+/// Elementwise binary functions (with broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+    /// 1 where a > b, else 0
+    Gt,
+    /// 1 where a ≥ b, else 0
+    Ge,
+    /// 1 where a < b, else 0
+    Lt,
+    /// 1 where a ≤ b, else 0
+    Le,
+    /// 1 where a = b, else 0
+    Eq,
+    /// b where a > 0, else 0 (relu's backward: a = input, b = gradient)
+    ReluGrad,
+    /// b·a·(1-a) (sigmoid's backward: a = output)
+    SigmoidGrad,
+    /// b·(1-a²) (tanh's backward: a = output)
+    TanhGrad,
+}
+
+impl BinaryOp {
+    /// The kernel's op code.
+    pub(crate) fn code(self) -> usize {
+        self as usize
+    }
+}
+
+/// Op code of the binary kernel that copies its first operand (used by broadcasting).
+pub(crate) const BINARY_FIRST: usize = 99;
+
+/// Reductions over one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σ
+    Sum,
+    /// Σ / n
+    Mean,
+    /// max
+    Max,
+}
+
+/// A primitive operation. Composite operations are built from these.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Data fed at each call; the first axis is usually the batch axis.
+    Input {
+        /// Name used in error messages.
+        name: String,
+    },
+    /// A learnable tensor that persists on the device.
+    Param {
+        /// Stable name, e.g. `dense1.weight`.
+        name: String,
+        /// Initialiser.
+        init: Init,
+        /// Seed for random initialisers.
+        seed: u64,
+    },
+    /// A tensor with one value everywhere.
+    Const {
+        /// The value.
+        value: f32,
+    },
+    /// Elementwise `op(x)`.
+    Unary {
+        /// The function.
+        op: UnaryOp,
+        /// Operand.
+        x: NodeId,
+    },
+    /// Elementwise `op(a, b)` with broadcasting.
+    Binary {
+        /// The function.
+        op: BinaryOp,
+        /// First operand.
+        a: NodeId,
+        /// Second operand.
+        b: NodeId,
+    },
+    /// `op(a) · op(b)`, optionally batched; `ta`/`tb` transpose the last two axes.
+    Matmul {
+        /// Left operand.
+        a: NodeId,
+        /// Right operand.
+        b: NodeId,
+        /// Transpose a.
+        ta: bool,
+        /// Transpose b.
+        tb: bool,
+    },
+    /// Reduction over `axis`, which is kept with size 1.
+    Reduce {
+        /// Sum, mean or max.
+        op: ReduceOp,
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+    },
+    /// Broadcast `x` to the node's shape; with `mean_axis`, also divide by that axis' size.
+    Expand {
+        /// Operand.
+        x: NodeId,
+        /// Divide by the output size of this axis (the gradient of a mean).
+        mean_axis: Option<usize>,
+    },
+    /// Same data, the node's shape.
+    Reshape {
+        /// Operand.
+        x: NodeId,
+    },
+    /// Softmax (or log-softmax) along `axis`.
+    Softmax {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// Log-softmax instead.
+        log: bool,
+    },
+    /// Per-row cross-entropy of softmax(z) against targets t, over the last axis.
+    CrossEntropy {
+        /// Scores (logits).
+        z: NodeId,
+        /// Targets, e.g. one-hot labels.
+        t: NodeId,
+    },
+    /// Gradient of [`Op::CrossEntropy`] with respect to z, given the incoming gradient g.
+    CrossEntropyGrad {
+        /// Scores.
+        z: NodeId,
+        /// Targets.
+        t: NodeId,
+        /// Incoming per-row gradient.
+        g: NodeId,
+    },
+    /// Per-row 0/1 error: argmax z differs from argmax t.
+    ClassError {
+        /// Scores.
+        z: NodeId,
+        /// Targets.
+        t: NodeId,
+    },
+}
+
+impl Op {
+    /// The nodes this op reads, in binding order.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match *self {
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } => vec![],
+            Op::Unary { x, .. }
+            | Op::Reduce { x, .. }
+            | Op::Expand { x, .. }
+            | Op::Reshape { x }
+            | Op::Softmax { x, .. } => vec![x],
+            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
+            Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
+            Op::CrossEntropyGrad { z, t, g } => vec![z, t, g],
+        }
+    }
+}
+
+/// A node: its op and its inferred shape.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What computes it.
+    pub op: Op,
+    /// Its shape (possibly with a batch axis).
+    pub shape: Shape,
+}
+
+/// A computation graph. Nodes are only ever appended, so ids are in topological order.
+#[derive(Default)]
+pub struct Graph {
+    nodes: RefCell<Vec<Node>>,
+    seed: u64,
+}
+
+impl Graph {
+    /// An empty graph; parameter initialisers are seeded from 0.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// An empty graph whose parameter initialisers derive from `seed`.
+    pub fn with_seed(seed: u64) -> Graph {
+        Graph {
+            nodes: RefCell::default(),
+            seed,
+        }
+    }
+
+    /// A snapshot of the nodes.
+    pub fn nodes(&self) -> Ref<'_, Vec<Node>> {
+        self.nodes.borrow()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True when the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shape of a node.
+    pub fn shape(&self, id: NodeId) -> Shape {
+        self.nodes.borrow()[id.0].shape.clone()
+    }
+
+    /// All parameters, in creation order.
+    pub fn parameters(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Param { .. }))
+    }
+
+    /// All inputs, in creation order.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Input { .. }))
+    }
+
+    /// The name of an input or parameter node.
+    pub fn name(&self, id: NodeId) -> Option<String> {
+        match &self.nodes.borrow()[id.0].op {
+            Op::Input { name } | Op::Param { name, .. } => Some(name.clone()),
+            _ => None,
+        }
+    }
+
+    /// The parameter or input called `name`.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .borrow()
+            .iter()
+            .position(|n| matches!(&n.op, Op::Input { name: m } | Op::Param { name: m, .. } if m == name))
+            .map(NodeId)
+    }
+
+    fn ids_where(&self, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
+        let nodes = self.nodes.borrow();
+        (0..nodes.len()).filter(|&i| f(&nodes[i].op)).map(NodeId).collect()
+    }
+
+    fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
+        let nodes = self.nodes.borrow();
+        nodes
+            .get(id.0)
+            .map(|n| n.shape.clone())
+            .ok_or_else(|| Error::Invalid(format!("{op}: node {} is not in this graph", id.0)))
+    }
+
+    pub(crate) fn push(&self, op: Op, shape: Shape) -> NodeId {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(Node { op, shape });
+        NodeId(nodes.len() - 1)
+    }
+
+    // ---- leaves ----------------------------------------------------------------------
+
+    /// An input with a leading batch axis: `input("x", &[2])` has shape `[batch, 2]`.
+    pub fn input(&self, name: &str, dims: &[usize]) -> Result<NodeId> {
+        self.input_with_shape(name, Shape::batched(dims))
+    }
+
+    /// An input of any shape (at most one batch axis).
+    pub fn input_with_shape(&self, name: &str, shape: Shape) -> Result<NodeId> {
+        if shape.0.iter().filter(|d| **d == Dim::Batch).count() > 1 {
+            return shape_err("input", format!("{name}: at most one batch axis, got {shape}"));
+        }
+        if shape.0.contains(&Dim::Fixed(0)) {
+            return shape_err("input", format!("{name}: empty axis in {shape}"));
+        }
+        if self.find(name).is_some() {
+            return Err(Error::Invalid(format!("input: the name {name} is already used")));
+        }
+        Ok(self.push(Op::Input { name: name.into() }, shape))
+    }
+
+    /// A learnable parameter of fixed shape.
+    pub fn parameter(&self, name: &str, dims: &[usize], init: Init) -> Result<NodeId> {
+        if dims.contains(&0) {
+            return shape_err("parameter", format!("{name}: empty axis in {dims:?}"));
+        }
+        if self.find(name).is_some() {
+            return Err(Error::Invalid(format!("parameter: the name {name} is already used")));
+        }
+        let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.len() as u64);
+        Ok(self.push(
+            Op::Param {
+                name: name.into(),
+                init,
+                seed,
+            },
+            Shape::fixed(dims),
+        ))
+    }
+
+    /// A constant tensor of fixed shape, every element `value`.
+    pub fn constant(&self, value: f32, dims: &[usize]) -> NodeId {
+        self.push(Op::Const { value }, Shape::fixed(dims))
+    }
+
+    /// A scalar constant (shape `[]`), broadcast against anything.
+    pub fn scalar(&self, value: f32) -> NodeId {
+        self.constant(value, &[])
+    }
+
+    // ---- elementwise -----------------------------------------------------------------
+
+    /// Elementwise unary function.
+    pub fn unary(&self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        let s = self.check("unary", x)?;
+        Ok(self.push(Op::Unary { op, x }, s))
+    }
+
+    /// -x
+    pub fn neg(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Neg, x)
+    }
+    /// e^x
+    pub fn exp(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Exp, x)
+    }
+    /// ln x
+    pub fn log(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Log, x)
+    }
+    /// √x
+    pub fn sqrt(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sqrt, x)
+    }
+    /// |x|
+    pub fn abs(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Abs, x)
+    }
+    /// sign(x)
+    pub fn sign(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sign, x)
+    }
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sigmoid, x)
+    }
+    /// Hyperbolic tangent.
+    pub fn tanh(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Tanh, x)
+    }
+    /// max(x, 0)
+    pub fn relu(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Relu, x)
+    }
+    /// s · x
+    pub fn scale(&self, x: NodeId, s: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Scale(s), x)
+    }
+
+    /// Elementwise binary function with numpy broadcasting.
+    pub fn binary(&self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let name = binary_name(op);
+        let sa = self.check(name, a)?;
+        let sb = self.check(name, b)?;
+        let s = Shape::broadcast(name, &sa, &sb)?;
+        Ok(self.push(Op::Binary { op, a, b }, s))
+    }
+
+    /// a + b
+    pub fn add(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+    /// a - b
+    pub fn sub(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+    /// a · b (elementwise)
+    pub fn mul(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+    /// a / b
+    pub fn div(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+    /// max(a, b)
+    pub fn maximum(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Max, a, b)
+    }
+    /// min(a, b)
+    pub fn minimum(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Min, a, b)
+    }
+
+    // ---- matmul --------------------------------------------------------------------
+
+    /// Matrix product `a · b` (see [`Graph::matmul_t`]).
+    pub fn matmul(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.matmul_t(a, b, false, false)
+    }
+
+    /// Matrix product `op(a) · op(b)` where `op` transposes the last two axes when asked.
+    /// Operands have rank 2 or 3; a rank-3 operand is a batch of matrices, and a rank-2
+    /// operand is shared by every matrix of the other's batch.
+    pub fn matmul_t(&self, a: NodeId, b: NodeId, ta: bool, tb: bool) -> Result<NodeId> {
+        let sa = self.check("matmul", a)?;
+        let sb = self.check("matmul", b)?;
+        let s = matmul_shape(&sa, &sb, ta, tb)?;
+        Ok(self.push(Op::Matmul { a, b, ta, tb }, s))
+    }
+
+    // ---- reductions and shape ---------------------------------------------------------
+
+    /// Reduction over one axis, kept with size 1.
+    pub fn reduce_axis(&self, op: ReduceOp, x: NodeId, axis: usize) -> Result<NodeId> {
+        let mut s = self.check("reduce", x)?;
+        if axis >= s.rank() {
+            return shape_err("reduce", format!("axis {axis} out of range for shape {s}"));
+        }
+        s.0[axis] = Dim::Fixed(1);
+        Ok(self.push(Op::Reduce { op, x, axis }, s))
+    }
+
+    /// Reduction over `axes` (negative counts from the end; empty means all axes).
+    /// With `keepdims` the reduced axes stay with size 1, otherwise they are removed.
+    pub fn reduce(&self, op: ReduceOp, x: NodeId, axes: &[isize], keepdims: bool) -> Result<NodeId> {
+        let s = self.check("reduce", x)?;
+        let mut list: Vec<usize> = if axes.is_empty() {
+            (0..s.rank()).collect()
+        } else {
+            axes.iter().map(|&a| s.axis("reduce", a)).collect::<Result<_>>()?
+        };
+        list.sort_unstable();
+        list.dedup();
+        let mut cur = x;
+        for &a in &list {
+            if s.0[a] != Dim::Fixed(1) {
+                cur = self.reduce_axis(op, cur, a)?;
+            }
+        }
+        if keepdims {
+            return Ok(cur);
+        }
+        let kept: Vec<Dim> = (0..s.rank()).filter(|a| !list.contains(a)).map(|a| s.0[a]).collect();
+        self.reshape(cur, Shape(kept))
+    }
+
+    /// Σ over `axes` (empty: all), axes removed.
+    pub fn reduce_sum(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, axes, false)
+    }
+    /// Mean over `axes` (empty: all), axes removed.
+    pub fn reduce_mean(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, axes, false)
+    }
+    /// Max over `axes` (empty: all), axes removed.
+    pub fn reduce_max(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Max, x, axes, false)
+    }
+
+    /// Broadcasts `x` to `shape`.
+    pub fn expand(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        self.expand_mean(x, shape, None)
+    }
+
+    pub(crate) fn expand_mean(&self, x: NodeId, shape: Shape, mean_axis: Option<usize>) -> Result<NodeId> {
+        let s = self.check("expand", x)?;
+        let b = Shape::broadcast("expand", &s, &shape)?;
+        if b != shape {
+            return shape_err("expand", format!("cannot broadcast {s} to {shape}"));
+        }
+        Ok(self.push(Op::Expand { x, mean_axis }, shape))
+    }
+
+    /// Same data viewed with another shape of equal size (the batch axis must stay).
+    pub fn reshape(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        let s = self.check("reshape", x)?;
+        let batches = |sh: &Shape| sh.0.iter().filter(|d| **d == Dim::Batch).count();
+        if batches(&s) != batches(&shape) || s.per_sample() != shape.per_sample() {
+            return shape_err("reshape", format!("cannot reshape {s} to {shape}"));
+        }
+        if s == shape {
+            return Ok(x);
+        }
+        Ok(self.push(Op::Reshape { x }, shape))
+    }
+
+    /// Softmax along `axis` (negative counts from the end).
+    pub fn softmax(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        self.softmax_op(x, axis, false)
+    }
+
+    /// Log-softmax along `axis`, computed stably.
+    pub fn log_softmax(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        self.softmax_op(x, axis, true)
+    }
+
+    fn softmax_op(&self, x: NodeId, axis: isize, log: bool) -> Result<NodeId> {
+        let s = self.check("softmax", x)?;
+        let axis = s.axis("softmax", axis)?;
+        Ok(self.push(Op::Softmax { x, axis, log }, s))
+    }
+
+    // ---- losses and metrics ------------------------------------------------------------
+
+    fn row_op(&self, op: &'static str, z: NodeId, t: NodeId) -> Result<Shape> {
+        let sz = self.check(op, z)?;
+        let st = self.check(op, t)?;
+        if sz != st {
+            return shape_err(op, format!("scores {sz} and targets {st} must have the same shape"));
+        }
+        if sz.rank() == 0 {
+            return shape_err(op, "scores need a class axis, got a scalar".to_string());
+        }
+        Ok(Shape(sz.0[..sz.rank() - 1].to_vec()))
+    }
+
+    /// CNTK's `cross_entropy_with_softmax`: per row (last axis = classes),
+    /// `-Σ t · log softmax(z)`, fused and numerically stable. Shape: z's without the last axis.
+    pub fn cross_entropy_with_softmax(&self, z: NodeId, t: NodeId) -> Result<NodeId> {
+        let s = self.row_op("cross_entropy_with_softmax", z, t)?;
+        Ok(self.push(Op::CrossEntropy { z, t }, s))
+    }
+
+    /// CNTK's `classification_error`: per row, 1 when argmax z differs from argmax t.
+    pub fn classification_error(&self, z: NodeId, t: NodeId) -> Result<NodeId> {
+        let s = self.row_op("classification_error", z, t)?;
+        Ok(self.push(Op::ClassError { z, t }, s))
+    }
+
+    pub(crate) fn cross_entropy_grad(&self, z: NodeId, t: NodeId, g: NodeId) -> NodeId {
+        let s = self.shape(z);
+        self.push(Op::CrossEntropyGrad { z, t, g }, s)
+    }
+}
+
+fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Max => "maximum",
+        BinaryOp::Min => "minimum",
+        _ => "compare",
+    }
+}
+
+/// Output shape of `op(a) · op(b)`.
+fn matmul_shape(sa: &Shape, sb: &Shape, ta: bool, tb: bool) -> Result<Shape> {
+    let op = "matmul";
+    for (s, name) in [(sa, "left"), (sb, "right")] {
+        if !(2..=3).contains(&s.rank()) {
+            return shape_err(op, format!("{name} operand must have rank 2 or 3, got {s} (with {sa} · {sb})"));
+        }
+    }
+    let last2 = |s: &Shape, t: bool| {
+        let r = s.rank();
+        let (x, y) = (s.0[r - 2], s.0[r - 1]);
+        if t {
+            (y, x)
+        } else {
+            (x, y)
+        }
+    };
+    let (m, ka) = last2(sa, ta);
+    let (kb, n) = last2(sb, tb);
+    if ka != kb {
+        return shape_err(
+            op,
+            format!("inner dimensions differ: {sa}{} · {sb}{}", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }),
+        );
+    }
+    let batch = match (sa.rank(), sb.rank()) {
+        (3, 3) if sa.0[0] != sb.0[0] => {
+            return shape_err(op, format!("batch sizes differ: {sa} · {sb}"));
+        }
+        (3, _) => Some(sa.0[0]),
+        (_, 3) => Some(sb.0[0]),
+        _ => None,
+    };
+    let mut out: Vec<Dim> = batch.into_iter().collect();
+    out.extend([m, n]);
+    Ok(Shape(out))
+}

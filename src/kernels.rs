@@ -1,0 +1,293 @@
+//! The registry of WGSL kernels: one `.wgsl` file per family, one entry per pipeline.
+//!
+//! Every pipeline has an explicit bind-group layout: binding 0 is the kernel's parameter
+//! block (a uniform), and the following bindings are described by [`Kernel::signature`].
+
+use std::borrow::Cow;
+
+use crate::device::{Context, PARAMS_SIZE};
+use crate::Result;
+
+/// A WGSL source file in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    /// Constants, NaN poison and seeded random numbers.
+    Fill,
+    /// Elementwise unary functions.
+    Unary,
+    /// Elementwise binary functions with broadcasting.
+    Binary,
+    /// Batched matrix product.
+    Matmul,
+    /// Reductions over one axis.
+    Reduce,
+    /// Softmax and log-softmax.
+    Softmax,
+    /// Cross-entropy with softmax and classification error.
+    Loss,
+    /// Optimizer updates.
+    Optim,
+}
+
+impl Shader {
+    /// Every shader file.
+    pub const ALL: [Shader; 8] = [
+        Shader::Fill,
+        Shader::Unary,
+        Shader::Binary,
+        Shader::Matmul,
+        Shader::Reduce,
+        Shader::Softmax,
+        Shader::Loss,
+        Shader::Optim,
+    ];
+
+    /// The file name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Fill => "fill.wgsl",
+            Shader::Unary => "unary.wgsl",
+            Shader::Binary => "binary.wgsl",
+            Shader::Matmul => "matmul.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Loss => "loss.wgsl",
+            Shader::Optim => "optim.wgsl",
+        }
+    }
+
+    /// The WGSL source, compiled into the crate.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Fill => include_str!("../shaders/fill.wgsl"),
+            Shader::Unary => include_str!("../shaders/unary.wgsl"),
+            Shader::Binary => include_str!("../shaders/binary.wgsl"),
+            Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
+            Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
+            Shader::Loss => include_str!("../shaders/loss.wgsl"),
+            Shader::Optim => include_str!("../shaders/optim.wgsl"),
+        }
+    }
+}
+
+/// One compute pipeline: a shader file and an entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Fill,
+    Unary,
+    Binary,
+    Matmul,
+    Reduce,
+    Softmax,
+    CeForward,
+    CeBackward,
+    ClassError,
+    Sgd,
+    SgdMomentum,
+}
+
+impl Kernel {
+    fn shader(self) -> Shader {
+        match self {
+            Kernel::Fill => Shader::Fill,
+            Kernel::Unary => Shader::Unary,
+            Kernel::Binary => Shader::Binary,
+            Kernel::Matmul => Shader::Matmul,
+            Kernel::Reduce => Shader::Reduce,
+            Kernel::Softmax => Shader::Softmax,
+            Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
+            Kernel::Sgd | Kernel::SgdMomentum => Shader::Optim,
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            Kernel::CeForward => "ce_forward",
+            Kernel::CeBackward => "ce_backward",
+            Kernel::ClassError => "class_error",
+            Kernel::Sgd => "sgd",
+            Kernel::SgdMomentum => "sgd_momentum",
+            _ => "main",
+        }
+    }
+
+    /// Bindings after the parameter block, in order from binding 1: `r` read-only storage,
+    /// `w` read-write storage, `u` uniform, `-` unused by this entry point.
+    pub(crate) fn signature(self) -> &'static str {
+        match self {
+            Kernel::Fill => "w",
+            Kernel::Unary | Kernel::Reduce | Kernel::Softmax => "rw",
+            Kernel::Binary | Kernel::Matmul => "rrw",
+            Kernel::CeForward | Kernel::ClassError => "rr-w",
+            Kernel::CeBackward => "rrrw",
+            Kernel::Sgd => "ruw",
+            Kernel::SgdMomentum => "ruww",
+        }
+    }
+
+    fn layout(self, device: &wgpu::Device) -> wgpu::BindGroupLayout {
+        let uniform = wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let storage = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let mut entries = vec![(0, uniform)];
+        for (i, c) in self.signature().chars().enumerate() {
+            let ty = match c {
+                'r' => storage(true),
+                'w' => storage(false),
+                'u' => uniform,
+                _ => continue,
+            };
+            entries.push((i as u32 + 1, ty));
+        }
+        let entries: Vec<_> = entries
+            .into_iter()
+            .map(|(binding, ty)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty,
+                count: None,
+            })
+            .collect();
+        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(self.entry()),
+            entries: &entries,
+        })
+    }
+
+    /// Compiles the pipeline (the context caches the result).
+    pub(crate) fn compile(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(self.shader().file_name()),
+            source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(self.shader().source())),
+        });
+        let bgl = self.layout(device);
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(self.entry()),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.entry()),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(self.entry()),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    }
+}
+
+/// A kernel's parameter block, written as 32-bit words in the order of its WGSL struct.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Params(pub Vec<u32>);
+
+impl Params {
+    pub(crate) fn new() -> Params {
+        Params(Vec::with_capacity(16))
+    }
+    /// Appends an unsigned integer.
+    pub(crate) fn u(mut self, v: usize) -> Params {
+        self.0.push(v as u32);
+        self
+    }
+    /// Appends a float.
+    pub(crate) fn f(mut self, v: f32) -> Params {
+        self.0.push(v.to_bits());
+        self
+    }
+    /// Appends a `array<vec4<u32>, 2>` holding up to 8 values.
+    pub(crate) fn vec8(mut self, v: &[usize]) -> Params {
+        for i in 0..8 {
+            self.0.push(v.get(i).copied().unwrap_or(0) as u32);
+        }
+        self
+    }
+    /// Pads to a multiple of 16 bytes, as uniform structs are.
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let mut w = self.0.clone();
+        while w.len() % 4 != 0 {
+            w.push(0);
+        }
+        assert!(w.len() * 4 <= PARAMS_SIZE as usize, "parameter block too large");
+        bytemuck::cast_slice(&w).to_vec()
+    }
+}
+
+/// Workgroup counts for `n` invocations of a 256-wide 1-D kernel, folded into x and y so
+/// that no dimension exceeds the adapter's limit; kernels rebuild the index as
+/// `gid.x + gid.y * num_workgroups.x * 256`.
+pub(crate) fn groups_1d(n: usize) -> [u32; 3] {
+    let wg = n.div_ceil(256).max(1);
+    let x = wg.min(65535);
+    [x as u32, wg.div_ceil(x) as u32, 1]
+}
+
+/// Makes the bind group of one dispatch: the parameter block at `offset` in `params`, then
+/// `buffers` in the order of the kernel's signature (unused slots skipped).
+pub(crate) fn bind_group(
+    ctx: &Context,
+    kernel: Kernel,
+    params: &wgpu::Buffer,
+    offset: u64,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let pipeline = ctx.pipeline(kernel);
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: params,
+            offset,
+            size: wgpu::BufferSize::new(PARAMS_SIZE),
+        }),
+    }];
+    let mut next = buffers.iter();
+    for (i, c) in kernel.signature().chars().enumerate() {
+        if c == '-' {
+            continue;
+        }
+        let buf = next.next().expect("bind_group: fewer buffers than the signature");
+        entries.push(wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: buf.as_entire_binding(),
+        });
+    }
+    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+/// Runs one kernel once, outside any plan (used for fills and one-off tensor ops).
+pub(crate) fn run_once(
+    ctx: &Context,
+    kernel: Kernel,
+    params: &Params,
+    buffers: &[&wgpu::Buffer],
+    groups: [u32; 3],
+) -> Result<()> {
+    let pbuf = ctx.buffer(
+        "params",
+        PARAMS_SIZE,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )?;
+    ctx.queue.write_buffer(&pbuf, 0, &params.bytes());
+    let bg = bind_group(ctx, kernel, &pbuf, 0, buffers);
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&ctx.pipeline(kernel));
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+    ctx.submit(enc.finish());
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! Plans: for one set of requested nodes and one batch size, the order of dispatches, the
+//! buffers they use (intermediate buffers reused by liveness) and their bind groups. A plan
+//! is built once and then replayed each step without creating any GPU object.
+
+use std::collections::HashMap;
+
+use crate::device::{Context, PARAMS_SIZE};
+use crate::graph::{Node, NodeId, Op, BINARY_FIRST};
+use crate::kernels::{bind_group, groups_1d, Kernel, Params};
+use crate::shape::strides;
+use crate::tensor::fill_params;
+use crate::{Error, Fill, Result};
+
+/// Where a node's value lives during a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Storage {
+    /// The plan's buffer for a fed input (index into `Plan::inputs`).
+    Input(usize),
+    /// A persistent tensor owned by the executor (parameter or constant).
+    Persistent(NodeId),
+    /// A reusable intermediate buffer.
+    Slot(usize),
+}
+
+/// A parameter update run after the forward and backward dispatches.
+pub(crate) struct UpdateDispatch<'a> {
+    pub kernel: Kernel,
+    pub grad: NodeId,
+    /// Parameter then learner state buffers, all written in place.
+    pub targets: Vec<&'a wgpu::Buffer>,
+    pub hyper: &'a wgpu::Buffer,
+    pub len: usize,
+}
+
+/// One recorded dispatch.
+pub(crate) struct Step {
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind: wgpu::BindGroup,
+    pub groups: [u32; 3],
+}
+
+/// A compiled plan (see the module docs).
+pub(crate) struct Plan {
+    pub batch: usize,
+    /// Input node, its buffer and its length in elements.
+    pub inputs: Vec<(NodeId, wgpu::Buffer, usize)>,
+    pub steps: Vec<Step>,
+    /// Buffers of the requested nodes and their lengths, copied to `staging` on request.
+    pub outputs: Vec<(wgpu::Buffer, usize)>,
+    pub staging: Option<wgpu::Buffer>,
+    /// Bytes of intermediate buffers (excluding parameters and inputs).
+    pub scratch_bytes: u64,
+    _keep: Vec<wgpu::Buffer>,
+}
+
+/// The nodes needed to compute `targets`, as a mask over the graph.
+pub(crate) fn needed(nodes: &[Node], targets: &[NodeId]) -> Vec<bool> {
+    let mut need = vec![false; nodes.len()];
+    for t in targets {
+        need[t.0] = true;
+    }
+    for i in (0..nodes.len()).rev() {
+        if need[i] {
+            for j in nodes[i].op.inputs() {
+                need[j.0] = true;
+            }
+        }
+    }
+    need
+}
+
+/// Builds a plan computing `outputs` (read back) and feeding `updates` (run last).
+pub(crate) fn build(
+    ctx: &Context,
+    nodes: &[Node],
+    persistent: &HashMap<NodeId, crate::Tensor>,
+    outputs: &[NodeId],
+    updates: &[UpdateDispatch<'_>],
+    batch: usize,
+) -> Result<Plan> {
+    let mut targets = outputs.to_vec();
+    targets.extend(updates.iter().map(|u| u.grad));
+    let need = needed(nodes, &targets);
+    let dims: Vec<Vec<usize>> = nodes.iter().map(|n| n.shape.resolve(batch)).collect();
+    let numel = |i: usize| dims[i].iter().product::<usize>();
+
+    // Where each value lives; slots are assigned in a second pass.
+    let mut storage: Vec<Option<Storage>> = vec![None; nodes.len()];
+    let mut inputs = Vec::new();
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        storage[i] = match &nodes[i].op {
+            Op::Input { name } => {
+                let buf = ctx.storage(&format!("input {name}"), numel(i))?;
+                inputs.push((NodeId(i), buf, numel(i)));
+                Some(Storage::Input(inputs.len() - 1))
+            }
+            Op::Param { .. } | Op::Const { .. } => Some(Storage::Persistent(NodeId(i))),
+            _ => None,
+        };
+    }
+
+    // Liveness: a slot is free again after the last step that reads it (through any
+    // reshape of it); requested values and gradients feeding updates are never freed.
+    let mut alias_root: Vec<usize> = (0..nodes.len()).collect();
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        if let Op::Reshape { x } = nodes[i].op {
+            alias_root[i] = alias_root[x.0];
+        }
+    }
+    let mut slot_size: Vec<usize> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut reads_at: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        for j in nodes[i].op.inputs() {
+            reads_at[alias_root[j.0]].push(i);
+        }
+    }
+    let mut pinned = vec![false; nodes.len()];
+    for t in &targets {
+        pinned[alias_root[t.0]] = true;
+    }
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        if let Op::Reshape { x } = nodes[i].op {
+            storage[i] = storage[x.0];
+        } else if storage[i].is_none() {
+            // Take the smallest free slot that fits, else grow the largest, else a new one.
+            let n = numel(i);
+            let pick = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| slot_size[s] >= n)
+                .min_by_key(|(_, &s)| slot_size[s])
+                .or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_size[s]))
+                .map(|(k, _)| k);
+            let slot = match pick {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    slot_size.push(0);
+                    slot_size.len() - 1
+                }
+            };
+            slot_size[slot] = slot_size[slot].max(n);
+            storage[i] = Some(Storage::Slot(slot));
+        }
+        // Release the slots whose last reader is this node.
+        let mut released: Vec<usize> = Vec::new();
+        for j in nodes[i].op.inputs() {
+            let root = alias_root[j.0];
+            let last = reads_at[root].iter().copied().max().unwrap_or(0);
+            if last == i && !pinned[root] {
+                if let Some(Storage::Slot(s)) = storage[root] {
+                    if !released.contains(&s) {
+                        released.push(s);
+                    }
+                }
+            }
+        }
+        free.extend(released);
+    }
+
+    let mut slots = Vec::with_capacity(slot_size.len());
+    for (k, &n) in slot_size.iter().enumerate() {
+        slots.push(ctx.storage(&format!("slot {k}"), n)?);
+    }
+    let scratch_bytes = slot_size.iter().map(|&n| (n * 4) as u64).sum();
+    let buffer_of = |i: usize| -> &wgpu::Buffer {
+        match storage[i].expect("planned") {
+            Storage::Input(k) => &inputs[k].1,
+            Storage::Persistent(id) => &persistent[&id].buffer,
+            Storage::Slot(s) => &slots[s],
+        }
+    };
+
+    // The dispatches, in graph order, then the updates.
+    let mut specs: Vec<(Kernel, Params, Vec<&wgpu::Buffer>, [u32; 3])> = Vec::new();
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, i)? else {
+            continue;
+        };
+        let mut bufs: Vec<&wgpu::Buffer> = nodes[i].op.inputs().iter().map(|j| buffer_of(j.0)).collect();
+        if let Op::Expand { .. } = nodes[i].op {
+            bufs.push(bufs[0]);
+        }
+        if ctx.options.poison {
+            specs.push((Kernel::Fill, fill_params(numel(i), Fill::Nan), vec![buffer_of(i)], groups_1d(numel(i))));
+        }
+        bufs.push(buffer_of(i));
+        specs.push((kernel, params, bufs, groups));
+    }
+    for u in updates {
+        let mut bufs = vec![buffer_of(u.grad.0), u.hyper];
+        bufs.extend(u.targets.iter().copied());
+        specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
+    }
+
+    let params = ctx.buffer(
+        "plan params",
+        PARAMS_SIZE * specs.len().max(1) as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )?;
+    let mut blob = vec![0u8; PARAMS_SIZE as usize * specs.len()];
+    let mut steps = Vec::with_capacity(specs.len());
+    for (k, (kernel, p, bufs, groups)) in specs.iter().enumerate() {
+        let off = k * PARAMS_SIZE as usize;
+        let bytes = p.bytes();
+        blob[off..off + bytes.len()].copy_from_slice(&bytes);
+        steps.push(Step {
+            pipeline: ctx.pipeline(*kernel),
+            bind: bind_group(ctx, *kernel, &params, off as u64, bufs),
+            groups: *groups,
+        });
+    }
+    ctx.queue.write_buffer(&params, 0, &blob);
+
+    let out_bufs: Vec<(wgpu::Buffer, usize)> = outputs
+        .iter()
+        .map(|o| (buffer_of(o.0).clone(), numel(o.0)))
+        .collect();
+    let total: usize = out_bufs.iter().map(|(_, n)| n).sum();
+    let staging = if outputs.is_empty() {
+        None
+    } else {
+        Some(ctx.buffer(
+            "plan readback",
+            (total * 4) as u64,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?)
+    };
+    let mut keep = slots;
+    keep.push(params);
+    Ok(Plan {
+        batch,
+        inputs,
+        steps,
+        outputs: out_bufs,
+        staging,
+        scratch_bytes,
+        _keep: keep,
+    })
+}
+
+/// The kernel, parameter block and workgroup counts that compute node `i`; `None` for
+/// nodes that need no dispatch (leaves and reshapes).
+fn dispatch(
+    ctx: &Context,
+    nodes: &[Node],
+    dims: &[Vec<usize>],
+    i: usize,
+) -> Result<Option<(Kernel, Params, [u32; 3])>> {
+    let out = &dims[i];
+    let n: usize = out.iter().product();
+    let d = |x: NodeId| &dims[x.0];
+    // [outer, len, inner] around an axis.
+    let around = |x: &[usize], axis: usize| {
+        let outer: usize = x[..axis].iter().product();
+        let inner: usize = x[axis + 1..].iter().product();
+        (outer, x[axis], inner)
+    };
+    Ok(Some(match nodes[i].op {
+        Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Reshape { .. } => return Ok(None),
+        Op::Unary { op, .. } => {
+            let (code, alpha) = op.code();
+            (Kernel::Unary, Params::new().u(n).u(code).f(alpha), groups_1d(n))
+        }
+        Op::Binary { op, a, b } => (
+            Kernel::Binary,
+            broadcast_params(n, out, d(a), d(b), op.code(), 1.0)?,
+            groups_1d(n),
+        ),
+        Op::Expand { x, mean_axis } => {
+            let alpha = mean_axis.map_or(1.0, |ax| 1.0 / out[ax] as f32);
+            (
+                Kernel::Binary,
+                broadcast_params(n, out, d(x), d(x), BINARY_FIRST, alpha)?,
+                groups_1d(n),
+            )
+        }
+        Op::Matmul { a, b, ta, tb } => {
+            let (da, db) = (d(a), d(b));
+            let (ra, ca) = (da[da.len() - 2], da[da.len() - 1]);
+            let (rb, cb) = (db[db.len() - 2], db[db.len() - 1]);
+            let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
+            let nn = if tb { rb } else { cb };
+            let (a_row, a_col) = if ta { (1, ca) } else { (ca, 1) };
+            let (b_row, b_col) = if tb { (1, cb) } else { (cb, 1) };
+            let a_batch = if da.len() == 3 { ra * ca } else { 0 };
+            let b_batch = if db.len() == 3 { rb * cb } else { 0 };
+            let batch = if out.len() == 3 { out[0] } else { 1 };
+            let groups = [nn.div_ceil(32), m.div_ceil(32), batch];
+            let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+            if groups.iter().any(|&g| g > max) {
+                return Err(Error::Invalid(format!(
+                    "matmul: {da:?} · {db:?} needs workgroups {groups:?}, above the adapter's {max} per dimension"
+                )));
+            }
+            let p = Params::new()
+                .u(m)
+                .u(nn)
+                .u(k)
+                .u(0)
+                .u(a_row)
+                .u(a_col)
+                .u(a_batch)
+                .u(b_row)
+                .u(b_col)
+                .u(b_batch);
+            (Kernel::Matmul, p, groups.map(|g| g.max(1) as u32))
+        }
+        Op::Reduce { op, x, axis } => {
+            let (outer, len, inner) = around(d(x), axis);
+            let code = op as usize;
+            (
+                Kernel::Reduce,
+                Params::new().u(outer).u(len).u(inner).u(code),
+                groups_1d(outer * inner),
+            )
+        }
+        Op::Softmax { x, axis, log } => {
+            let (outer, len, inner) = around(d(x), axis);
+            (
+                Kernel::Softmax,
+                Params::new().u(outer).u(len).u(inner).u(log as usize),
+                groups_1d(outer * inner),
+            )
+        }
+        Op::CrossEntropy { z, .. } | Op::CrossEntropyGrad { z, .. } | Op::ClassError { z, .. } => {
+            let dz = d(z);
+            let classes = dz[dz.len() - 1];
+            let rows = dz.iter().product::<usize>() / classes;
+            let kernel = match nodes[i].op {
+                Op::CrossEntropy { .. } => Kernel::CeForward,
+                Op::CrossEntropyGrad { .. } => Kernel::CeBackward,
+                _ => Kernel::ClassError,
+            };
+            (kernel, Params::new().u(rows).u(classes), groups_1d(rows))
+        }
+    }))
+}
+
+/// Parameters of the broadcasting binary kernel: operand strides over the output's axes.
+fn broadcast_params(n: usize, out: &[usize], a: &[usize], b: &[usize], op: usize, alpha: f32) -> Result<Params> {
+    let p = Params::new().u(n);
+    if a == out && b == out {
+        return Ok(p.u(0).u(op).f(alpha));
+    }
+    if out.len() > 8 {
+        return Err(Error::Invalid(format!(
+            "broadcasting supports rank ≤ 8, got output shape {out:?}"
+        )));
+    }
+    let operand = |x: &[usize]| -> Vec<usize> {
+        let st = strides(x);
+        let off = out.len() - x.len();
+        (0..out.len())
+            .map(|ax| if ax < off || x[ax - off] == 1 { 0 } else { st[ax - off] })
+            .collect()
+    };
+    Ok(p.u(out.len()).u(op).f(alpha).vec8(out).vec8(&operand(a)).vec8(&operand(b)))
+}

@@ -1,0 +1,140 @@
+//! [`Tensor`]: an f32 buffer on the device with a concrete shape.
+
+use crate::device::Context;
+use crate::kernels::{groups_1d, run_once, Kernel, Params};
+use crate::{Error, Result};
+
+/// How to fill a new tensor. Random fills run on the GPU from a counter-based generator, so
+/// a seed gives the same numbers on every adapter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fill {
+    /// Every element the same value.
+    Const(f32),
+    /// Uniform in `[low, high)`.
+    Uniform {
+        /// Lower bound.
+        low: f32,
+        /// Upper bound.
+        high: f32,
+        /// Generator seed.
+        seed: u64,
+    },
+    /// Normal with the given mean and standard deviation.
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+        /// Generator seed.
+        seed: u64,
+    },
+    /// NaN everywhere (used to poison buffers in tests).
+    Nan,
+}
+
+/// An f32 tensor living in a GPU buffer.
+pub struct Tensor {
+    pub(crate) buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+}
+
+impl Tensor {
+    /// Uploads host data; `data.len()` must equal the product of `shape`.
+    pub fn from_slice(ctx: &Context, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::Invalid(format!(
+                "Tensor::from_slice: {} values given for shape {shape:?} ({n} elements)",
+                data.len()
+            )));
+        }
+        let t = Tensor::empty(ctx, shape)?;
+        ctx.queue
+            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// A tensor whose contents are unspecified until written.
+    pub(crate) fn empty(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let buffer = ctx.storage(&format!("tensor {shape:?}"), n)?;
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A new tensor filled on the device.
+    pub fn filled(ctx: &Context, shape: &[usize], fill: Fill) -> Result<Tensor> {
+        let t = Tensor::empty(ctx, shape)?;
+        t.fill(ctx, fill)?;
+        Ok(t)
+    }
+
+    /// All zeros.
+    pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        Tensor::filled(ctx, shape, Fill::Const(0.0))
+    }
+
+    /// All ones.
+    pub fn ones(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        Tensor::filled(ctx, shape, Fill::Const(1.0))
+    }
+
+    /// Overwrites every element on the device.
+    pub fn fill(&self, ctx: &Context, fill: Fill) -> Result<()> {
+        let n = self.len();
+        run_once(ctx, Kernel::Fill, &fill_params(n, fill), &[&self.buffer], groups_1d(n))
+    }
+
+    /// Replaces the contents with host data of the same length.
+    pub fn write(&self, ctx: &Context, data: &[f32]) -> Result<()> {
+        if data.len() != self.len() {
+            return Err(Error::Invalid(format!(
+                "Tensor::write: {} values given for shape {:?}",
+                data.len(),
+                self.shape
+            )));
+        }
+        ctx.queue
+            .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Downloads the contents (blocking).
+    pub fn to_vec(&self, ctx: &Context) -> Result<Vec<f32>> {
+        ctx.read(&self.buffer, self.len())
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The parameter block of the fill kernel.
+pub(crate) fn fill_params(n: usize, fill: Fill) -> Params {
+    let (op, seed, a, b) = match fill {
+        Fill::Const(v) => (0, 0u64, v, 0.0),
+        Fill::Uniform { low, high, seed } => (1, seed, low, high),
+        Fill::Normal { mean, std, seed } => (2, seed, mean, std),
+        Fill::Nan => (3, 0, 0.0, 0.0),
+    };
+    Params::new()
+        .u(n)
+        .u(op)
+        .u((seed & 0xffff_ffff) as usize)
+        .u((seed >> 32) as usize)
+        .f(a)
+        .f(b)
+}

@@ -1,0 +1,100 @@
+//! [`Trainer`]: CNTK's Trainer for wgrad — a model's loss and metric, a learner, and
+//! `train_minibatch` / `test_minibatch`.
+
+use crate::device::Context;
+use crate::executor::{Executor, Feed};
+use crate::graph::{Graph, NodeId};
+use crate::optim::Sgd;
+use crate::Result;
+
+/// Mean loss and metric of one minibatch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MinibatchStats {
+    /// Mean loss over the minibatch (before the update).
+    pub loss: f32,
+    /// Mean metric over the minibatch, when the trainer has one.
+    pub metric: Option<f32>,
+}
+
+/// Trains the parameters of a graph with a learner.
+///
+/// `loss` and `metric` may be per-sample (e.g. `[batch]`) or scalars; the trainer averages
+/// them over the minibatch and differentiates the mean loss.
+pub struct Trainer {
+    exec: Executor,
+    loss: NodeId,
+    metric: Option<NodeId>,
+    learner: Sgd,
+    minibatches: u64,
+}
+
+impl Trainer {
+    /// Adds the mean loss, its gradients for every parameter of `graph` and the learner's
+    /// updates, then initialises the parameters on the device.
+    pub fn new(ctx: &Context, graph: &Graph, loss: NodeId, metric: Option<NodeId>, learner: Sgd) -> Result<Trainer> {
+        let loss = graph.reduce_mean(loss, &[])?;
+        let metric = metric.map(|m| graph.reduce_mean(m, &[])).transpose()?;
+        let params = graph.parameters();
+        let grads = graph.grad(loss, &params)?;
+        let mut exec = Executor::new(ctx, graph)?;
+        let pairs: Vec<_> = params.into_iter().zip(grads).collect();
+        exec.set_learner(learner.rule(), &pairs)?;
+        Ok(Trainer {
+            exec,
+            loss,
+            metric,
+            learner,
+            minibatches: 0,
+        })
+    }
+
+    fn reported(&self) -> Vec<NodeId> {
+        let mut v = vec![self.loss];
+        v.extend(self.metric);
+        v
+    }
+
+    /// One step of forward, backward and update, submitted as one command buffer. With
+    /// `read`, waits for it and returns the minibatch's mean loss (and metric); otherwise
+    /// returns at once with `None` and nothing is read back.
+    pub fn train_minibatch(&mut self, feed: &Feed, read: bool) -> Result<Option<MinibatchStats>> {
+        let out = self.exec.run(&self.reported(), feed, true, read)?;
+        self.minibatches += 1;
+        Ok(out.map(|o| MinibatchStats {
+            loss: o[0][0],
+            metric: o.get(1).map(|m| m[0]),
+        }))
+    }
+
+    /// The mean metric on a minibatch, without training (CNTK's `test_minibatch`).
+    pub fn test_minibatch(&mut self, feed: &Feed) -> Result<f32> {
+        let m = self.metric.unwrap_or(self.loss);
+        Ok(self.exec.eval(&[m], feed)?[0][0])
+    }
+
+    /// Evaluates any nodes of the graph with the current parameters.
+    pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
+        self.exec.eval(outputs, feed)
+    }
+
+    /// Changes the learning rate from the next step on (no re-planning).
+    pub fn set_learning_rate(&mut self, lr: f32) {
+        self.learner.lr = lr;
+        self.exec.set_hyper(self.learner.hyper());
+    }
+
+    /// The learner's current settings.
+    pub fn learner(&self) -> &Sgd {
+        &self.learner
+    }
+
+    /// Minibatches trained so far.
+    pub fn minibatches(&self) -> u64 {
+        self.minibatches
+    }
+
+    /// The executor holding the parameters (for inspection and checkpoints).
+    pub fn executor(&mut self) -> &mut Executor {
+        &mut self.exec
+    }
+}

@@ -1,0 +1,195 @@
+//! Shared helpers for the GPU tests: a poisoning context, seeded data, f64 references and a
+//! finite-difference gradient check.
+#![allow(dead_code)]
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use wgrad::{Context, ContextOptions, Executor, Graph, NodeId, Shape};
+
+/// A context that poisons every buffer a kernel writes with NaN first. With no adapter this
+/// fails with the install hint, never skips.
+pub fn ctx() -> Context {
+    match Context::with_options(ContextOptions { poison: true }) {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
+    }
+}
+
+/// `n` seeded uniform values in [-1, 1).
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Asserts that every element matches the reference within `tol` relative error
+/// (relative to max(|want|, 1)); NaN always fails.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs() / w.abs().max(1.0);
+        if !(err <= tol) {
+            panic!("{what}: element {i}: got {g}, want {w} (relative error {err:e} > {tol:e})");
+        }
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+}
+
+/// Row-major strides.
+pub fn strides(d: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; d.len()];
+    for i in (0..d.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * d[i + 1];
+    }
+    s
+}
+
+/// numpy broadcast of shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let r = a.len().max(b.len());
+    (0..r)
+        .map(|i| {
+            let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+            let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            da.max(db)
+        })
+        .collect()
+}
+
+/// Element of `x` (shape `xs`) seen at flat index `i` of the broadcast shape `out`.
+pub fn bcast_at(x: &[f64], xs: &[usize], out: &[usize], i: usize) -> f64 {
+    let os = strides(out);
+    let st = strides(xs);
+    let off = out.len() - xs.len();
+    let mut idx = 0;
+    for ax in 0..out.len() {
+        let c = (i / os[ax]) % out[ax];
+        if ax >= off && xs[ax - off] != 1 {
+            idx += c * st[ax - off];
+        }
+    }
+    x[idx]
+}
+
+/// f64 reference of an elementwise binary op with broadcasting.
+pub fn binary_ref(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    let out = broadcast_shape(sa, sb);
+    let n: usize = out.iter().product();
+    (0..n).map(|i| f(bcast_at(a, sa, &out, i), bcast_at(b, sb, &out, i))).collect()
+}
+
+/// f64 reference of batched `op(a)·op(b)` with shapes as wgrad's matmul takes them.
+pub fn matmul_ref(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], ta: bool, tb: bool) -> Vec<f64> {
+    let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
+    let n = if tb { rb } else { cb };
+    let batch = if sa.len() == 3 { sa[0] } else if sb.len() == 3 { sb[0] } else { 1 };
+    let mut c = vec![0.0; batch * m * n];
+    for z in 0..batch {
+        let ao = if sa.len() == 3 { z * ra * ca } else { 0 };
+        let bo = if sb.len() == 3 { z * rb * cb } else { 0 };
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for kk in 0..k {
+                    let av = if ta { a[ao + kk * ca + i] } else { a[ao + i * ca + kk] };
+                    let bv = if tb { b[bo + j * cb + kk] } else { b[bo + kk * cb + j] };
+                    s += av * bv;
+                }
+                c[z * m * n + i * n + j] = s;
+            }
+        }
+    }
+    c
+}
+
+/// f64 reference of a reduction over one axis (kept).
+pub fn reduce_ref(x: &[f64], dims: &[usize], axis: usize, f: &str) -> Vec<f64> {
+    let outer: usize = dims[..axis].iter().product();
+    let len = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let vals = (0..len).map(|j| x[o * len * inner + j * inner + i]);
+            out.push(match f {
+                "sum" => vals.sum(),
+                "mean" => vals.sum::<f64>() / len as f64,
+                _ => vals.fold(f64::NEG_INFINITY, f64::max),
+            });
+        }
+    }
+    out
+}
+
+/// f64 reference of (log-)softmax along an axis.
+pub fn softmax_ref(x: &[f64], dims: &[usize], axis: usize, log: bool) -> Vec<f64> {
+    let outer: usize = dims[..axis].iter().product();
+    let len = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let mut y = vec![0.0; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * len * inner + j * inner + i;
+            let m = (0..len).map(|j| x[at(j)]).fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + (0..len).map(|j| (x[at(j)] - m).exp()).sum::<f64>().ln();
+            for j in 0..len {
+                y[at(j)] = if log { x[at(j)] - lse } else { (x[at(j)] - lse).exp() };
+            }
+        }
+    }
+    y
+}
+
+pub fn to64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Checks the gradients wgrad computes for `build` against central finite differences of
+/// the f64 `reference`. Operands are fixed-shape inputs with the given shapes and data; the
+/// scalar checked is Σ out · r for a random r, so every output element matters.
+pub fn check_grad(
+    name: &str,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    tol: f64,
+) {
+    let ctx = ctx();
+    let g = Graph::new();
+    let xs: Vec<NodeId> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input_with_shape(&format!("x{i}"), Shape::fixed(s)).unwrap())
+        .collect();
+    let out = build(&g, &xs);
+    let out_len: usize = g.shape(out).resolve(1).iter().product();
+    let r_data = rand_vec(out_len, 999);
+    let r = g.input_with_shape("r", g.shape(out)).unwrap();
+    let loss = g.reduce_sum(g.mul(out, r).unwrap(), &[]).unwrap();
+    let grads = g.grad(loss, &xs).unwrap();
+    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let mut feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
+    feed.push((r, &r_data));
+    let got = ex.eval(&grads, &feed).unwrap();
+
+    let r64 = to64(&r_data);
+    let base: Vec<Vec<f64>> = data.iter().map(|d| to64(d)).collect();
+    let l = |xs: &[Vec<f64>]| reference(xs).iter().zip(&r64).map(|(a, b)| a * b).sum::<f64>();
+    for (k, gk) in got.iter().enumerate() {
+        let mut want = vec![0.0; base[k].len()];
+        for (i, w) in want.iter_mut().enumerate() {
+            let h = 1e-5 * base[k][i].abs().max(1.0);
+            let mut p = base.clone();
+            p[k][i] += h;
+            let lp = l(&p);
+            p[k][i] -= 2.0 * h;
+            let lm = l(&p);
+            *w = (lp - lm) / (2.0 * h);
+        }
+        assert_close(&format!("{name}: d/dx{k}"), gk, &want, tol);
+    }
+}

@@ -68,14 +68,27 @@ impl Graph {
 
     /// Sums `g` over the axes along which a value of shape `target` was broadcast, then
     /// reshapes to `target`. With `mean_axis`, that axis is averaged instead of summed.
-    pub(crate) fn sum_to(&self, g: NodeId, target: &Shape, mean_axis: Option<usize>) -> Result<NodeId> {
+    pub(crate) fn sum_to(
+        &self,
+        g: NodeId,
+        target: &Shape,
+        mean_axis: Option<usize>,
+    ) -> Result<NodeId> {
         let gs = self.shape(g);
         let (r, tr) = (gs.rank(), target.rank());
         let mut cur = g;
         for i in 0..r {
-            let td = if i + tr >= r { target.0[i + tr - r] } else { Dim::Fixed(1) };
+            let td = if i + tr >= r {
+                target.0[i + tr - r]
+            } else {
+                Dim::Fixed(1)
+            };
             if gs.0[i] != td || mean_axis == Some(i) {
-                let op = if mean_axis == Some(i) { ReduceOp::Mean } else { ReduceOp::Sum };
+                let op = if mean_axis == Some(i) {
+                    ReduceOp::Mean
+                } else {
+                    ReduceOp::Sum
+                };
                 cur = self.reduce_axis(op, cur, i)?;
             }
         }
@@ -83,7 +96,13 @@ impl Graph {
     }
 
     /// The vector-Jacobian product of one node: (input, gradient contribution) pairs.
-    fn backward(&self, out: NodeId, op: &Op, g: NodeId, depends: &[bool]) -> Result<Vec<(NodeId, NodeId)>> {
+    fn backward(
+        &self,
+        out: NodeId,
+        op: &Op,
+        g: NodeId,
+        depends: &[bool],
+    ) -> Result<Vec<(NodeId, NodeId)>> {
         let wants = |x: NodeId| depends[x.0];
         let shape = |x: NodeId| self.shape(x);
         let mut res = Vec::new();
@@ -134,7 +153,9 @@ impl Graph {
                             Some(self.mul(g, self.binary(to_b, a, b)?)?),
                         )
                     }
-                    BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Eq => (None, None),
+                    BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Eq => {
+                        (None, None)
+                    }
                     BinaryOp::ReluGrad | BinaryOp::SigmoidGrad | BinaryOp::TanhGrad => {
                         return Err(Error::Invalid(format!(
                             "grad: second derivatives through {op:?} are not supported"
@@ -207,7 +228,8 @@ impl Graph {
             }
             Op::CrossEntropyGrad { .. } => {
                 return Err(Error::Invalid(
-                    "grad: second derivatives of cross_entropy_with_softmax are not supported".into(),
+                    "grad: second derivatives of cross_entropy_with_softmax are not supported"
+                        .into(),
                 ))
             }
         }

@@ -125,7 +125,9 @@ impl Context {
 
     /// The largest storage binding in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Creates a buffer after checking it against the adapter's limits.
@@ -164,7 +166,9 @@ impl Context {
         self.buffer(
             what,
             (len * 4) as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
         )
     }
 
@@ -181,6 +185,14 @@ impl Context {
             .entry(kernel)
             .or_insert_with(|| kernel.compile(&self.device))
             .clone()
+    }
+
+    /// Blocks until every submitted command buffer has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
     }
 
     /// Copies `len` f32 values from a buffer back to the host (blocking).

@@ -73,17 +73,30 @@ impl Executor {
 
     /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
     pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
-        self.run(outputs, feed, false, true).map(|o| o.unwrap_or_default())
+        self.run(outputs, feed, false, true)
+            .map(|o| o.unwrap_or_default())
+    }
+
+    /// Computes `outputs` from `feed` without reading anything back: submits and returns.
+    /// Pair with [`Context::wait`] to time the device.
+    pub fn launch(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<()> {
+        self.run(outputs, feed, false, false).map(|_| ())
     }
 
     /// Installs the update rule of a learner for `(parameter, gradient)` pairs.
-    pub(crate) fn set_learner(&mut self, rule: UpdateRule, pairs: &[(NodeId, NodeId)]) -> Result<()> {
+    pub(crate) fn set_learner(
+        &mut self,
+        rule: UpdateRule,
+        pairs: &[(NodeId, NodeId)],
+    ) -> Result<()> {
         let hyper = self.ctx.buffer(
             "learner hyper-parameters",
             16,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
-        self.ctx.queue.write_buffer(&hyper, 0, bytemuck::cast_slice(&rule.hyper));
+        self.ctx
+            .queue
+            .write_buffer(&hyper, 0, bytemuck::cast_slice(&rule.hyper));
         let mut params = Vec::new();
         for &(p, g) in pairs {
             let dims = self.nodes[p.0].shape.resolve(1);
@@ -93,7 +106,11 @@ impl Executor {
             params.push((p, g, state));
         }
         self.plans.retain(|k, _| !k.1);
-        self.learner = Some(LearnerState { rule, params, hyper });
+        self.learner = Some(LearnerState {
+            rule,
+            params,
+            hyper,
+        });
         Ok(())
     }
 
@@ -101,7 +118,9 @@ impl Executor {
     pub(crate) fn set_hyper(&mut self, hyper: [f32; 4]) {
         if let Some(l) = &mut self.learner {
             l.rule.hyper = hyper;
-            self.ctx.queue.write_buffer(&l.hyper, 0, bytemuck::cast_slice(&hyper));
+            self.ctx
+                .queue
+                .write_buffer(&l.hyper, 0, bytemuck::cast_slice(&hyper));
         }
     }
 
@@ -152,7 +171,14 @@ impl Executor {
                     .collect(),
                 _ => Vec::new(),
             };
-            let plan = plan::build(&self.ctx, &self.nodes, &self.persistent, outputs, &updates, batch)?;
+            let plan = plan::build(
+                &self.ctx,
+                &self.nodes,
+                &self.persistent,
+                outputs,
+                &updates,
+                batch,
+            )?;
             self.plans.insert(key.clone(), plan);
         }
         let plan = &self.plans[&key];
@@ -160,7 +186,9 @@ impl Executor {
         for (id, buf, len) in &plan.inputs {
             let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
             debug_assert_eq!(data.len(), *len);
-            self.ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(data));
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(data));
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
@@ -199,17 +227,25 @@ impl Executor {
         let need = plan::needed(&self.nodes, targets);
         for (id, _) in feed {
             if !matches!(self.nodes.get(id.0).map(|n| &n.op), Some(Op::Input { .. })) {
-                return Err(Error::Feed(format!("node {} is not an input variable", id.0)));
+                return Err(Error::Feed(format!(
+                    "node {} is not an input variable",
+                    id.0
+                )));
             }
         }
         let mut batch: Option<(usize, String)> = None;
         for (i, node) in self.nodes.iter().enumerate() {
-            let Op::Input { name } = &node.op else { continue };
+            let Op::Input { name } = &node.op else {
+                continue;
+            };
             if !need[i] {
                 continue;
             }
             let Some((_, data)) = feed.iter().find(|(f, _)| f.0 == i) else {
-                return Err(Error::Feed(format!("input '{name}' (shape {}) was not fed", node.shape)));
+                return Err(Error::Feed(format!(
+                    "input '{name}' (shape {}) was not fed",
+                    node.shape
+                )));
             };
             let per = node.shape.per_sample();
             if !node.shape.has_batch() {
@@ -233,8 +269,8 @@ impl Executor {
             match &batch {
                 Some((b0, n0)) if *b0 != b => {
                     return Err(Error::Feed(format!(
-                        "inputs disagree on the batch size: '{n0}' has {b0} samples, '{name}' has {b}"
-                    )))
+                    "inputs disagree on the batch size: '{n0}' has {b0} samples, '{name}' has {b}"
+                )))
                 }
                 _ => batch = Some((b, name.clone())),
             }
@@ -263,12 +299,20 @@ impl Executor {
     /// Bytes of intermediate buffers of the largest plan built so far (parameters and
     /// inputs not counted).
     pub fn peak_scratch_bytes(&self) -> u64 {
-        self.plans.values().map(|p| p.scratch_bytes).max().unwrap_or(0)
+        self.plans
+            .values()
+            .map(|p| p.scratch_bytes)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Number of dispatches per call of the largest plan built so far.
     pub fn max_dispatches(&self) -> usize {
-        self.plans.values().map(|p| p.steps.len()).max().unwrap_or(0)
+        self.plans
+            .values()
+            .map(|p| p.steps.len())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -292,7 +336,11 @@ fn init_fill(init: Init, dims: &[usize], seed: u64) -> Fill {
         Init::Normal { mean, std } => Fill::Normal { mean, std, seed },
         Init::GlorotUniform => {
             let l = (6.0 / (fan_in + fan_out) as f32).sqrt();
-            Fill::Uniform { low: -l, high: l, seed }
+            Fill::Uniform {
+                low: -l,
+                high: l,
+                seed,
+            }
         }
         Init::HeNormal => Fill::Normal {
             mean: 0.0,

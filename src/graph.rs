@@ -340,13 +340,18 @@ impl Graph {
         self.nodes
             .borrow()
             .iter()
-            .position(|n| matches!(&n.op, Op::Input { name: m } | Op::Param { name: m, .. } if m == name))
+            .position(
+                |n| matches!(&n.op, Op::Input { name: m } | Op::Param { name: m, .. } if m == name),
+            )
             .map(NodeId)
     }
 
     fn ids_where(&self, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
         let nodes = self.nodes.borrow();
-        (0..nodes.len()).filter(|&i| f(&nodes[i].op)).map(NodeId).collect()
+        (0..nodes.len())
+            .filter(|&i| f(&nodes[i].op))
+            .map(NodeId)
+            .collect()
     }
 
     fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
@@ -373,13 +378,18 @@ impl Graph {
     /// An input of any shape (at most one batch axis).
     pub fn input_with_shape(&self, name: &str, shape: Shape) -> Result<NodeId> {
         if shape.0.iter().filter(|d| **d == Dim::Batch).count() > 1 {
-            return shape_err("input", format!("{name}: at most one batch axis, got {shape}"));
+            return shape_err(
+                "input",
+                format!("{name}: at most one batch axis, got {shape}"),
+            );
         }
         if shape.0.contains(&Dim::Fixed(0)) {
             return shape_err("input", format!("{name}: empty axis in {shape}"));
         }
         if self.find(name).is_some() {
-            return Err(Error::Invalid(format!("input: the name {name} is already used")));
+            return Err(Error::Invalid(format!(
+                "input: the name {name} is already used"
+            )));
         }
         Ok(self.push(Op::Input { name: name.into() }, shape))
     }
@@ -390,7 +400,9 @@ impl Graph {
             return shape_err("parameter", format!("{name}: empty axis in {dims:?}"));
         }
         if self.find(name).is_some() {
-            return Err(Error::Invalid(format!("parameter: the name {name} is already used")));
+            return Err(Error::Invalid(format!(
+                "parameter: the name {name} is already used"
+            )));
         }
         let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.len() as u64);
         Ok(self.push(
@@ -527,12 +539,20 @@ impl Graph {
 
     /// Reduction over `axes` (negative counts from the end; empty means all axes).
     /// With `keepdims` the reduced axes stay with size 1, otherwise they are removed.
-    pub fn reduce(&self, op: ReduceOp, x: NodeId, axes: &[isize], keepdims: bool) -> Result<NodeId> {
+    pub fn reduce(
+        &self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[isize],
+        keepdims: bool,
+    ) -> Result<NodeId> {
         let s = self.check("reduce", x)?;
         let mut list: Vec<usize> = if axes.is_empty() {
             (0..s.rank()).collect()
         } else {
-            axes.iter().map(|&a| s.axis("reduce", a)).collect::<Result<_>>()?
+            axes.iter()
+                .map(|&a| s.axis("reduce", a))
+                .collect::<Result<_>>()?
         };
         list.sort_unstable();
         list.dedup();
@@ -545,7 +565,10 @@ impl Graph {
         if keepdims {
             return Ok(cur);
         }
-        let kept: Vec<Dim> = (0..s.rank()).filter(|a| !list.contains(a)).map(|a| s.0[a]).collect();
+        let kept: Vec<Dim> = (0..s.rank())
+            .filter(|a| !list.contains(a))
+            .map(|a| s.0[a])
+            .collect();
         self.reshape(cur, Shape(kept))
     }
 
@@ -567,7 +590,12 @@ impl Graph {
         self.expand_mean(x, shape, None)
     }
 
-    pub(crate) fn expand_mean(&self, x: NodeId, shape: Shape, mean_axis: Option<usize>) -> Result<NodeId> {
+    pub(crate) fn expand_mean(
+        &self,
+        x: NodeId,
+        shape: Shape,
+        mean_axis: Option<usize>,
+    ) -> Result<NodeId> {
         let s = self.check("expand", x)?;
         let b = Shape::broadcast("expand", &s, &shape)?;
         if b != shape {
@@ -611,7 +639,10 @@ impl Graph {
         let sz = self.check(op, z)?;
         let st = self.check(op, t)?;
         if sz != st {
-            return shape_err(op, format!("scores {sz} and targets {st} must have the same shape"));
+            return shape_err(
+                op,
+                format!("scores {sz} and targets {st} must have the same shape"),
+            );
         }
         if sz.rank() == 0 {
             return shape_err(op, "scores need a class axis, got a scalar".to_string());
@@ -655,7 +686,10 @@ fn matmul_shape(sa: &Shape, sb: &Shape, ta: bool, tb: bool) -> Result<Shape> {
     let op = "matmul";
     for (s, name) in [(sa, "left"), (sb, "right")] {
         if !(2..=3).contains(&s.rank()) {
-            return shape_err(op, format!("{name} operand must have rank 2 or 3, got {s} (with {sa} · {sb})"));
+            return shape_err(
+                op,
+                format!("{name} operand must have rank 2 or 3, got {s} (with {sa} · {sb})"),
+            );
         }
     }
     let last2 = |s: &Shape, t: bool| {
@@ -672,7 +706,11 @@ fn matmul_shape(sa: &Shape, sb: &Shape, ta: bool, tb: bool) -> Result<Shape> {
     if ka != kb {
         return shape_err(
             op,
-            format!("inner dimensions differ: {sa}{} · {sb}{}", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }),
+            format!(
+                "inner dimensions differ: {sa}{} · {sb}{}",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
         );
     }
     let batch = match (sa.rank(), sb.rank()) {

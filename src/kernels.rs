@@ -213,10 +213,13 @@ impl Params {
     /// Pads to a multiple of 16 bytes, as uniform structs are.
     pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut w = self.0.clone();
-        while w.len() % 4 != 0 {
+        while !w.len().is_multiple_of(4) {
             w.push(0);
         }
-        assert!(w.len() * 4 <= PARAMS_SIZE as usize, "parameter block too large");
+        assert!(
+            w.len() * 4 <= PARAMS_SIZE as usize,
+            "parameter block too large"
+        );
         bytemuck::cast_slice(&w).to_vec()
     }
 }
@@ -253,7 +256,9 @@ pub(crate) fn bind_group(
         if c == '-' {
             continue;
         }
-        let buf = next.next().expect("bind_group: fewer buffers than the signature");
+        let buf = next
+            .next()
+            .expect("bind_group: fewer buffers than the signature");
         entries.push(wgpu::BindGroupEntry {
             binding: i as u32 + 1,
             resource: buf.as_entire_binding(),

@@ -177,12 +177,22 @@ pub(crate) fn build(
         let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, i)? else {
             continue;
         };
-        let mut bufs: Vec<&wgpu::Buffer> = nodes[i].op.inputs().iter().map(|j| buffer_of(j.0)).collect();
+        let mut bufs: Vec<&wgpu::Buffer> = nodes[i]
+            .op
+            .inputs()
+            .iter()
+            .map(|j| buffer_of(j.0))
+            .collect();
         if let Op::Expand { .. } = nodes[i].op {
             bufs.push(bufs[0]);
         }
         if ctx.options.poison {
-            specs.push((Kernel::Fill, fill_params(numel(i), Fill::Nan), vec![buffer_of(i)], groups_1d(numel(i))));
+            specs.push((
+                Kernel::Fill,
+                fill_params(numel(i), Fill::Nan),
+                vec![buffer_of(i)],
+                groups_1d(numel(i)),
+            ));
         }
         bufs.push(buffer_of(i));
         specs.push((kernel, params, bufs, groups));
@@ -257,10 +267,16 @@ fn dispatch(
         (outer, x[axis], inner)
     };
     Ok(Some(match nodes[i].op {
-        Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Reshape { .. } => return Ok(None),
+        Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Reshape { .. } => {
+            return Ok(None)
+        }
         Op::Unary { op, .. } => {
             let (code, alpha) = op.code();
-            (Kernel::Unary, Params::new().u(n).u(code).f(alpha), groups_1d(n))
+            (
+                Kernel::Unary,
+                Params::new().u(n).u(code).f(alpha),
+                groups_1d(n),
+            )
         }
         Op::Binary { op, a, b } => (
             Kernel::Binary,
@@ -338,7 +354,14 @@ fn dispatch(
 }
 
 /// Parameters of the broadcasting binary kernel: operand strides over the output's axes.
-fn broadcast_params(n: usize, out: &[usize], a: &[usize], b: &[usize], op: usize, alpha: f32) -> Result<Params> {
+fn broadcast_params(
+    n: usize,
+    out: &[usize],
+    a: &[usize],
+    b: &[usize],
+    op: usize,
+    alpha: f32,
+) -> Result<Params> {
     let p = Params::new().u(n);
     if a == out && b == out {
         return Ok(p.u(0).u(op).f(alpha));
@@ -352,8 +375,19 @@ fn broadcast_params(n: usize, out: &[usize], a: &[usize], b: &[usize], op: usize
         let st = strides(x);
         let off = out.len() - x.len();
         (0..out.len())
-            .map(|ax| if ax < off || x[ax - off] == 1 { 0 } else { st[ax - off] })
+            .map(|ax| {
+                if ax < off || x[ax - off] == 1 {
+                    0
+                } else {
+                    st[ax - off]
+                }
+            })
             .collect()
     };
-    Ok(p.u(out.len()).u(op).f(alpha).vec8(out).vec8(&operand(a)).vec8(&operand(b)))
+    Ok(p.u(out.len())
+        .u(op)
+        .f(alpha)
+        .vec8(out)
+        .vec8(&operand(a))
+        .vec8(&operand(b)))
 }

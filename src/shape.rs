@@ -72,7 +72,10 @@ impl Shape {
         let r = self.rank() as isize;
         let a = if axis < 0 { axis + r } else { axis };
         if a < 0 || a >= r {
-            return crate::error::shape_err(op, format!("axis {axis} out of range for shape {self}"));
+            return crate::error::shape_err(
+                op,
+                format!("axis {axis} out of range for shape {self}"),
+            );
         }
         Ok(a as usize)
     }
@@ -82,8 +85,16 @@ impl Shape {
         let r = a.rank().max(b.rank());
         let mut out = Vec::with_capacity(r);
         for i in 0..r {
-            let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { Dim::Fixed(1) };
-            let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { Dim::Fixed(1) };
+            let da = if i + a.rank() >= r {
+                a.0[i + a.rank() - r]
+            } else {
+                Dim::Fixed(1)
+            };
+            let db = if i + b.rank() >= r {
+                b.0[i + b.rank() - r]
+            } else {
+                Dim::Fixed(1)
+            };
             let d = match (da, db) {
                 (x, y) if x == y => x,
                 (Dim::Fixed(1), y) => y,

@@ -84,7 +84,13 @@ impl Tensor {
     /// Overwrites every element on the device.
     pub fn fill(&self, ctx: &Context, fill: Fill) -> Result<()> {
         let n = self.len();
-        run_once(ctx, Kernel::Fill, &fill_params(n, fill), &[&self.buffer], groups_1d(n))
+        run_once(
+            ctx,
+            Kernel::Fill,
+            &fill_params(n, fill),
+            &[&self.buffer],
+            groups_1d(n),
+        )
     }
 
     /// Replaces the contents with host data of the same length.

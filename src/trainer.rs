@@ -31,7 +31,13 @@ pub struct Trainer {
 impl Trainer {
     /// Adds the mean loss, its gradients for every parameter of `graph` and the learner's
     /// updates, then initialises the parameters on the device.
-    pub fn new(ctx: &Context, graph: &Graph, loss: NodeId, metric: Option<NodeId>, learner: Sgd) -> Result<Trainer> {
+    pub fn new(
+        ctx: &Context,
+        graph: &Graph,
+        loss: NodeId,
+        metric: Option<NodeId>,
+        learner: Sgd,
+    ) -> Result<Trainer> {
         let loss = graph.reduce_mean(loss, &[])?;
         let metric = metric.map(|m| graph.reduce_mean(m, &[])).transpose()?;
         let params = graph.parameters();

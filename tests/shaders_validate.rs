@@ -14,12 +14,19 @@ fn every_wgsl_file_parses_and_validates() {
         let src = fs::read_to_string(&path).unwrap();
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
         seen += 1;
     }
-    assert_eq!(seen, wgrad::kernels::Shader::ALL.len(), "every shader file is registered");
+    assert_eq!(
+        seen,
+        wgrad::kernels::Shader::ALL.len(),
+        "every shader file is registered"
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs() / w.abs().max(1.0);
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             panic!("{what}: element {i}: got {g}, want {w} (relative error {err:e} > {tol:e})");
         }
         if err > worst.0 {
@@ -50,8 +50,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Vec<usize> {
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-            let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            let da = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
             da.max(db)
         })
         .collect()
@@ -73,19 +81,40 @@ pub fn bcast_at(x: &[f64], xs: &[usize], out: &[usize], i: usize) -> f64 {
 }
 
 /// f64 reference of an elementwise binary op with broadcasting.
-pub fn binary_ref(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+pub fn binary_ref(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
     let out = broadcast_shape(sa, sb);
     let n: usize = out.iter().product();
-    (0..n).map(|i| f(bcast_at(a, sa, &out, i), bcast_at(b, sb, &out, i))).collect()
+    (0..n)
+        .map(|i| f(bcast_at(a, sa, &out, i), bcast_at(b, sb, &out, i)))
+        .collect()
 }
 
 /// f64 reference of batched `op(a)·op(b)` with shapes as wgrad's matmul takes them.
-pub fn matmul_ref(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], ta: bool, tb: bool) -> Vec<f64> {
+pub fn matmul_ref(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Vec<f64> {
     let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
     let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
     let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
     let n = if tb { rb } else { cb };
-    let batch = if sa.len() == 3 { sa[0] } else if sb.len() == 3 { sb[0] } else { 1 };
+    let batch = if sa.len() == 3 {
+        sa[0]
+    } else if sb.len() == 3 {
+        sb[0]
+    } else {
+        1
+    };
     let mut c = vec![0.0; batch * m * n];
     for z in 0..batch {
         let ao = if sa.len() == 3 { z * ra * ca } else { 0 };
@@ -94,8 +123,16 @@ pub fn matmul_ref(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], ta: bool, tb
             for j in 0..n {
                 let mut s = 0.0;
                 for kk in 0..k {
-                    let av = if ta { a[ao + kk * ca + i] } else { a[ao + i * ca + kk] };
-                    let bv = if tb { b[bo + j * cb + kk] } else { b[bo + kk * cb + j] };
+                    let av = if ta {
+                        a[ao + kk * ca + i]
+                    } else {
+                        a[ao + i * ca + kk]
+                    };
+                    let bv = if tb {
+                        b[bo + j * cb + kk]
+                    } else {
+                        b[bo + kk * cb + j]
+                    };
                     s += av * bv;
                 }
                 c[z * m * n + i * n + j] = s;
@@ -136,7 +173,11 @@ pub fn softmax_ref(x: &[f64], dims: &[usize], axis: usize, log: bool) -> Vec<f64
             let m = (0..len).map(|j| x[at(j)]).fold(f64::NEG_INFINITY, f64::max);
             let lse = m + (0..len).map(|j| (x[at(j)] - m).exp()).sum::<f64>().ln();
             for j in 0..len {
-                y[at(j)] = if log { x[at(j)] - lse } else { (x[at(j)] - lse).exp() };
+                y[at(j)] = if log {
+                    x[at(j)] - lse
+                } else {
+                    (x[at(j)] - lse).exp()
+                };
             }
         }
     }
@@ -163,7 +204,10 @@ pub fn check_grad(
     let xs: Vec<NodeId> = shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| g.input_with_shape(&format!("x{i}"), Shape::fixed(s)).unwrap())
+        .map(|(i, s)| {
+            g.input_with_shape(&format!("x{i}"), Shape::fixed(s))
+                .unwrap()
+        })
         .collect();
     let out = build(&g, &xs);
     let out_len: usize = g.shape(out).resolve(1).iter().product();
@@ -178,7 +222,13 @@ pub fn check_grad(
 
     let r64 = to64(&r_data);
     let base: Vec<Vec<f64>> = data.iter().map(|d| to64(d)).collect();
-    let l = |xs: &[Vec<f64>]| reference(xs).iter().zip(&r64).map(|(a, b)| a * b).sum::<f64>();
+    let l = |xs: &[Vec<f64>]| {
+        reference(xs)
+            .iter()
+            .zip(&r64)
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+    };
     for (k, gk) in got.iter().enumerate() {
         let mut want = vec![0.0; base[k].len()];
         for (i, w) in want.iter_mut().enumerate() {

@@ -1,20 +1,32 @@
-// Fills a buffer: a constant, NaN poison, or seeded random numbers from a counter-based RNG.
-// The random value of element i depends only on (seed, i), so fills are reproducible and
-// independent of how the work is split into workgroups.
+// Fills a buffer (a constant, NaN poison, or seeded random numbers) and applies dropout, both
+// from a counter-based generator: the random bits of element i depend only on (seed, salt, i),
+// so results are reproducible and independent of how the work is split into workgroups.
+// Dropout salts with the training step, so each step draws a new mask and its backward pass
+// (the same op on the gradient) redraws the same one.
 
 struct Params {
     n: u32,
-    op: u32,        // 0 constant a, 1 uniform [a, b), 2 normal(mean a, std b), 3 NaN
+    op: u32,        // fill: 0 constant a, 1 uniform [a, b), 2 normal(mean a, std b), 3 NaN
     seed_lo: u32,
     seed_hi: u32,
-    a: f32,
-    b: f32,
+    a: f32,         // dropout: drop probability
+    b: f32,         // dropout: scale of kept elements, 1 / (1 - a)
     _p0: u32,
     _p1: u32,
 }
 
+// Per-call values written by the executor.
+struct Runtime {
+    step: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> rt: Runtime;
 
 // PCG-style integer hash (one round of a permuted congruential generator).
 fn pcg(v: u32) -> u32 {
@@ -23,14 +35,14 @@ fn pcg(v: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-// 32 random bits for counter i, keyed by the 64-bit seed.
-fn bits(i: u32) -> u32 {
-    return pcg(pcg(pcg(i) ^ pcg(p.seed_lo)) ^ p.seed_hi);
+// 32 random bits for counter i, keyed by the 64-bit seed and a salt.
+fn bits(i: u32, salt: u32) -> u32 {
+    return pcg(pcg(pcg(i) ^ pcg(p.seed_lo ^ pcg(salt))) ^ p.seed_hi);
 }
 
 // A uniform number in the open interval (0, 1) from 24 random bits.
-fn unit(i: u32) -> f32 {
-    return (f32(bits(i) >> 8u) + 0.5) / 16777216.0;
+fn unit(i: u32, salt: u32) -> f32 {
+    return (f32(bits(i, salt) >> 8u) + 0.5) / 16777216.0;
 }
 
 @compute @workgroup_size(256)
@@ -45,12 +57,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             r = p.a;
         }
         case 1u: {
-            r = p.a + (p.b - p.a) * unit(i);
+            r = p.a + (p.b - p.a) * unit(i, 0u);
         }
         case 2u: {
             // Box-Muller on two independent counters per element.
-            let u1 = unit(2u * i);
-            let u2 = unit(2u * i + 1u);
+            let u1 = unit(2u * i, 0u);
+            let u2 = unit(2u * i + 1u, 0u);
             r = p.a + p.b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
         }
         default: {
@@ -58,4 +70,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     out[i] = r;
+}
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = select(0.0, x[i] * p.b, unit(i, rt.step + 1u) >= p.a);
 }

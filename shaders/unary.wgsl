@@ -36,6 +36,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         // tanh(x) is exactly ±1 in f32 beyond |x| = 9; clamping avoids inf/inf in some drivers.
         case 7u: { r = tanh(clamp(v, -15.0, 15.0)); }
         case 8u: { r = max(v, 0.0); }
+        // softplus: max(v, 0) + ln(1 + e^-|v|) never overflows.
+        case 9u: { r = max(v, 0.0) + log(1.0 + exp(-abs(v))); }
         default: { r = v; }
     }
     y[i] = p.alpha * r;

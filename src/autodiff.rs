@@ -120,6 +120,7 @@ impl Graph {
                     UnaryOp::Sigmoid => Some(self.binary(BinaryOp::SigmoidGrad, out, g)?),
                     UnaryOp::Tanh => Some(self.binary(BinaryOp::TanhGrad, out, g)?),
                     UnaryOp::Relu => Some(self.binary(BinaryOp::ReluGrad, x, g)?),
+                    UnaryOp::Softplus => Some(self.mul(g, self.sigmoid(x)?)?),
                 };
                 if let Some(gx) = gx {
                     res.push((x, gx));
@@ -226,11 +227,38 @@ impl Graph {
                     res.push((t, self.neg(self.mul(g1, ls)?)?));
                 }
             }
-            Op::CrossEntropyGrad { .. } => {
-                return Err(Error::Invalid(
-                    "grad: second derivatives of cross_entropy_with_softmax are not supported"
-                        .into(),
-                ))
+            Op::Im2Col { x, win } => res.push((x, self.col2im(g, win))),
+            Op::Col2Im { x, win } => res.push((x, self.im2col_win(g, win))),
+            Op::Pool { x, win, max } => res.push((x, self.pool_grad(x, g, win, max))),
+            Op::Concat { a, b, axis } => {
+                let la = shape(a).0[axis].resolve(0);
+                let lb = shape(b).0[axis].resolve(0);
+                if wants(a) {
+                    res.push((a, self.slice(g, axis as isize, 0, la)?));
+                }
+                if wants(b) {
+                    res.push((b, self.slice(g, axis as isize, la, la + lb)?));
+                }
+            }
+            Op::Slice { x, axis, begin } => res.push((x, self.pad_to(g, axis, begin, shape(x)))),
+            Op::Pad { x, axis, begin } => {
+                let len = shape(x).0[axis].resolve(0);
+                res.push((x, self.slice(g, axis as isize, begin, begin + len)?));
+            }
+            // The same mask (same seed, same step) applied to the gradient.
+            Op::Dropout { x, p, seed } => res.push((x, self.dropout_mask(g, p, seed))),
+            // Gradients are only taken in training steps.
+            Op::Mode { train, .. } => res.push((train, g)),
+            Op::OneHot { .. } => {}
+            Op::CrossEntropyGrad { .. } | Op::PoolGrad { .. } => {
+                return Err(Error::Invalid(format!(
+                    "grad: second derivatives through {} are not supported",
+                    if matches!(op, Op::PoolGrad { .. }) {
+                        "pooling"
+                    } else {
+                        "cross_entropy_with_softmax"
+                    }
+                )))
             }
         }
         Ok(res)

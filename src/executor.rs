@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::device::Context;
 use crate::graph::{Graph, Init, Node, NodeId, Op};
 use crate::kernels::Kernel;
-use crate::plan::{self, Plan, UpdateDispatch};
+use crate::plan::{self, Extras, Plan, UpdateDispatch};
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
 
@@ -31,6 +31,7 @@ struct LearnerState {
     hyper: wgpu::Buffer,
 }
 
+/// A plan is specific to its outputs, training or evaluation, and the batch size.
 type PlanKey = (Vec<NodeId>, bool, usize);
 
 /// Runs a graph on a [`Context`]; see the module docs.
@@ -40,6 +41,10 @@ pub struct Executor {
     persistent: HashMap<NodeId, Tensor>,
     plans: HashMap<PlanKey, Plan>,
     learner: Option<LearnerState>,
+    assigns: Vec<(NodeId, NodeId)>,
+    /// Per-call uniform: the training step (salts dropout masks).
+    runtime: wgpu::Buffer,
+    step: u32,
 }
 
 impl Executor {
@@ -57,12 +62,20 @@ impl Executor {
             };
             persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
         }
+        let runtime = ctx.buffer(
+            "runtime",
+            16,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
         Ok(Executor {
             ctx: ctx.clone(),
             nodes,
             persistent,
             plans: HashMap::new(),
             learner: None,
+            assigns: graph.assignments(),
+            runtime,
+            step: 0,
         })
     }
 
@@ -124,8 +137,9 @@ impl Executor {
         }
     }
 
-    /// Runs one plan: the nodes needed for `outputs`, then the learner's updates when
-    /// `update` is set. Reads `outputs` back only when `read` is set.
+    /// Runs one plan: the nodes needed for `outputs`; with `update` in training mode, then
+    /// the learner's updates and the state assignments. Reads `outputs` back only when `read`
+    /// is set.
     pub(crate) fn run(
         &mut self,
         outputs: &[NodeId],
@@ -133,6 +147,7 @@ impl Executor {
         update: bool,
         read: bool,
     ) -> Result<Option<Vec<Vec<f32>>>> {
+        let training = update;
         for o in outputs {
             if o.0 >= self.nodes.len() {
                 return Err(Error::Invalid(format!(
@@ -149,8 +164,9 @@ impl Executor {
         if update {
             let l = self.learner.as_ref().unwrap();
             targets.extend(l.params.iter().map(|p| p.1));
+            targets.extend(self.assigns.iter().map(|a| a.1));
         }
-        let batch = self.batch_size(&targets, feed)?;
+        let batch = self.batch_size(&targets, feed, training)?;
         let key = (outputs.to_vec(), update, batch);
         if !self.plans.contains_key(&key) {
             let updates: Vec<UpdateDispatch> = match (&self.learner, update) {
@@ -171,12 +187,22 @@ impl Executor {
                     .collect(),
                 _ => Vec::new(),
             };
+            let extras = Extras {
+                training,
+                updates,
+                assigns: if update {
+                    self.assigns.clone()
+                } else {
+                    Vec::new()
+                },
+                runtime: &self.runtime,
+            };
             let plan = plan::build(
                 &self.ctx,
                 &self.nodes,
                 &self.persistent,
                 outputs,
-                &updates,
+                &extras,
                 batch,
             )?;
             self.plans.insert(key.clone(), plan);
@@ -189,6 +215,14 @@ impl Executor {
             self.ctx
                 .queue
                 .write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        if training {
+            self.step = self.step.wrapping_add(1);
+            self.ctx.queue.write_buffer(
+                &self.runtime,
+                0,
+                bytemuck::cast_slice(&[self.step, 0, 0, 0]),
+            );
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
@@ -223,8 +257,8 @@ impl Executor {
     }
 
     /// Checks the feed against the inputs the targets need and returns the batch size.
-    fn batch_size(&self, targets: &[NodeId], feed: &Feed) -> Result<usize> {
-        let need = plan::needed(&self.nodes, targets);
+    fn batch_size(&self, targets: &[NodeId], feed: &Feed, training: bool) -> Result<usize> {
+        let need = plan::needed(&self.nodes, targets, training);
         for (id, _) in feed {
             if !matches!(self.nodes.get(id.0).map(|n| &n.op), Some(Op::Input { .. })) {
                 return Err(Error::Feed(format!(

@@ -70,6 +70,8 @@ pub enum UnaryOp {
     Tanh,
     /// max(x, 0)
     Relu,
+    /// ln(1 + e^x), computed stably
+    Softplus,
     /// s · x
     Scale(f32),
 }
@@ -87,6 +89,7 @@ impl UnaryOp {
             UnaryOp::Sigmoid => (6, 1.0),
             UnaryOp::Tanh => (7, 1.0),
             UnaryOp::Relu => (8, 1.0),
+            UnaryOp::Softplus => (9, 1.0),
             UnaryOp::Scale(s) => (99, s),
         }
     }
@@ -162,6 +165,8 @@ pub enum Op {
         init: Init,
         /// Seed for random initialisers.
         seed: u64,
+        /// Learners update it (false for state such as batch-norm running averages).
+        trainable: bool,
     },
     /// A tensor with one value everywhere.
     Const {
@@ -248,6 +253,120 @@ pub enum Op {
         /// Targets.
         t: NodeId,
     },
+    /// Sliding-window patches of an NCHW image: `[N, OH·OW, C·KH·KW]` (convolution as GEMM).
+    Im2Col {
+        /// Image `[N, C, H, W]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+    },
+    /// The adjoint of [`Op::Im2Col`]: patches summed back into an image.
+    Col2Im {
+        /// Patches `[N, OH·OW, C·KH·KW]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+    },
+    /// Max or average pooling of an NCHW image.
+    Pool {
+        /// Image `[N, C, H, W]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+        /// Max pooling (else average over the window's in-image elements).
+        max: bool,
+    },
+    /// Gradient of [`Op::Pool`] with respect to its input.
+    PoolGrad {
+        /// The pooled image.
+        x: NodeId,
+        /// Incoming gradient `[N, C, OH, OW]`.
+        g: NodeId,
+        /// Window geometry.
+        win: Window,
+        /// Max pooling.
+        max: bool,
+    },
+    /// `a` and `b` joined along `axis` (CNTK's splice).
+    Concat {
+        /// First part.
+        a: NodeId,
+        /// Second part.
+        b: NodeId,
+        /// The axis.
+        axis: usize,
+    },
+    /// Elements `begin..begin + len(axis)` of `x` along `axis`.
+    Slice {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// First index taken.
+        begin: usize,
+    },
+    /// The adjoint of [`Op::Slice`]: `x` placed at `begin` along `axis`, zeros elsewhere.
+    Pad {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// Where `x` starts.
+        begin: usize,
+    },
+    /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
+    OneHot {
+        /// Class indices.
+        x: NodeId,
+    },
+    /// Zeroes each element with probability `p` and scales the rest by 1/(1-p); the mask
+    /// comes from a counter-based generator keyed by (seed, step, element).
+    Dropout {
+        /// Operand.
+        x: NodeId,
+        /// Drop probability.
+        p: f32,
+        /// Per-node seed.
+        seed: u64,
+    },
+    /// `train` in training steps, `eval` otherwise (dropout, batch-norm statistics).
+    Mode {
+        /// Value used while training.
+        train: NodeId,
+        /// Value used in evaluation.
+        eval: NodeId,
+    },
+}
+
+/// Geometry of a 2-D sliding window over an NCHW image (convolution or pooling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Channels.
+    pub c: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Zero padding above (below is implied by the output size).
+    pub ph: usize,
+    /// Zero padding on the left.
+    pub pw: usize,
+    /// Vertical dilation.
+    pub dh: usize,
+    /// Horizontal dilation.
+    pub dw: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
 }
 
 impl Op {
@@ -259,8 +378,19 @@ impl Op {
             | Op::Reduce { x, .. }
             | Op::Expand { x, .. }
             | Op::Reshape { x }
-            | Op::Softmax { x, .. } => vec![x],
-            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } => vec![a, b],
+            | Op::Softmax { x, .. }
+            | Op::Im2Col { x, .. }
+            | Op::Col2Im { x, .. }
+            | Op::Pool { x, .. }
+            | Op::Slice { x, .. }
+            | Op::Pad { x, .. }
+            | Op::OneHot { x }
+            | Op::Dropout { x, .. } => vec![x],
+            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } | Op::Concat { a, b, .. } => {
+                vec![a, b]
+            }
+            Op::PoolGrad { x, g, .. } => vec![x, g],
+            Op::Mode { train, eval } => vec![train, eval],
             Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
             Op::CrossEntropyGrad { z, t, g } => vec![z, t, g],
         }
@@ -280,6 +410,7 @@ pub struct Node {
 #[derive(Default)]
 pub struct Graph {
     nodes: RefCell<Vec<Node>>,
+    assigns: RefCell<Vec<(NodeId, NodeId)>>,
     seed: u64,
 }
 
@@ -293,6 +424,7 @@ impl Graph {
     pub fn with_seed(seed: u64) -> Graph {
         Graph {
             nodes: RefCell::default(),
+            assigns: RefCell::default(),
             seed,
         }
     }
@@ -317,9 +449,50 @@ impl Graph {
         self.nodes.borrow()[id.0].shape.clone()
     }
 
-    /// All parameters, in creation order.
+    /// All trainable parameters, in creation order.
     pub fn parameters(&self) -> Vec<NodeId> {
+        self.ids_where(|op| {
+            matches!(
+                op,
+                Op::Param {
+                    trainable: true,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Every parameter and state variable (what a checkpoint holds), in creation order.
+    pub fn variables(&self) -> Vec<NodeId> {
         self.ids_where(|op| matches!(op, Op::Param { .. }))
+    }
+
+    /// Registers `state ← value` to run at the end of each training step (e.g. batch-norm
+    /// running averages). `state` must be a non-trainable variable of the same shape.
+    pub fn assign(&self, state: NodeId, value: NodeId) -> Result<()> {
+        let (ss, vs) = (self.check("assign", state)?, self.check("assign", value)?);
+        if !matches!(
+            self.nodes.borrow()[state.0].op,
+            Op::Param {
+                trainable: false,
+                ..
+            }
+        ) {
+            return Err(Error::Invalid(format!(
+                "assign: node {} is not a state variable",
+                state.0
+            )));
+        }
+        if ss != vs {
+            return shape_err("assign", format!("state {ss} and value {vs} differ"));
+        }
+        self.assigns.borrow_mut().push((state, value));
+        Ok(())
+    }
+
+    /// The registered `(state, value)` assignments.
+    pub fn assignments(&self) -> Vec<(NodeId, NodeId)> {
+        self.assigns.borrow().clone()
     }
 
     /// All inputs, in creation order.
@@ -354,12 +527,17 @@ impl Graph {
             .collect()
     }
 
-    fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
+    pub(crate) fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
         let nodes = self.nodes.borrow();
         nodes
             .get(id.0)
             .map(|n| n.shape.clone())
             .ok_or_else(|| Error::Invalid(format!("{op}: node {} is not in this graph", id.0)))
+    }
+
+    /// A seed for a random op, derived from the graph's seed and the node count.
+    pub(crate) fn next_seed(&self) -> u64 {
+        self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.len() as u64)
     }
 
     pub(crate) fn push(&self, op: Op, shape: Shape) -> NodeId {
@@ -396,6 +574,18 @@ impl Graph {
 
     /// A learnable parameter of fixed shape.
     pub fn parameter(&self, name: &str, dims: &[usize], init: Init) -> Result<NodeId> {
+        self.variable(name, dims, init, true)
+    }
+
+    /// A variable kept on the device across steps: a parameter when `trainable`, else state
+    /// that only [`Graph::assign`] changes.
+    pub fn variable(
+        &self,
+        name: &str,
+        dims: &[usize],
+        init: Init,
+        trainable: bool,
+    ) -> Result<NodeId> {
         if dims.contains(&0) {
             return shape_err("parameter", format!("{name}: empty axis in {dims:?}"));
         }
@@ -404,12 +594,13 @@ impl Graph {
                 "parameter: the name {name} is already used"
             )));
         }
-        let seed = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.len() as u64);
+        let seed = self.next_seed();
         Ok(self.push(
             Op::Param {
                 name: name.into(),
                 init,
                 seed,
+                trainable,
             },
             Shape::fixed(dims),
         ))
@@ -440,6 +631,10 @@ impl Graph {
     /// e^x
     pub fn exp(&self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Exp, x)
+    }
+    /// ln(1 + e^x), stable for any x
+    pub fn softplus(&self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Softplus, x)
     }
     /// ln x
     pub fn log(&self, x: NodeId) -> Result<NodeId> {

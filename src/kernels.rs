@@ -27,11 +27,17 @@ pub enum Shader {
     Loss,
     /// Optimizer updates.
     Optim,
+    /// im2col and col2im.
+    Conv,
+    /// Max and average pooling.
+    Pool,
+    /// Concat, slice, pad, one-hot.
+    Copy,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -40,6 +46,9 @@ impl Shader {
         Shader::Softmax,
         Shader::Loss,
         Shader::Optim,
+        Shader::Conv,
+        Shader::Pool,
+        Shader::Copy,
     ];
 
     /// The file name under `shaders/`.
@@ -53,6 +62,9 @@ impl Shader {
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Conv => "conv.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::Copy => "copy.wgsl",
         }
     }
 
@@ -67,6 +79,9 @@ impl Shader {
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../shaders/optim.wgsl"),
+            Shader::Conv => include_str!("../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../shaders/pool.wgsl"),
+            Shader::Copy => include_str!("../shaders/copy.wgsl"),
         }
     }
 }
@@ -85,12 +100,28 @@ pub(crate) enum Kernel {
     ClassError,
     Sgd,
     SgdMomentum,
+    Dropout,
+    Im2Col,
+    Col2Im,
+    MaxPool,
+    AvgPool,
+    MaxPoolGrad,
+    AvgPoolGrad,
+    Concat,
+    Slice,
+    Pad,
+    OneHot,
 }
 
 impl Kernel {
     fn shader(self) -> Shader {
         match self {
-            Kernel::Fill => Shader::Fill,
+            Kernel::Fill | Kernel::Dropout => Shader::Fill,
+            Kernel::Im2Col | Kernel::Col2Im => Shader::Conv,
+            Kernel::MaxPool | Kernel::AvgPool | Kernel::MaxPoolGrad | Kernel::AvgPoolGrad => {
+                Shader::Pool
+            }
+            Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul => Shader::Matmul,
@@ -108,6 +139,17 @@ impl Kernel {
             Kernel::ClassError => "class_error",
             Kernel::Sgd => "sgd",
             Kernel::SgdMomentum => "sgd_momentum",
+            Kernel::Dropout => "dropout",
+            Kernel::Im2Col => "im2col",
+            Kernel::Col2Im => "col2im",
+            Kernel::MaxPool => "max_forward",
+            Kernel::AvgPool => "avg_forward",
+            Kernel::MaxPoolGrad => "max_backward",
+            Kernel::AvgPoolGrad => "avg_backward",
+            Kernel::Concat => "concat",
+            Kernel::Slice => "slice",
+            Kernel::Pad => "pad",
+            Kernel::OneHot => "one_hot",
             _ => "main",
         }
     }
@@ -116,8 +158,15 @@ impl Kernel {
     /// `w` read-write storage, `u` uniform, `-` unused by this entry point.
     pub(crate) fn signature(self) -> &'static str {
         match self {
-            Kernel::Fill => "w",
-            Kernel::Unary | Kernel::Reduce | Kernel::Softmax => "rw",
+            Kernel::Fill => "-w",
+            Kernel::Dropout => "rwu",
+            Kernel::Unary | Kernel::Reduce | Kernel::Softmax | Kernel::Im2Col | Kernel::Col2Im => {
+                "rw"
+            }
+            Kernel::MaxPool | Kernel::AvgPool | Kernel::Slice | Kernel::Pad | Kernel::OneHot => {
+                "r-w"
+            }
+            Kernel::MaxPoolGrad | Kernel::AvgPoolGrad | Kernel::Concat => "rrw",
             Kernel::Binary | Kernel::Matmul => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",

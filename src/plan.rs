@@ -53,15 +53,23 @@ pub(crate) struct Plan {
     _keep: Vec<wgpu::Buffer>,
 }
 
+/// The inputs a node reads in this mode: a [`Op::Mode`] node reads only its active branch.
+pub(crate) fn reads(op: &Op, training: bool) -> Vec<NodeId> {
+    match *op {
+        Op::Mode { train, eval } => vec![if training { train } else { eval }],
+        _ => op.inputs(),
+    }
+}
+
 /// The nodes needed to compute `targets`, as a mask over the graph.
-pub(crate) fn needed(nodes: &[Node], targets: &[NodeId]) -> Vec<bool> {
+pub(crate) fn needed(nodes: &[Node], targets: &[NodeId], training: bool) -> Vec<bool> {
     let mut need = vec![false; nodes.len()];
     for t in targets {
         need[t.0] = true;
     }
     for i in (0..nodes.len()).rev() {
         if need[i] {
-            for j in nodes[i].op.inputs() {
+            for j in reads(&nodes[i].op, training) {
                 need[j.0] = true;
             }
         }
@@ -69,18 +77,32 @@ pub(crate) fn needed(nodes: &[Node], targets: &[NodeId]) -> Vec<bool> {
     need
 }
 
-/// Builds a plan computing `outputs` (read back) and feeding `updates` (run last).
+/// What a plan computes besides its outputs.
+pub(crate) struct Extras<'a> {
+    /// Run the training branch of mode switches (dropout on, batch statistics).
+    pub training: bool,
+    /// Learner updates, run after everything else.
+    pub updates: Vec<UpdateDispatch<'a>>,
+    /// `(state, value)` copies run at the very end (running averages).
+    pub assigns: Vec<(NodeId, NodeId)>,
+    /// The executor's per-call uniform (step counter).
+    pub runtime: &'a wgpu::Buffer,
+}
+
+/// Builds a plan computing `outputs` (read back) and the `extras`.
 pub(crate) fn build(
     ctx: &Context,
     nodes: &[Node],
     persistent: &HashMap<NodeId, crate::Tensor>,
     outputs: &[NodeId],
-    updates: &[UpdateDispatch<'_>],
+    extras: &Extras<'_>,
     batch: usize,
 ) -> Result<Plan> {
+    let training = extras.training;
     let mut targets = outputs.to_vec();
-    targets.extend(updates.iter().map(|u| u.grad));
-    let need = needed(nodes, &targets);
+    targets.extend(extras.updates.iter().map(|u| u.grad));
+    targets.extend(extras.assigns.iter().map(|a| a.1));
+    let need = needed(nodes, &targets, training);
     let dims: Vec<Vec<usize>> = nodes.iter().map(|n| n.shape.resolve(batch)).collect();
     let numel = |i: usize| dims[i].iter().product::<usize>();
 
@@ -102,8 +124,13 @@ pub(crate) fn build(
     // Liveness: a slot is free again after the last step that reads it (through any
     // reshape of it); requested values and gradients feeding updates are never freed.
     let mut alias_root: Vec<usize> = (0..nodes.len()).collect();
+    let alias_of = |op: &Op| match *op {
+        Op::Reshape { x } => Some(x),
+        Op::Mode { train, eval } => Some(if training { train } else { eval }),
+        _ => None,
+    };
     for i in (0..nodes.len()).filter(|&i| need[i]) {
-        if let Op::Reshape { x } = nodes[i].op {
+        if let Some(x) = alias_of(&nodes[i].op) {
             alias_root[i] = alias_root[x.0];
         }
     }
@@ -111,7 +138,7 @@ pub(crate) fn build(
     let mut free: Vec<usize> = Vec::new();
     let mut reads_at: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for i in (0..nodes.len()).filter(|&i| need[i]) {
-        for j in nodes[i].op.inputs() {
+        for j in reads(&nodes[i].op, training) {
             reads_at[alias_root[j.0]].push(i);
         }
     }
@@ -120,7 +147,7 @@ pub(crate) fn build(
         pinned[alias_root[t.0]] = true;
     }
     for i in (0..nodes.len()).filter(|&i| need[i]) {
-        if let Op::Reshape { x } = nodes[i].op {
+        if let Some(x) = alias_of(&nodes[i].op) {
             storage[i] = storage[x.0];
         } else if storage[i].is_none() {
             // Take the smallest free slot that fits, else grow the largest, else a new one.
@@ -144,7 +171,7 @@ pub(crate) fn build(
         }
         // Release the slots whose last reader is this node.
         let mut released: Vec<usize> = Vec::new();
-        for j in nodes[i].op.inputs() {
+        for j in reads(&nodes[i].op, training) {
             let root = alias_root[j.0];
             let last = reads_at[root].iter().copied().max().unwrap_or(0);
             if last == i && !pinned[root] {
@@ -195,12 +222,26 @@ pub(crate) fn build(
             ));
         }
         bufs.push(buffer_of(i));
+        if kernel == Kernel::Dropout {
+            bufs.push(extras.runtime);
+        }
         specs.push((kernel, params, bufs, groups));
     }
-    for u in updates {
+    for u in &extras.updates {
         let mut bufs = vec![buffer_of(u.grad.0), u.hyper];
         bufs.extend(u.targets.iter().copied());
         specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
+    }
+    for &(state, value) in &extras.assigns {
+        let n = numel(state.0);
+        let (code, alpha) = crate::UnaryOp::Scale(1.0).code();
+        let bufs = vec![buffer_of(value.0), buffer_of(state.0)];
+        specs.push((
+            Kernel::Unary,
+            Params::new().u(n).u(code).f(alpha),
+            bufs,
+            groups_1d(n),
+        ));
     }
 
     let params = ctx.buffer(
@@ -266,9 +307,87 @@ fn dispatch(
         let inner: usize = x[axis + 1..].iter().product();
         (outer, x[axis], inner)
     };
+    let window = |w: &crate::graph::Window, n: usize| {
+        Params::new()
+            .u(n)
+            .u(w.c)
+            .u(w.h)
+            .u(w.w)
+            .u(w.kh)
+            .u(w.kw)
+            .u(w.sh)
+            .u(w.sw)
+            .u(w.ph)
+            .u(w.pw)
+            .u(w.dh)
+            .u(w.dw)
+            .u(w.oh)
+            .u(w.ow)
+    };
+    // [outer, len, inner] of the output around `axis`, with the operand's length there.
+    let axis_params = |axis: usize, len_a: usize, begin: usize| {
+        let (outer, len_out, inner) = around(out, axis);
+        Params::new().u(outer).u(len_a).u(len_out).u(inner).u(begin)
+    };
     Ok(Some(match nodes[i].op {
-        Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::Reshape { .. } => {
-            return Ok(None)
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Reshape { .. }
+        | Op::Mode { .. } => return Ok(None),
+        Op::Im2Col { x, ref win } => (Kernel::Im2Col, window(win, d(x)[0]), groups_1d(n)),
+        Op::Col2Im { ref win, .. } => (Kernel::Col2Im, window(win, out[0]), groups_1d(n)),
+        Op::Pool { x, ref win, max } => {
+            let k = if max {
+                Kernel::MaxPool
+            } else {
+                Kernel::AvgPool
+            };
+            (k, window(win, d(x)[0]), groups_1d(n))
+        }
+        Op::PoolGrad {
+            x, ref win, max, ..
+        } => {
+            let k = if max {
+                Kernel::MaxPoolGrad
+            } else {
+                Kernel::AvgPoolGrad
+            };
+            (k, window(win, d(x)[0]), groups_1d(n))
+        }
+        Op::Concat { a, axis, .. } => (
+            Kernel::Concat,
+            axis_params(axis, d(a)[axis], 0),
+            groups_1d(n),
+        ),
+        Op::Slice { x, axis, begin } => (
+            Kernel::Slice,
+            axis_params(axis, d(x)[axis], begin),
+            groups_1d(n),
+        ),
+        Op::Pad { x, axis, begin } => (
+            Kernel::Pad,
+            axis_params(axis, d(x)[axis], begin),
+            groups_1d(n),
+        ),
+        Op::OneHot { .. } => {
+            let classes = out[out.len() - 1];
+            (
+                Kernel::OneHot,
+                Params::new().u(n / classes).u(0).u(classes).u(1).u(0),
+                groups_1d(n),
+            )
+        }
+        Op::Dropout { p, seed, .. } => {
+            let scale = 1.0 / (1.0 - p);
+            let params = Params::new()
+                .u(n)
+                .u(0)
+                .u((seed & 0xffff_ffff) as usize)
+                .u((seed >> 32) as usize)
+                .f(p)
+                .f(scale);
+            (Kernel::Dropout, params, groups_1d(n))
         }
         Op::Unary { op, .. } => {
             let (code, alpha) = op.code();

@@ -1,0 +1,74 @@
+// Data movement along one axis. Tensors are viewed as [outer, len, inner] around the axis.
+//   concat: out = a ++ b along the axis          slice: out = x[begin .. begin + len_out]
+//   pad:    out = zeros with x placed at begin   one_hot: out[r, c] = (x[r] == c)
+
+struct Params {
+    outer: u32,
+    len_a: u32,     // concat: length of a; slice/pad: length of x
+    len_out: u32,
+    inner: u32,
+    begin: u32,     // slice/pad offset
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// Splits the flat output index into (outer, position along the axis, inner) or returns
+// false when past the end.
+fn split(gid: vec3<u32>, nwg: vec3<u32>) -> vec4<u32> {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let valid = u32(i < p.outer * p.len_out * p.inner);
+    return vec4<u32>(i / (p.len_out * p.inner), (i / p.inner) % p.len_out, i % p.inner, valid);
+}
+
+@compute @workgroup_size(256)
+fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = split(gid, nwg);
+    if (s.w == 0u) {
+        return;
+    }
+    let i = (s.x * p.len_out + s.y) * p.inner + s.z;
+    if (s.y < p.len_a) {
+        out[i] = a[(s.x * p.len_a + s.y) * p.inner + s.z];
+    } else {
+        let len_b = p.len_out - p.len_a;
+        out[i] = b[(s.x * len_b + s.y - p.len_a) * p.inner + s.z];
+    }
+}
+
+@compute @workgroup_size(256)
+fn slice(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = split(gid, nwg);
+    if (s.w == 0u) {
+        return;
+    }
+    out[(s.x * p.len_out + s.y) * p.inner + s.z] = a[(s.x * p.len_a + s.y + p.begin) * p.inner + s.z];
+}
+
+@compute @workgroup_size(256)
+fn pad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = split(gid, nwg);
+    if (s.w == 0u) {
+        return;
+    }
+    var v = 0.0;
+    if (s.y >= p.begin && s.y < p.begin + p.len_a) {
+        v = a[(s.x * p.len_a + s.y - p.begin) * p.inner + s.z];
+    }
+    out[(s.x * p.len_out + s.y) * p.inner + s.z] = v;
+}
+
+// one_hot uses outer = rows, len_out = classes, inner = 1.
+@compute @workgroup_size(256)
+fn one_hot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = split(gid, nwg);
+    if (s.w == 0u) {
+        return;
+    }
+    out[s.x * p.len_out + s.y] = select(0.0, 1.0, u32(round(a[s.x])) == s.y && a[s.x] >= 0.0);
+}

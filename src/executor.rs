@@ -31,8 +31,19 @@ struct LearnerState {
     hyper: wgpu::Buffer,
 }
 
-/// A plan is specific to its outputs, training or evaluation, and the batch size.
-type PlanKey = (Vec<NodeId>, bool, usize);
+/// What one call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
+    /// Evaluation mode: dropout off, running statistics.
+    Eval,
+    /// Training mode (dropout on, batch statistics) without any update.
+    TrainForward,
+    /// Training mode, then the learner's updates and the state assignments.
+    Train,
+}
+
+/// A plan is specific to its outputs, its pass and the batch size.
+type PlanKey = (Vec<NodeId>, Pass, usize);
 
 /// Runs a graph on a [`Context`]; see the module docs.
 pub struct Executor {
@@ -86,14 +97,21 @@ impl Executor {
 
     /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
     pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
-        self.run(outputs, feed, false, true)
+        self.run(outputs, feed, Pass::Eval, true)
+            .map(|o| o.unwrap_or_default())
+    }
+
+    /// Like [`Executor::eval`] but in training mode (dropout active, batch statistics),
+    /// without updating anything. Each call counts as a step for dropout masks.
+    pub fn eval_training(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
+        self.run(outputs, feed, Pass::TrainForward, true)
             .map(|o| o.unwrap_or_default())
     }
 
     /// Computes `outputs` from `feed` without reading anything back: submits and returns.
     /// Pair with [`Context::wait`] to time the device.
     pub fn launch(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<()> {
-        self.run(outputs, feed, false, false).map(|_| ())
+        self.run(outputs, feed, Pass::Eval, false).map(|_| ())
     }
 
     /// Installs the update rule of a learner for `(parameter, gradient)` pairs.
@@ -118,7 +136,7 @@ impl Executor {
                 .collect::<Result<_>>()?;
             params.push((p, g, state));
         }
-        self.plans.retain(|k, _| !k.1);
+        self.plans.retain(|k, _| k.1 != Pass::Train);
         self.learner = Some(LearnerState {
             rule,
             params,
@@ -137,17 +155,17 @@ impl Executor {
         }
     }
 
-    /// Runs one plan: the nodes needed for `outputs`; with `update` in training mode, then
-    /// the learner's updates and the state assignments. Reads `outputs` back only when `read`
-    /// is set.
+    /// Runs one plan: the nodes needed for `outputs` and what the pass adds. Reads
+    /// `outputs` back only when `read` is set.
     pub(crate) fn run(
         &mut self,
         outputs: &[NodeId],
         feed: &Feed,
-        update: bool,
+        pass: Pass,
         read: bool,
     ) -> Result<Option<Vec<Vec<f32>>>> {
-        let training = update;
+        let training = pass != Pass::Eval;
+        let update = pass == Pass::Train;
         for o in outputs {
             if o.0 >= self.nodes.len() {
                 return Err(Error::Invalid(format!(
@@ -167,7 +185,7 @@ impl Executor {
             targets.extend(self.assigns.iter().map(|a| a.1));
         }
         let batch = self.batch_size(&targets, feed, training)?;
-        let key = (outputs.to_vec(), update, batch);
+        let key = (outputs.to_vec(), pass, batch);
         if !self.plans.contains_key(&key) {
             let updates: Vec<UpdateDispatch> = match (&self.learner, update) {
                 (Some(l), true) => l

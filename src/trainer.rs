@@ -2,7 +2,7 @@
 //! `train_minibatch` / `test_minibatch`.
 
 use crate::device::Context;
-use crate::executor::{Executor, Feed};
+use crate::executor::{Executor, Feed, Pass};
 use crate::graph::{Graph, NodeId};
 use crate::optim::Sgd;
 use crate::Result;
@@ -64,7 +64,7 @@ impl Trainer {
     /// `read`, waits for it and returns the minibatch's mean loss (and metric); otherwise
     /// returns at once with `None` and nothing is read back.
     pub fn train_minibatch(&mut self, feed: &Feed, read: bool) -> Result<Option<MinibatchStats>> {
-        let out = self.exec.run(&self.reported(), feed, true, read)?;
+        let out = self.exec.run(&self.reported(), feed, Pass::Train, read)?;
         self.minibatches += 1;
         Ok(out.map(|o| MinibatchStats {
             loss: o[0][0],

@@ -218,7 +218,8 @@ pub fn check_grad(
     let mut ex = Executor::new(&ctx, &g).unwrap();
     let mut feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
     feed.push((r, &r_data));
-    let got = ex.eval(&grads, &feed).unwrap();
+    // Training mode: ops with a training behaviour (batch norm) are checked as trained.
+    let got = ex.eval_training(&grads, &feed).unwrap();
 
     let r64 = to64(&r_data);
     let base: Vec<Vec<f64>> = data.iter().map(|d| to64(d)).collect();
@@ -242,4 +243,73 @@ pub fn check_grad(
         }
         assert_close(&format!("{name}: d/dx{k}"), gk, &want, tol);
     }
+}
+
+/// Window geometry for the f64 references: (kernel, stride, leading pad, dilation, output).
+#[derive(Clone, Copy, Debug)]
+pub struct Geo {
+    pub k: (usize, usize),
+    pub s: (usize, usize),
+    pub p: (usize, usize),
+    pub d: (usize, usize),
+    pub o: (usize, usize),
+}
+
+/// f64 reference convolution of x [n, c, h, w] with w [o, c, kh, kw] (+ bias).
+pub fn conv_ref(x: &[f64], xs: [usize; 4], w: &[f64], oc: usize, b: Option<&[f64]>, g: Geo) -> Vec<f64> {
+    let [n, c, h, wd] = xs;
+    let (oh, ow) = g.o;
+    let mut y = vec![0.0; n * oc * oh * ow];
+    for ni in 0..n {
+        for o in 0..oc {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut s = b.map_or(0.0, |b| b[o]);
+                    for ci in 0..c {
+                        for ki in 0..g.k.0 {
+                            for kj in 0..g.k.1 {
+                                let ih = (i * g.s.0 + ki * g.d.0) as isize - g.p.0 as isize;
+                                let iw = (j * g.s.1 + kj * g.d.1) as isize - g.p.1 as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
+                                    s += x[((ni * c + ci) * h + ih as usize) * wd + iw as usize]
+                                        * w[((o * c + ci) * g.k.0 + ki) * g.k.1 + kj];
+                                }
+                            }
+                        }
+                    }
+                    y[((ni * oc + o) * oh + i) * ow + j] = s;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// f64 reference pooling (max, or average over in-image elements).
+pub fn pool_ref(x: &[f64], xs: [usize; 4], g: Geo, max: bool) -> Vec<f64> {
+    let [n, c, h, wd] = xs;
+    let (oh, ow) = g.o;
+    let mut y = Vec::with_capacity(n * c * oh * ow);
+    for plane in 0..n * c {
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut vals = Vec::new();
+                for ki in 0..g.k.0 {
+                    for kj in 0..g.k.1 {
+                        let ih = (i * g.s.0 + ki * g.d.0) as isize - g.p.0 as isize;
+                        let iw = (j * g.s.1 + kj * g.d.1) as isize - g.p.1 as isize;
+                        if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
+                            vals.push(x[(plane * h + ih as usize) * wd + iw as usize]);
+                        }
+                    }
+                }
+                y.push(if max {
+                    vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                } else {
+                    vals.iter().sum::<f64>() / vals.len() as f64
+                });
+            }
+        }
+    }
+    y
 }

@@ -1,7 +1,13 @@
-// Parameter updates, in place, from the minibatch-mean gradient g.
-//   sgd:          p -= lr * (g + wd * p)
-//   sgd_momentum: v = mu * v + (g + wd * p);  p -= lr * v        (PyTorch's convention)
-// The hyper-parameters live in a uniform written once per step, so schedules cost no re-plan.
+// Parameter updates, in place, from the minibatch-mean gradient. Every rule first forms
+//   g' = s·g + wd·w        (s: the global-norm clipping factor, 1 without clipping;
+//                           wd: L2 regularisation added to the gradient)
+// and AdamW's decoupled decay shrinks w by lr·dwd before its step.
+//   sgd:          w -= lr·g'
+//   sgd_momentum: v = μ·v + g';  w -= lr·v   (Nesterov: w -= lr·(g' + μ·v))   (PyTorch's form)
+//   adam:         m = β1·m + (1-β1)·g';  v = β2·v + (1-β2)·g'²;  w -= lr·(m·c1) / (√(v·c2) + ε)
+//   rmsprop:      v = ρ·v + (1-ρ)·g'²;  w -= lr·g' / (√v + ε)
+//   adagrad:      v += g'²;  w -= lr·g' / (√v + ε)
+// The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
 
 struct Params {
     n: u32,
@@ -12,33 +18,92 @@ struct Params {
 
 struct Hyper {
     lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    _p: f32,
+    mu: f32,        // momentum, β1, or ρ
+    beta2: f32,
+    eps: f32,
+    wd: f32,        // L2 added to the gradient
+    dwd: f32,       // decoupled weight decay (AdamW)
+    c1: f32,        // 1 / (1 - β1^t)
+    c2: f32,        // 1 / (1 - β2^t)
+    nesterov: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<uniform> h: Hyper;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(6) var<storage, read> clip: array<f32>;
+
+fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// The regularised, clipped gradient of element i.
+fn grad(i: u32) -> f32 {
+    return clip[0] * g[i] + h.wd * w[i];
+}
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = index(gid, nwg);
     if (i >= p.n) {
         return;
     }
-    w[i] = w[i] - h.lr * (g[i] + h.weight_decay * w[i]);
+    w[i] = w[i] - h.lr * grad(i);
 }
 
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = index(gid, nwg);
     if (i >= p.n) {
         return;
     }
-    let vi = h.momentum * v[i] + g[i] + h.weight_decay * w[i];
-    v[i] = vi;
-    w[i] = w[i] - h.lr * vi;
+    let gi = grad(i);
+    let v = h.mu * s1[i] + gi;
+    s1[i] = v;
+    w[i] = w[i] - h.lr * select(v, gi + h.mu * v, h.nesterov == 1u);
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = grad(i);
+    let m = h.mu * s1[i] + (1.0 - h.mu) * gi;
+    let v = h.beta2 * s2[i] + (1.0 - h.beta2) * gi * gi;
+    s1[i] = m;
+    s2[i] = v;
+    let wi = w[i] * (1.0 - h.lr * h.dwd);
+    w[i] = wi - h.lr * (m * h.c1) / (sqrt(v * h.c2) + h.eps);
+}
+
+@compute @workgroup_size(256)
+fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = grad(i);
+    let v = h.mu * s1[i] + (1.0 - h.mu) * gi * gi;
+    s1[i] = v;
+    w[i] = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+}
+
+@compute @workgroup_size(256)
+fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let gi = grad(i);
+    let v = s1[i] + gi * gi;
+    s1[i] = v;
+    w[i] = w[i] - h.lr * gi / (sqrt(v) + h.eps);
 }

@@ -20,12 +20,14 @@ pub(crate) struct UpdateRule {
     pub kernel: Kernel,
     /// Number of state tensors per parameter (e.g. 1 for momentum).
     pub state: usize,
-    /// The hyper-parameter uniform: learning rate, momentum, weight decay, spare.
-    pub hyper: [f32; 4],
+    /// The hyper-parameter uniform (see `shaders/optim.wgsl`).
+    pub hyper: [f32; 12],
 }
 
 struct LearnerState {
     rule: UpdateRule,
+    /// Scalar node: the gradient clipping factor (a constant 1 without clipping).
+    clip: NodeId,
     /// (parameter, its gradient node, its state tensors)
     params: Vec<(NodeId, NodeId, Vec<Tensor>)>,
     hyper: wgpu::Buffer,
@@ -119,10 +121,11 @@ impl Executor {
         &mut self,
         rule: UpdateRule,
         pairs: &[(NodeId, NodeId)],
+        clip: NodeId,
     ) -> Result<()> {
         let hyper = self.ctx.buffer(
             "learner hyper-parameters",
-            16,
+            48,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
         self.ctx
@@ -139,6 +142,7 @@ impl Executor {
         self.plans.retain(|k, _| k.1 != Pass::Train);
         self.learner = Some(LearnerState {
             rule,
+            clip,
             params,
             hyper,
         });
@@ -146,8 +150,8 @@ impl Executor {
     }
 
     /// Rewrites the learner's hyper-parameters (e.g. a new learning rate); no re-planning.
-    pub(crate) fn set_hyper(&mut self, hyper: [f32; 4]) {
-        if let Some(l) = &mut self.learner {
+    pub(crate) fn set_hyper(&mut self, hyper: [f32; 12]) {
+        if let Some(l) = self.learner.as_mut().filter(|l| l.rule.hyper != hyper) {
             l.rule.hyper = hyper;
             self.ctx
                 .queue
@@ -182,6 +186,7 @@ impl Executor {
         if update {
             let l = self.learner.as_ref().unwrap();
             targets.extend(l.params.iter().map(|p| p.1));
+            targets.push(l.clip);
             targets.extend(self.assigns.iter().map(|a| a.1));
         }
         let batch = self.batch_size(&targets, feed, training)?;
@@ -199,6 +204,7 @@ impl Executor {
                             grad: *g,
                             targets,
                             hyper: &l.hyper,
+                            clip: l.clip,
                             len: self.persistent[p].len(),
                         }
                     })

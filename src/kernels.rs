@@ -100,6 +100,9 @@ pub(crate) enum Kernel {
     ClassError,
     Sgd,
     SgdMomentum,
+    Adam,
+    RmsProp,
+    Adagrad,
     Dropout,
     Im2Col,
     Col2Im,
@@ -128,7 +131,11 @@ impl Kernel {
             Kernel::Reduce => Shader::Reduce,
             Kernel::Softmax => Shader::Softmax,
             Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
-            Kernel::Sgd | Kernel::SgdMomentum => Shader::Optim,
+            Kernel::Sgd
+            | Kernel::SgdMomentum
+            | Kernel::Adam
+            | Kernel::RmsProp
+            | Kernel::Adagrad => Shader::Optim,
         }
     }
 
@@ -139,6 +146,9 @@ impl Kernel {
             Kernel::ClassError => "class_error",
             Kernel::Sgd => "sgd",
             Kernel::SgdMomentum => "sgd_momentum",
+            Kernel::Adam => "adam",
+            Kernel::RmsProp => "rmsprop",
+            Kernel::Adagrad => "adagrad",
             Kernel::Dropout => "dropout",
             Kernel::Im2Col => "im2col",
             Kernel::Col2Im => "col2im",
@@ -170,8 +180,9 @@ impl Kernel {
             Kernel::Binary | Kernel::Matmul => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
-            Kernel::Sgd => "ruw",
-            Kernel::SgdMomentum => "ruww",
+            Kernel::Sgd => "ruw--r",
+            Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => "ruww-r",
+            Kernel::Adam => "ruwwwr",
         }
     }
 

@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use executor::{Executor, Feed};
 pub use graph::{BinaryOp, Graph, Init, NodeId, Op, ReduceOp, UnaryOp, Window};
 pub use ops::{Padding, WindowOpts};
-pub use optim::Sgd;
+pub use optim::{Algorithm, Learner, Schedule, Sgd};
 pub use shape::{Dim, Shape};
 pub use tensor::{Fill, Tensor};
 pub use trainer::{MinibatchStats, Trainer};

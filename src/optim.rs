@@ -1,60 +1,281 @@
 //! Learners. Every learner applies the **minibatch-mean** gradient (the gradient of the mean
-//! loss over the minibatch, as in PyTorch), so the learning rate does not depend on the
-//! minibatch size's units. Updates run as GPU kernels at the end of each training step.
+//! loss over the minibatch, as in PyTorch), so one learning rate works for any minibatch
+//! size. Updates run as GPU kernels at the end of each training step; the hyper-parameters
+//! (learning rate from the schedule, Adam's bias corrections) are rewritten each step
+//! without re-planning.
 
 use crate::executor::UpdateRule;
 use crate::kernels::Kernel;
 
-/// Stochastic gradient descent, optionally with momentum and weight decay (L2).
-///
-/// With momentum μ: `v ← μ·v + g;  p ← p − lr·v` (PyTorch's form; CNTK's `momentum_sgd`
-/// scales g by (1 − μ), which equals this one with lr·(1 − μ)).
+/// The update rule of a [`Learner`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sgd {
-    /// Learning rate per minibatch-mean gradient.
-    pub lr: f32,
-    /// Momentum μ (0 for plain SGD).
-    pub momentum: f32,
-    /// L2 weight decay λ: the gradient becomes g + λ·p.
-    pub weight_decay: f32,
+pub enum Algorithm {
+    /// SGD, with momentum μ when non-zero (`v ← μv + g; p ← p − lr·v`, PyTorch's form;
+    /// CNTK's `momentum_sgd` scales g by 1−μ, i.e. the same with lr·(1−μ)).
+    Sgd {
+        /// Momentum μ.
+        momentum: f32,
+        /// Nesterov's look-ahead: `p ← p − lr·(g + μv)`.
+        nesterov: bool,
+    },
+    /// Adam (Kingma & Ba) with bias correction; `decoupled` weight decay makes it AdamW.
+    Adam {
+        /// β1.
+        beta1: f32,
+        /// β2.
+        beta2: f32,
+        /// ε.
+        eps: f32,
+    },
+    /// RMSProp: `v ← ρv + (1−ρ)g²; p ← p − lr·g/(√v + ε)`.
+    RmsProp {
+        /// ρ.
+        rho: f32,
+        /// ε.
+        eps: f32,
+    },
+    /// Adagrad: `v ← v + g²; p ← p − lr·g/(√v + ε)`.
+    Adagrad {
+        /// ε.
+        eps: f32,
+    },
 }
 
+/// How the learning rate changes with the minibatch count t (starting at 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `every` minibatches.
+    Step {
+        /// Period in minibatches.
+        every: u64,
+        /// Factor.
+        gamma: f32,
+    },
+    /// Multiply by `gamma` every minibatch.
+    Exponential {
+        /// Factor per minibatch.
+        gamma: f32,
+    },
+    /// Cosine decay from the base rate to `min_lr` over `total` minibatches.
+    Cosine {
+        /// Length of the decay.
+        total: u64,
+        /// Final rate.
+        min_lr: f32,
+    },
+}
+
+/// A learner: an algorithm, a learning rate with schedule and warm-up, L2 regularisation or
+/// decoupled weight decay, and gradient clipping by global norm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Learner {
+    /// The update rule.
+    pub algorithm: Algorithm,
+    /// Base learning rate.
+    pub lr: f32,
+    /// Schedule of the learning rate.
+    pub schedule: Schedule,
+    /// Linear warm-up from lr/warmup to lr over this many minibatches (0: none).
+    pub warmup: u64,
+    /// L2 regularisation λ: the gradient becomes g + λ·p (CNTK's `l2_regularization_weight`).
+    pub l2: f32,
+    /// Decoupled weight decay (AdamW): p ← p·(1 − lr·λ) before the step.
+    pub decoupled_decay: f32,
+    /// Clip the gradients so that their global L2 norm is at most this.
+    pub clip_norm: Option<f32>,
+}
+
+/// Plain SGD with learning rate `lr` (kept for brevity: `Sgd::new(0.5)`).
+pub struct Sgd;
+
 impl Sgd {
-    /// Plain SGD with learning rate `lr`.
-    pub fn new(lr: f32) -> Sgd {
-        Sgd {
+    /// Plain SGD.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(lr: f32) -> Learner {
+        Learner::sgd(lr)
+    }
+}
+
+impl Learner {
+    fn with(algorithm: Algorithm, lr: f32) -> Learner {
+        Learner {
+            algorithm,
             lr,
-            momentum: 0.0,
-            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            warmup: 0,
+            l2: 0.0,
+            decoupled_decay: 0.0,
+            clip_norm: None,
         }
     }
 
-    /// Adds momentum.
-    pub fn momentum(mut self, momentum: f32) -> Sgd {
-        self.momentum = momentum;
+    /// Plain SGD.
+    pub fn sgd(lr: f32) -> Learner {
+        Learner::with(
+            Algorithm::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            lr,
+        )
+    }
+
+    /// SGD with momentum.
+    pub fn momentum_sgd(lr: f32, momentum: f32) -> Learner {
+        Learner::with(
+            Algorithm::Sgd {
+                momentum,
+                nesterov: false,
+            },
+            lr,
+        )
+    }
+
+    /// SGD with Nesterov momentum.
+    pub fn nesterov(lr: f32, momentum: f32) -> Learner {
+        Learner::with(
+            Algorithm::Sgd {
+                momentum,
+                nesterov: true,
+            },
+            lr,
+        )
+    }
+
+    /// Adam with β = (0.9, 0.999), ε = 1e-8.
+    pub fn adam(lr: f32) -> Learner {
+        Learner::with(
+            Algorithm::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            lr,
+        )
+    }
+
+    /// AdamW: Adam with decoupled weight decay.
+    pub fn adamw(lr: f32, weight_decay: f32) -> Learner {
+        Learner {
+            decoupled_decay: weight_decay,
+            ..Learner::adam(lr)
+        }
+    }
+
+    /// RMSProp with ρ = 0.9, ε = 1e-8.
+    pub fn rmsprop(lr: f32) -> Learner {
+        Learner::with(
+            Algorithm::RmsProp {
+                rho: 0.9,
+                eps: 1e-8,
+            },
+            lr,
+        )
+    }
+
+    /// Adagrad with ε = 1e-10.
+    pub fn adagrad(lr: f32) -> Learner {
+        Learner::with(Algorithm::Adagrad { eps: 1e-10 }, lr)
+    }
+
+    /// Adds momentum to SGD (no effect on other algorithms).
+    pub fn momentum(mut self, m: f32) -> Learner {
+        if let Algorithm::Sgd { momentum, .. } = &mut self.algorithm {
+            *momentum = m;
+        }
         self
     }
 
-    /// Adds L2 weight decay.
-    pub fn weight_decay(mut self, weight_decay: f32) -> Sgd {
-        self.weight_decay = weight_decay;
+    /// Adds L2 regularisation λ (the gradient gains λ·p).
+    pub fn weight_decay(mut self, l2: f32) -> Learner {
+        self.l2 = l2;
         self
     }
 
-    pub(crate) fn hyper(&self) -> [f32; 4] {
-        [self.lr, self.momentum, self.weight_decay, 0.0]
+    /// Clips gradients to a global L2 norm of at most `max_norm`.
+    pub fn clip_norm(mut self, max_norm: f32) -> Learner {
+        self.clip_norm = Some(max_norm);
+        self
+    }
+
+    /// Sets the learning-rate schedule.
+    pub fn schedule(mut self, schedule: Schedule) -> Learner {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Adds a linear warm-up over `steps` minibatches.
+    pub fn warmup(mut self, steps: u64) -> Learner {
+        self.warmup = steps;
+        self
+    }
+
+    /// The learning rate for minibatch `t` (0-based).
+    pub fn lr_at(&self, t: u64) -> f32 {
+        let base = match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Step { every, gamma } => self.lr * gamma.powi((t / every.max(1)) as i32),
+            Schedule::Exponential { gamma } => self.lr * gamma.powf(t as f32),
+            Schedule::Cosine { total, min_lr } => {
+                let f = (t.min(total) as f64 / total.max(1) as f64 * std::f64::consts::PI).cos();
+                min_lr + (self.lr - min_lr) * (0.5 * (1.0 + f)) as f32
+            }
+        };
+        if self.warmup > 0 && t < self.warmup {
+            base * (t + 1) as f32 / self.warmup as f32
+        } else {
+            base
+        }
+    }
+
+    /// The uniform the update kernels read at minibatch `t` (0-based).
+    pub(crate) fn hyper(&self, t: u64) -> [f32; 12] {
+        let lr = self.lr_at(t);
+        let (mu, beta2, eps, nesterov) = match self.algorithm {
+            Algorithm::Sgd { momentum, nesterov } => (momentum, 0.0, 0.0, nesterov),
+            Algorithm::Adam { beta1, beta2, eps } => (beta1, beta2, eps, false),
+            Algorithm::RmsProp { rho, eps } => (rho, 0.0, eps, false),
+            Algorithm::Adagrad { eps } => (0.0, 0.0, eps, false),
+        };
+        let step = (t + 1) as i32;
+        let (c1, c2) = match self.algorithm {
+            Algorithm::Adam { beta1, beta2, .. } => (
+                1.0 / (1.0 - beta1.powi(step)),
+                1.0 / (1.0 - beta2.powi(step)),
+            ),
+            _ => (1.0, 1.0),
+        };
+        let nest = f32::from_bits(nesterov as u32);
+        [
+            lr,
+            mu,
+            beta2,
+            eps,
+            self.l2,
+            self.decoupled_decay,
+            c1,
+            c2,
+            nest,
+            0.0,
+            0.0,
+            0.0,
+        ]
     }
 
     pub(crate) fn rule(&self) -> UpdateRule {
-        let (kernel, state) = if self.momentum != 0.0 {
-            (Kernel::SgdMomentum, 1)
-        } else {
-            (Kernel::Sgd, 0)
+        let (kernel, state) = match self.algorithm {
+            Algorithm::Sgd { momentum, .. } if momentum == 0.0 => (Kernel::Sgd, 0),
+            Algorithm::Sgd { .. } => (Kernel::SgdMomentum, 1),
+            Algorithm::Adam { .. } => (Kernel::Adam, 2),
+            Algorithm::RmsProp { .. } => (Kernel::RmsProp, 1),
+            Algorithm::Adagrad { .. } => (Kernel::Adagrad, 1),
         };
         UpdateRule {
             kernel,
             state,
-            hyper: self.hyper(),
+            hyper: self.hyper(0),
         }
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct UpdateDispatch<'a> {
     /// Parameter then learner state buffers, all written in place.
     pub targets: Vec<&'a wgpu::Buffer>,
     pub hyper: &'a wgpu::Buffer,
+    /// Scalar node holding the gradient clipping factor.
+    pub clip: NodeId,
     pub len: usize,
 }
 
@@ -100,7 +102,7 @@ pub(crate) fn build(
 ) -> Result<Plan> {
     let training = extras.training;
     let mut targets = outputs.to_vec();
-    targets.extend(extras.updates.iter().map(|u| u.grad));
+    targets.extend(extras.updates.iter().flat_map(|u| [u.grad, u.clip]));
     targets.extend(extras.assigns.iter().map(|a| a.1));
     let need = needed(nodes, &targets, training);
     let dims: Vec<Vec<usize>> = nodes.iter().map(|n| n.shape.resolve(batch)).collect();
@@ -230,6 +232,7 @@ pub(crate) fn build(
     for u in &extras.updates {
         let mut bufs = vec![buffer_of(u.grad.0), u.hyper];
         bufs.extend(u.targets.iter().copied());
+        bufs.push(buffer_of(u.clip.0));
         specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
     }
     for &(state, value) in &extras.assigns {

@@ -4,7 +4,7 @@
 use crate::device::Context;
 use crate::executor::{Executor, Feed, Pass};
 use crate::graph::{Graph, NodeId};
-use crate::optim::Sgd;
+use crate::optim::Learner;
 use crate::Result;
 
 /// Mean loss and metric of one minibatch.
@@ -21,30 +21,42 @@ pub struct MinibatchStats {
 /// `loss` and `metric` may be per-sample (e.g. `[batch]`) or scalars; the trainer averages
 /// them over the minibatch and differentiates the mean loss.
 pub struct Trainer {
-    exec: Executor,
+    pub(crate) exec: Executor,
     loss: NodeId,
     metric: Option<NodeId>,
-    learner: Sgd,
-    minibatches: u64,
+    pub(crate) learner: Learner,
+    pub(crate) minibatches: u64,
 }
 
 impl Trainer {
-    /// Adds the mean loss, its gradients for every parameter of `graph` and the learner's
-    /// updates, then initialises the parameters on the device.
+    /// Adds the mean loss, its gradients for every parameter of `graph`, the clipping factor
+    /// and the learner's updates, then initialises the parameters on the device.
     pub fn new(
         ctx: &Context,
         graph: &Graph,
         loss: NodeId,
         metric: Option<NodeId>,
-        learner: Sgd,
+        learner: Learner,
     ) -> Result<Trainer> {
         let loss = graph.reduce_mean(loss, &[])?;
         let metric = metric.map(|m| graph.reduce_mean(m, &[])).transpose()?;
         let params = graph.parameters();
         let grads = graph.grad(loss, &params)?;
+        let clip = match learner.clip_norm {
+            None => graph.scalar(1.0),
+            Some(c) => {
+                // factor = min(1, c / ‖g‖), with ‖g‖ the L2 norm over every gradient.
+                let mut total = graph.scalar(0.0);
+                for &gr in &grads {
+                    total = graph.add(total, graph.reduce_sum(graph.mul(gr, gr)?, &[])?)?;
+                }
+                let norm = graph.add(graph.sqrt(total)?, graph.scalar(1e-12))?;
+                graph.minimum(graph.scalar(1.0), graph.div(graph.scalar(c), norm)?)?
+            }
+        };
         let mut exec = Executor::new(ctx, graph)?;
         let pairs: Vec<_> = params.into_iter().zip(grads).collect();
-        exec.set_learner(learner.rule(), &pairs)?;
+        exec.set_learner(learner.rule(), &pairs, clip)?;
         Ok(Trainer {
             exec,
             loss,
@@ -64,6 +76,7 @@ impl Trainer {
     /// `read`, waits for it and returns the minibatch's mean loss (and metric); otherwise
     /// returns at once with `None` and nothing is read back.
     pub fn train_minibatch(&mut self, feed: &Feed, read: bool) -> Result<Option<MinibatchStats>> {
+        self.exec.set_hyper(self.learner.hyper(self.minibatches));
         let out = self.exec.run(&self.reported(), feed, Pass::Train, read)?;
         self.minibatches += 1;
         Ok(out.map(|o| MinibatchStats {
@@ -72,25 +85,34 @@ impl Trainer {
         }))
     }
 
-    /// The mean metric on a minibatch, without training (CNTK's `test_minibatch`).
+    /// The mean metric on a minibatch, in evaluation mode, without training (CNTK's
+    /// `test_minibatch`); the mean loss when the trainer has no metric.
     pub fn test_minibatch(&mut self, feed: &Feed) -> Result<f32> {
         let m = self.metric.unwrap_or(self.loss);
         Ok(self.exec.eval(&[m], feed)?[0][0])
     }
 
-    /// Evaluates any nodes of the graph with the current parameters.
+    /// Mean loss and metric on a minibatch in evaluation mode.
+    pub fn evaluate_minibatch(&mut self, feed: &Feed) -> Result<MinibatchStats> {
+        let o = self.exec.eval(&self.reported(), feed)?;
+        Ok(MinibatchStats {
+            loss: o[0][0],
+            metric: o.get(1).map(|m| m[0]),
+        })
+    }
+
+    /// Evaluates any nodes of the graph with the current parameters (evaluation mode).
     pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
         self.exec.eval(outputs, feed)
     }
 
-    /// Changes the learning rate from the next step on (no re-planning).
+    /// Replaces the base learning rate from the next step on (no re-planning).
     pub fn set_learning_rate(&mut self, lr: f32) {
         self.learner.lr = lr;
-        self.exec.set_hyper(self.learner.hyper());
     }
 
-    /// The learner's current settings.
-    pub fn learner(&self) -> &Sgd {
+    /// The learner's settings.
+    pub fn learner(&self) -> &Learner {
         &self.learner
     }
 

@@ -12,11 +12,18 @@ fn fixed_inputs(g: &Graph, shapes: &[Vec<usize>]) -> Vec<NodeId> {
     shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| g.input_with_shape(&format!("x{i}"), Shape::fixed(s)).unwrap())
+        .map(|(i, s)| {
+            g.input_with_shape(&format!("x{i}"), Shape::fixed(s))
+                .unwrap()
+        })
         .collect()
 }
 
-fn run(shapes: &[Vec<usize>], data: &[Vec<f32>], build: impl Fn(&Graph, &[NodeId]) -> NodeId) -> (Vec<f32>, Shape) {
+fn run(
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> (Vec<f32>, Shape) {
     let ctx = ctx();
     let g = Graph::new();
     let xs = fixed_inputs(&g, shapes);
@@ -27,18 +34,66 @@ fn run(shapes: &[Vec<usize>], data: &[Vec<f32>], build: impl Fn(&Graph, &[NodeId
 }
 
 fn rand_data(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
-    shapes.iter().enumerate().map(|(i, s)| rand_vec(s.iter().product(), seed * 7 + i as u64)).collect()
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| rand_vec(s.iter().product(), seed * 7 + i as u64))
+        .collect()
 }
 
 /// (name, input [n,c,h,w], out channels, kernel, opts, expected geometry)
-fn conv_cases() -> Vec<(&'static str, [usize; 4], usize, (usize, usize), WindowOpts, Geo)> {
+fn conv_cases() -> Vec<(
+    &'static str,
+    [usize; 4],
+    usize,
+    (usize, usize),
+    WindowOpts,
+    Geo,
+)> {
     let g = |k, s, p, d, o| Geo { k, s, p, d, o };
     vec![
-        ("valid 3x3", [2, 3, 7, 9], 4, (3, 3), WindowOpts::default(), g((3, 3), (1, 1), (0, 0), (1, 1), (5, 7))),
-        ("same 5x5 stride 2", [2, 1, 9, 8], 3, (5, 5), WindowOpts::default().stride(2).padding(Padding::Same), g((5, 5), (2, 2), (2, 2), (1, 1), (5, 4))),
-        ("explicit pad 1, stride 2", [1, 2, 6, 7], 5, (3, 2), WindowOpts::default().stride(2).padding(Padding::Explicit(1, 1)), g((3, 2), (2, 2), (1, 1), (1, 1), (3, 4))),
-        ("dilation 2", [2, 2, 9, 9], 3, (3, 3), WindowOpts::default().dilation(2), g((3, 3), (1, 1), (0, 0), (2, 2), (5, 5))),
-        ("same, even kernel, stride 3", [1, 3, 10, 11], 2, (4, 4), WindowOpts::default().stride(3).padding(Padding::Same), g((4, 4), (3, 3), (1, 1), (1, 1), (4, 4))),
+        (
+            "valid 3x3",
+            [2, 3, 7, 9],
+            4,
+            (3, 3),
+            WindowOpts::default(),
+            g((3, 3), (1, 1), (0, 0), (1, 1), (5, 7)),
+        ),
+        (
+            "same 5x5 stride 2",
+            [2, 1, 9, 8],
+            3,
+            (5, 5),
+            WindowOpts::default().stride(2).padding(Padding::Same),
+            g((5, 5), (2, 2), (2, 2), (1, 1), (5, 4)),
+        ),
+        (
+            "explicit pad 1, stride 2",
+            [1, 2, 6, 7],
+            5,
+            (3, 2),
+            WindowOpts::default()
+                .stride(2)
+                .padding(Padding::Explicit(1, 1)),
+            g((3, 2), (2, 2), (1, 1), (1, 1), (3, 4)),
+        ),
+        (
+            "dilation 2",
+            [2, 2, 9, 9],
+            3,
+            (3, 3),
+            WindowOpts::default().dilation(2),
+            g((3, 3), (1, 1), (0, 0), (2, 2), (5, 5)),
+        ),
+        (
+            "same, even kernel, stride 3",
+            [1, 3, 10, 11],
+            2,
+            (4, 4),
+            WindowOpts::default().stride(3).padding(Padding::Same),
+            g((4, 4), (3, 3), (1, 1), (1, 1), (4, 4)),
+        ),
     ]
 }
 
@@ -47,8 +102,14 @@ fn conv2d_matches_reference() {
     for (name, xs, oc, k, opts, geo) in conv_cases() {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
         let d = rand_data(&shapes, 1);
-        let (got, shape) = run(&shapes, &d, |g, x| g.conv2d(x[0], x[1], Some(x[2]), opts).unwrap());
-        assert_eq!(shape, Shape::fixed(&[xs[0], oc, geo.o.0, geo.o.1]), "{name}");
+        let (got, shape) = run(&shapes, &d, |g, x| {
+            g.conv2d(x[0], x[1], Some(x[2]), opts).unwrap()
+        });
+        assert_eq!(
+            shape,
+            Shape::fixed(&[xs[0], oc, geo.o.0, geo.o.1]),
+            "{name}"
+        );
         let want = conv_ref(&to64(&d[0]), xs, &to64(&d[1]), oc, Some(&to64(&d[2])), geo);
         assert_close(name, &got, &want, TOL);
     }
@@ -70,12 +131,44 @@ fn conv2d_gradients() {
 }
 
 fn pool_cases() -> Vec<(&'static str, [usize; 4], (usize, usize), WindowOpts, Geo)> {
-    let g = |k, s, p, o| Geo { k, s, p, d: (1, 1), o };
+    let g = |k, s, p, o| Geo {
+        k,
+        s,
+        p,
+        d: (1, 1),
+        o,
+    };
     vec![
-        ("2x2 stride 2", [2, 3, 8, 7], (2, 2), WindowOpts::default().stride(2), g((2, 2), (2, 2), (0, 0), (4, 3))),
-        ("3x3 stride 3", [1, 2, 14, 14], (3, 3), WindowOpts::default().stride(3), g((3, 3), (3, 3), (0, 0), (4, 4))),
-        ("3x3 stride 2 pad 1", [2, 2, 7, 6], (3, 3), WindowOpts::default().stride(2).padding(Padding::Explicit(1, 1)), g((3, 3), (2, 2), (1, 1), (4, 3))),
-        ("3x3 stride 1 same", [1, 1, 5, 6], (3, 3), WindowOpts::default().padding(Padding::Same), g((3, 3), (1, 1), (1, 1), (5, 6))),
+        (
+            "2x2 stride 2",
+            [2, 3, 8, 7],
+            (2, 2),
+            WindowOpts::default().stride(2),
+            g((2, 2), (2, 2), (0, 0), (4, 3)),
+        ),
+        (
+            "3x3 stride 3",
+            [1, 2, 14, 14],
+            (3, 3),
+            WindowOpts::default().stride(3),
+            g((3, 3), (3, 3), (0, 0), (4, 4)),
+        ),
+        (
+            "3x3 stride 2 pad 1",
+            [2, 2, 7, 6],
+            (3, 3),
+            WindowOpts::default()
+                .stride(2)
+                .padding(Padding::Explicit(1, 1)),
+            g((3, 3), (2, 2), (1, 1), (4, 3)),
+        ),
+        (
+            "3x3 stride 1 same",
+            [1, 1, 5, 6],
+            (3, 3),
+            WindowOpts::default().padding(Padding::Same),
+            g((3, 3), (1, 1), (1, 1), (5, 6)),
+        ),
     ]
 }
 
@@ -85,8 +178,19 @@ fn pooling_matches_reference() {
         let shapes = vec![xs.to_vec()];
         let d = rand_data(&shapes, 3);
         for max in [true, false] {
-            let (got, _) = run(&shapes, &d, |g, x| if max { g.max_pool2d(x[0], k, opts).unwrap() } else { g.avg_pool2d(x[0], k, opts).unwrap() });
-            assert_close(&format!("{name} max={max}"), &got, &pool_ref(&to64(&d[0]), xs, geo, max), TOL);
+            let (got, _) = run(&shapes, &d, |g, x| {
+                if max {
+                    g.max_pool2d(x[0], k, opts).unwrap()
+                } else {
+                    g.avg_pool2d(x[0], k, opts).unwrap()
+                }
+            });
+            assert_close(
+                &format!("{name} max={max}"),
+                &got,
+                &pool_ref(&to64(&d[0]), xs, geo, max),
+                TOL,
+            );
         }
     }
 }
@@ -100,7 +204,13 @@ fn pooling_gradients() {
                 &format!("{name} max={max}"),
                 &shapes,
                 &rand_data(&shapes, 4),
-                |g, x| if max { g.max_pool2d(x[0], k, opts).unwrap() } else { g.avg_pool2d(x[0], k, opts).unwrap() },
+                |g, x| {
+                    if max {
+                        g.max_pool2d(x[0], k, opts).unwrap()
+                    } else {
+                        g.avg_pool2d(x[0], k, opts).unwrap()
+                    }
+                },
                 |x| pool_ref(&x[0], xs, geo, max),
                 GTOL,
             );
@@ -120,8 +230,13 @@ fn concat_slice_and_gradients() {
         want.extend(d[1][o * 20..(o + 1) * 20].iter().map(|&v| v as f64));
     }
     assert_close("concat axis 1", &got, &want, 0.0);
-    let (got, _) = run(&shapes[1..], &d[1..], |g, x| g.slice(x[0], -2, 1, 4).unwrap());
-    let want: Vec<f64> = (0..2).flat_map(|o| (1..4).flat_map(move |j| (0..4).map(move |i| (o, j, i)))).map(|(o, j, i)| d[1][(o * 5 + j) * 4 + i] as f64).collect();
+    let (got, _) = run(&shapes[1..], &d[1..], |g, x| {
+        g.slice(x[0], -2, 1, 4).unwrap()
+    });
+    let want: Vec<f64> = (0..2)
+        .flat_map(|o| (1..4).flat_map(move |j| (0..4).map(move |i| (o, j, i))))
+        .map(|(o, j, i)| d[1][(o * 5 + j) * 4 + i] as f64)
+        .collect();
     assert_close("slice", &got, &want, 0.0);
     check_grad(
         "concat then slice",
@@ -129,7 +244,8 @@ fn concat_slice_and_gradients() {
         &rand_data(&shapes, 6),
         |g, x| {
             let c = g.concat(x[0], x[1], 1).unwrap();
-            g.mul(g.slice(c, 1, 2, 7).unwrap(), g.slice(c, 1, 0, 5).unwrap()).unwrap()
+            g.mul(g.slice(c, 1, 2, 7).unwrap(), g.slice(c, 1, 0, 5).unwrap())
+                .unwrap()
         },
         |x| {
             let mut c = Vec::new();
@@ -137,7 +253,10 @@ fn concat_slice_and_gradients() {
                 c.extend_from_slice(&x[0][o * 12..(o + 1) * 12]);
                 c.extend_from_slice(&x[1][o * 20..(o + 1) * 20]);
             }
-            (0..2).flat_map(|o| (0..5).flat_map(move |j| (0..4).map(move |i| (o, j, i)))).map(|(o, j, i)| c[(o * 8 + j + 2) * 4 + i] * c[(o * 8 + j) * 4 + i]).collect()
+            (0..2)
+                .flat_map(|o| (0..5).flat_map(move |j| (0..4).map(move |i| (o, j, i))))
+                .map(|(o, j, i)| c[(o * 8 + j + 2) * 4 + i] * c[(o * 8 + j) * 4 + i])
+                .collect()
         },
         GTOL,
     );
@@ -149,20 +268,40 @@ fn losses_match_reference() {
     let mut d = rand_data(&shapes, 7);
     d[0].iter_mut().for_each(|v| *v *= 40.0); // large logits: must not overflow
     d[1].iter_mut().for_each(|v| *v = (*v > 0.0) as u8 as f32);
-    let (bce, _) = run(&shapes, &d, |g, x| g.binary_cross_entropy_with_logits(x[0], x[1]).unwrap());
-    let want: Vec<f64> = d[0].iter().zip(&d[1]).map(|(&z, &t)| {
-        let (z, t) = (z as f64, t as f64);
-        z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()
-    }).collect();
+    let (bce, _) = run(&shapes, &d, |g, x| {
+        g.binary_cross_entropy_with_logits(x[0], x[1]).unwrap()
+    });
+    let want: Vec<f64> = d[0]
+        .iter()
+        .zip(&d[1])
+        .map(|(&z, &t)| {
+            let (z, t) = (z as f64, t as f64);
+            z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()
+        })
+        .collect();
     assert_close("binary_cross_entropy_with_logits", &bce, &want, TOL);
     let (se, _) = run(&shapes, &d, |g, x| g.squared_error(x[0], x[1]).unwrap());
-    let want: Vec<f64> = (0..9).map(|r| (0..5).map(|j| (d[0][r * 5 + j] as f64 - d[1][r * 5 + j] as f64).powi(2)).sum()).collect();
+    let want: Vec<f64> = (0..9)
+        .map(|r| {
+            (0..5)
+                .map(|j| (d[0][r * 5 + j] as f64 - d[1][r * 5 + j] as f64).powi(2))
+                .sum()
+        })
+        .collect();
     assert_close("squared_error", &se, &want, TOL);
     // Class indices give the same loss as one-hot rows.
     let idx: Vec<f32> = (0..9).map(|r| (r * 3 % 5) as f32).collect();
-    let onehot: Vec<f32> = (0..45).map(|i| ((i % 5) as f32 == idx[i / 5]) as u8 as f32).collect();
-    let (a, _) = run(&[vec![9, 5], vec![9]], &[d[0].clone(), idx.clone()], |g, x| g.cross_entropy_with_softmax_indices(x[0], x[1]).unwrap());
-    let (b, _) = run(&shapes, &[d[0].clone(), onehot.clone()], |g, x| g.cross_entropy_with_softmax(x[0], x[1]).unwrap());
+    let onehot: Vec<f32> = (0..45)
+        .map(|i| ((i % 5) as f32 == idx[i / 5]) as u8 as f32)
+        .collect();
+    let (a, _) = run(
+        &[vec![9, 5], vec![9]],
+        &[d[0].clone(), idx.clone()],
+        |g, x| g.cross_entropy_with_softmax_indices(x[0], x[1]).unwrap(),
+    );
+    let (b, _) = run(&shapes, &[d[0].clone(), onehot.clone()], |g, x| {
+        g.cross_entropy_with_softmax(x[0], x[1]).unwrap()
+    });
     assert_close("ce with indices", &a, &to64(&b), TOL);
     let (oh, _) = run(&[vec![9]], &[idx], |g, x| g.one_hot(x[0], 5).unwrap());
     assert_close("one_hot", &oh, &to64(&onehot), 0.0);
@@ -174,9 +313,47 @@ fn loss_gradients() {
     let mut d = rand_data(&shapes, 8);
     d[0].iter_mut().for_each(|v| *v *= 3.0);
     d[1].iter_mut().for_each(|v| *v = v.abs());
-    check_grad("bce", &shapes, &d, |g, x| g.binary_cross_entropy_with_logits(x[0], x[1]).unwrap(), |x| x[0].iter().zip(&x[1]).map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p()).collect(), GTOL);
-    check_grad("squared_error", &shapes, &d, |g, x| g.squared_error(x[0], x[1]).unwrap(), |x| (0..4).map(|r| (0..3).map(|j| (x[0][r * 3 + j] - x[1][r * 3 + j]).powi(2)).sum()).collect(), GTOL);
-    check_grad("softplus", &shapes[..1], &d[..1], |g, x| g.softplus(x[0]).unwrap(), |x| x[0].iter().map(|&z| z.max(0.0) + (-z.abs()).exp().ln_1p()).collect(), GTOL);
+    check_grad(
+        "bce",
+        &shapes,
+        &d,
+        |g, x| g.binary_cross_entropy_with_logits(x[0], x[1]).unwrap(),
+        |x| {
+            x[0].iter()
+                .zip(&x[1])
+                .map(|(&z, &t)| z.max(0.0) - z * t + (-z.abs()).exp().ln_1p())
+                .collect()
+        },
+        GTOL,
+    );
+    check_grad(
+        "squared_error",
+        &shapes,
+        &d,
+        |g, x| g.squared_error(x[0], x[1]).unwrap(),
+        |x| {
+            (0..4)
+                .map(|r| {
+                    (0..3)
+                        .map(|j| (x[0][r * 3 + j] - x[1][r * 3 + j]).powi(2))
+                        .sum()
+                })
+                .collect()
+        },
+        GTOL,
+    );
+    check_grad(
+        "softplus",
+        &shapes[..1],
+        &d[..1],
+        |g, x| g.softplus(x[0]).unwrap(),
+        |x| {
+            x[0].iter()
+                .map(|&z| z.max(0.0) + (-z.abs()).exp().ln_1p())
+                .collect()
+        },
+        GTOL,
+    );
 }
 
 #[test]
@@ -187,10 +364,17 @@ fn bce_gradient_at_zero_logit_is_exact() {
         let g = Graph::new();
         let z = g.input_with_shape("z", Shape::fixed(&[2])).unwrap();
         let t = g.input_with_shape("t", Shape::fixed(&[2])).unwrap();
-        let l = g.reduce_sum(g.binary_cross_entropy_with_logits(z, t).unwrap(), &[]).unwrap();
+        let l = g
+            .reduce_sum(g.binary_cross_entropy_with_logits(z, t).unwrap(), &[])
+            .unwrap();
         let gz = g.grad(l, &[z]).unwrap()[0];
         let mut ex = Executor::new(&ctx, &g).unwrap();
-        (ex.eval(&[gz], &[(z, &[0.0, 0.0]), (t, &[1.0, 0.0])]).unwrap().remove(0), ())
+        (
+            ex.eval(&[gz], &[(z, &[0.0, 0.0]), (t, &[1.0, 0.0])])
+                .unwrap()
+                .remove(0),
+            (),
+        )
     };
     assert_eq!(got, vec![-0.5, 0.5]);
 }
@@ -215,11 +399,18 @@ fn dropout_masks_scale_reproduce_and_vanish_in_eval() {
     for i in 0..4000 {
         let scale = if kept[i] { 1.0 / 0.7 } else { 0.0 };
         assert!((a[0][i] - xd[i] * scale).abs() < 1e-5, "element {i}");
-        assert!((a[1][i] - rd[i] * scale).abs() < 1e-5, "the gradient uses the same mask ({i})");
+        assert!(
+            (a[1][i] - rd[i] * scale).abs() < 1e-5,
+            "the gradient uses the same mask ({i})"
+        );
     }
     let b = ex.eval_training(&[y], &feed).unwrap();
     assert_ne!(a[0], b[0], "each step draws a new mask");
-    assert_eq!(ex.eval(&[y], &feed).unwrap()[0], xd, "identity in evaluation");
+    assert_eq!(
+        ex.eval(&[y], &feed).unwrap()[0],
+        xd,
+        "identity in evaluation"
+    );
     // A fresh executor on the same graph replays the same masks step by step.
     let mut ex2 = Executor::new(&ctx, &g).unwrap();
     assert_eq!(ex2.eval_training(&[y], &feed).unwrap()[0], a[0]);
@@ -237,10 +428,12 @@ fn bn_ref(x: &[f64], dims: [usize; 4], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64
         let ch = (i / (h * w)) % c;
         var[ch] += (x[i] - mean[ch]).powi(2) / cnt;
     }
-    let y = (0..x.len()).map(|i| {
-        let ch = (i / (h * w)) % c;
-        (x[i] - mean[ch]) / (var[ch] + eps).sqrt()
-    }).collect();
+    let y = (0..x.len())
+        .map(|i| {
+            let ch = (i / (h * w)) % c;
+            (x[i] - mean[ch]) / (var[ch] + eps).sqrt()
+        })
+        .collect();
     (y, mean, var)
 }
 
@@ -253,23 +446,53 @@ fn batch_norm_training_and_running_statistics() {
     let y = g.batch_norm("bn", x, 1, 0.1, 1e-5).unwrap();
     let loss = g.reduce_sum(y, &[]).unwrap();
     let mut t = wgrad::Trainer::new(&ctx, &g, loss, None, wgrad::Sgd::new(0.0)).unwrap();
-    let xd: Vec<f32> = rand_vec(120, 9).iter().enumerate().map(|(i, v)| v * 3.0 + (i % 40 / 20) as f32).collect();
+    let xd: Vec<f32> = rand_vec(120, 9)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * 3.0 + (i % 40 / 20) as f32)
+        .collect();
     let (want, mean, var) = bn_ref(&to64(&xd), dims, 1e-5);
-    let got = t.executor().eval_training(&[y], &[(x, &xd)]).unwrap().remove(0);
+    let got = t
+        .executor()
+        .eval_training(&[y], &[(x, &xd)])
+        .unwrap()
+        .remove(0);
     assert_close("batch norm (training)", &got, &want, 1e-4);
     // One training step moves the running averages by momentum 0.1 (unbiased variance).
     t.train_minibatch(&[(x, &xd)], false).unwrap();
-    let rm = t.executor().parameter(g.find("bn.running_mean").unwrap()).unwrap();
-    let rv = t.executor().parameter(g.find("bn.running_var").unwrap()).unwrap();
+    let rm = t
+        .executor()
+        .parameter(g.find("bn.running_mean").unwrap())
+        .unwrap();
+    let rv = t
+        .executor()
+        .parameter(g.find("bn.running_var").unwrap())
+        .unwrap();
     let cnt = 60.0;
-    assert_close("running mean", &rm, &mean.iter().map(|m| 0.1 * m).collect::<Vec<_>>(), 1e-5);
-    assert_close("running var", &rv, &var.iter().map(|v| 0.9 + 0.1 * v * cnt / (cnt - 1.0)).collect::<Vec<_>>(), 1e-5);
+    assert_close(
+        "running mean",
+        &rm,
+        &mean.iter().map(|m| 0.1 * m).collect::<Vec<_>>(),
+        1e-5,
+    );
+    assert_close(
+        "running var",
+        &rv,
+        &var.iter()
+            .map(|v| 0.9 + 0.1 * v * cnt / (cnt - 1.0))
+            .collect::<Vec<_>>(),
+        1e-5,
+    );
     // Evaluation normalises with the running statistics.
     let got = t.eval(&[y], &[(x, &xd)]).unwrap().remove(0);
-    let want: Vec<f64> = xd.iter().enumerate().map(|(i, &v)| {
-        let ch = (i / 20) % 2;
-        (v as f64 - rm[ch] as f64) / (rv[ch] as f64 + 1e-5).sqrt()
-    }).collect();
+    let want: Vec<f64> = xd
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = (i / 20) % 2;
+            (v as f64 - rm[ch] as f64) / (rv[ch] as f64 + 1e-5).sqrt()
+        })
+        .collect();
     assert_close("batch norm (evaluation)", &got, &want, 1e-4);
 }
 

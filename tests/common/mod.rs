@@ -256,7 +256,14 @@ pub struct Geo {
 }
 
 /// f64 reference convolution of x [n, c, h, w] with w [o, c, kh, kw] (+ bias).
-pub fn conv_ref(x: &[f64], xs: [usize; 4], w: &[f64], oc: usize, b: Option<&[f64]>, g: Geo) -> Vec<f64> {
+pub fn conv_ref(
+    x: &[f64],
+    xs: [usize; 4],
+    w: &[f64],
+    oc: usize,
+    b: Option<&[f64]>,
+    g: Geo,
+) -> Vec<f64> {
     let [n, c, h, wd] = xs;
     let (oh, ow) = g.o;
     let mut y = vec![0.0; n * oc * oh * ow];

@@ -27,11 +27,13 @@
 //! ```
 
 pub mod autodiff;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod executor;
 pub mod graph;
 pub mod kernels;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 mod plan;

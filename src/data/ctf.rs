@@ -1,0 +1,182 @@
+//! CNTK Text Format (CTF) for non-sequence samples:
+//!
+//! ```text
+//! |features 0.5 1.25 |labels 1:1   |# a comment
+//! 7 |features 2 3 |labels 0:1
+//! ```
+//!
+//! Each line is one sample: an optional sample id, then `|name values` fields in any order.
+//! Dense fields list every value; sparse fields list `index:value` pairs (absent indices are
+//! 0, and a sparse stream may be missing from a line). `|#` starts a comment that runs to the
+//! next `|` or the end of the line. Lines may end in `\n` or `\r\n`. A malformed line is an
+//! error naming its line number, unless `max_errors` allows skipping it (CNTK's maxErrors).
+//! Several lines with the same id form a sequence, which this reader rejects.
+
+use std::path::Path;
+
+use super::Dataset;
+use crate::{Error, Result};
+
+/// How one stream is stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// All `dim` values on each line.
+    Dense,
+    /// `index:value` pairs.
+    Sparse,
+}
+
+/// A stream to read: its name in the file, dimension and storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The `|name` in the file.
+    pub name: String,
+    /// Values per sample.
+    pub dim: usize,
+    /// Dense or sparse.
+    pub storage: Storage,
+}
+
+/// Reads CTF files into a [`Dataset`] with one stream per [`StreamSpec`].
+#[derive(Clone, Debug)]
+pub struct CtfReader {
+    streams: Vec<StreamSpec>,
+    max_errors: usize,
+}
+
+/// What a successful read skipped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CtfReport {
+    /// `(line number, message)` of each skipped line.
+    pub skipped: Vec<(usize, String)>,
+}
+
+impl CtfReader {
+    /// A reader for the given streams; streams in the file that are not declared are ignored.
+    pub fn new(streams: &[(&str, usize, Storage)]) -> CtfReader {
+        CtfReader {
+            streams: streams.iter().map(|&(n, d, s)| StreamSpec { name: n.into(), dim: d, storage: s }).collect(),
+            max_errors: 0,
+        }
+    }
+
+    /// Tolerates up to `n` malformed lines (skipped and reported) before failing.
+    pub fn max_errors(mut self, n: usize) -> CtfReader {
+        self.max_errors = n;
+        self
+    }
+
+    /// Reads a file.
+    pub fn read_file(&self, path: &Path) -> Result<(Dataset, CtfReport)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+        self.read_str(&text).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Reads CTF text.
+    pub fn read_str(&self, text: &str) -> Result<(Dataset, CtfReport)> {
+        let mut data: Vec<Vec<f32>> = vec![Vec::new(); self.streams.len()];
+        let mut report = CtfReport::default();
+        let mut last_id: Option<String> = None;
+        for (k, raw) in text.lines().enumerate() {
+            let line_no = k + 1;
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            match self.parse_line(line, &mut last_id) {
+                Ok(None) => {}
+                Ok(Some(sample)) => {
+                    for (d, s) in data.iter_mut().zip(sample) {
+                        d.extend(s);
+                    }
+                }
+                Err(msg) => {
+                    if report.skipped.len() >= self.max_errors {
+                        let allowed = if self.max_errors > 0 { format!(" (more than {} bad lines)", self.max_errors) } else { String::new() };
+                        return Err(Error::Invalid(format!("CTF line {line_no}: {msg}{allowed}")));
+                    }
+                    report.skipped.push((line_no, msg));
+                }
+            }
+        }
+        let mut ds = Dataset::new();
+        for (spec, d) in self.streams.iter().zip(data) {
+            ds = ds.with_stream(&spec.name, spec.dim, d)?;
+        }
+        Ok((ds, report))
+    }
+
+    /// One sample's values per stream, `None` for a comment-only line.
+    fn parse_line(&self, line: &str, last_id: &mut Option<String>) -> std::result::Result<Option<Vec<Vec<f32>>>, String> {
+        let (id, rest) = match line.find('|') {
+            Some(p) => (line[..p].trim(), &line[p..]),
+            None => return Err("no |field on the line".into()),
+        };
+        if !id.is_empty() {
+            if last_id.as_deref() == Some(id) {
+                return Err(format!("sample id {id} repeats: sequences are not supported by this reader"));
+            }
+            *last_id = Some(id.to_string());
+        }
+        let mut values: Vec<Option<Vec<f32>>> = vec![None; self.streams.len()];
+        let mut any = false;
+        for field in rest.split('|').skip(1) {
+            if field.starts_with('#') {
+                continue; // comment
+            }
+            let mut parts = field.split_whitespace();
+            let Some(name) = parts.next() else {
+                return Err("empty field name after |".into());
+            };
+            let Some(si) = self.streams.iter().position(|s| s.name == name) else {
+                continue; // a stream this reader was not asked for
+            };
+            if values[si].is_some() {
+                return Err(format!("stream {name} appears twice"));
+            }
+            let spec = &self.streams[si];
+            let mut v = vec![0.0f32; spec.dim];
+            let mut count = 0;
+            for tok in parts {
+                match (spec.storage, tok.split_once(':')) {
+                    (Storage::Sparse, Some((i, x))) => {
+                        let i: usize = i.parse().map_err(|_| format!("stream {name}: bad index in {tok:?}"))?;
+                        if i >= spec.dim {
+                            return Err(format!("stream {name}: index {i} is not below its dimension {}", spec.dim));
+                        }
+                        v[i] = x.parse().map_err(|_| format!("stream {name}: bad value in {tok:?}"))?;
+                    }
+                    (Storage::Dense, None) => {
+                        if count >= spec.dim {
+                            return Err(format!("stream {name}: more than {} values", spec.dim));
+                        }
+                        v[count] = tok.parse().map_err(|_| format!("stream {name}: {tok:?} is not a number"))?;
+                    }
+                    (Storage::Sparse, None) => return Err(format!("stream {name}: {tok:?} is not index:value")),
+                    (Storage::Dense, Some(_)) => return Err(format!("stream {name}: {tok:?} is sparse but the stream is dense")),
+                }
+                count += 1;
+            }
+            if spec.storage == Storage::Dense && count != spec.dim {
+                return Err(format!("stream {name}: {count} values, expected {}", spec.dim));
+            }
+            values[si] = Some(v);
+            any = true;
+        }
+        if !any && rest.split('|').skip(1).all(|f| f.starts_with('#')) {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(values.len());
+        for (spec, v) in self.streams.iter().zip(values) {
+            match (v, spec.storage) {
+                (Some(v), _) => out.push(v),
+                (None, Storage::Sparse) => out.push(vec![0.0; spec.dim]),
+                (None, Storage::Dense) => return Err(format!("stream {} is missing", spec.name)),
+            }
+        }
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,90 @@
+//! Data: an in-memory [`Dataset`] of named streams, a [`MinibatchSource`] that shuffles per
+//! epoch and prefetches on a background thread, and readers for MNIST's IDX files and CNTK's
+//! text format (CTF).
+
+pub mod ctf;
+pub mod mnist;
+mod source;
+
+pub use source::{Minibatch, MinibatchSource};
+
+use crate::{Error, Result};
+
+/// Samples as named streams of fixed dimension, stored row-major: stream `s` of sample `i`
+/// is `data[i * dim .. (i + 1) * dim]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dataset {
+    streams: Vec<(String, usize, Vec<f32>)>,
+    len: usize,
+}
+
+impl Dataset {
+    /// An empty dataset with no streams.
+    pub fn new() -> Dataset {
+        Dataset::default()
+    }
+
+    /// Adds a stream; its length must match the streams already present.
+    pub fn with_stream(mut self, name: &str, dim: usize, data: Vec<f32>) -> Result<Dataset> {
+        if dim == 0 || data.len() % dim != 0 {
+            return Err(Error::Invalid(format!("dataset: stream {name} has {} values, not a multiple of its dimension {dim}", data.len())));
+        }
+        let n = data.len() / dim;
+        if !self.streams.is_empty() && n != self.len {
+            return Err(Error::Invalid(format!("dataset: stream {name} has {n} samples, the others {}", self.len)));
+        }
+        if self.stream(name).is_some() {
+            return Err(Error::Invalid(format!("dataset: stream {name} already exists")));
+        }
+        self.len = n;
+        self.streams.push((name.to_string(), dim, data));
+        Ok(self)
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stream names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.streams.iter().map(|s| s.0.as_str()).collect()
+    }
+
+    /// The data of a stream.
+    pub fn stream(&self, name: &str) -> Option<&[f32]> {
+        self.streams.iter().find(|s| s.0 == name).map(|s| &s.2[..])
+    }
+
+    /// The dimension of a stream.
+    pub fn dim(&self, name: &str) -> Option<usize> {
+        self.streams.iter().find(|s| s.0 == name).map(|s| s.1)
+    }
+
+    /// The samples at `indices`, stream by stream.
+    pub fn gather(&self, indices: &[usize]) -> Vec<Vec<f32>> {
+        self.streams
+            .iter()
+            .map(|(_, dim, data)| {
+                let mut out = Vec::with_capacity(indices.len() * dim);
+                for &i in indices {
+                    out.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Samples `range` as a new dataset (e.g. a validation split).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
+        let idx: Vec<usize> = range.collect();
+        let len = idx.len();
+        let streams = self.streams.iter().zip(self.gather(&idx)).map(|((n, d, _), v)| (n.clone(), *d, v)).collect();
+        Dataset { streams, len }
+    }
+}

@@ -1,0 +1,65 @@
+//! Minibatches over an in-memory dataset, shuffled per epoch from a seed and prepared on a
+//! background thread so that the GPU does not wait for the host.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::{rngs::StdRng, SeedableRng};
+
+use super::Dataset;
+
+/// One minibatch: each stream's rows, in the dataset's stream order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Minibatch {
+    /// Row-major data per stream.
+    pub streams: Vec<Vec<f32>>,
+    /// Number of samples (the last minibatch of an epoch may be smaller).
+    pub len: usize,
+}
+
+/// Yields the minibatches of one epoch; drop it to stop the prefetch thread early.
+pub struct MinibatchSource {
+    rx: Option<Receiver<Minibatch>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl MinibatchSource {
+    /// The minibatches of epoch `epoch` (0-based) of `data`: shuffled by a permutation drawn
+    /// from `seed` and `epoch` (in order when `seed` is `None`), `batch` samples each, the last
+    /// one partial. Up to `prefetch` minibatches are prepared ahead on another thread.
+    pub fn epoch(data: Arc<Dataset>, batch: usize, seed: Option<u64>, epoch: u64, prefetch: usize) -> MinibatchSource {
+        let (tx, rx) = sync_channel(prefetch.max(1));
+        let worker = std::thread::spawn(move || {
+            let mut order: Vec<usize> = (0..data.len()).collect();
+            if let Some(s) = seed {
+                let mut rng = StdRng::seed_from_u64(s ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                order.shuffle(&mut rng);
+            }
+            for chunk in order.chunks(batch.max(1)) {
+                let mb = Minibatch { streams: data.gather(chunk), len: chunk.len() };
+                if tx.send(mb).is_err() {
+                    return; // the consumer went away
+                }
+            }
+        });
+        MinibatchSource { rx: Some(rx), worker: Some(worker) }
+    }
+}
+
+impl Iterator for MinibatchSource {
+    type Item = Minibatch;
+    fn next(&mut self) -> Option<Minibatch> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for MinibatchSource {
+    fn drop(&mut self) {
+        self.rx.take(); // unblocks the worker's send
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}

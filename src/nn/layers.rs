@@ -1,0 +1,280 @@
+//! The layers themselves.
+
+use super::Layer;
+use crate::graph::{Graph, Init, NodeId};
+use crate::ops::{Padding, WindowOpts};
+use crate::shape::{Dim, Shape};
+use crate::{Error, Result};
+
+/// An activation applied after a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// None (identity).
+    #[default]
+    Identity,
+    /// max(x, 0).
+    Relu,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// tanh.
+    Tanh,
+    /// Softmax over the last axis.
+    Softmax,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(self, g: &Graph, x: NodeId) -> Result<NodeId> {
+        match self {
+            Activation::Identity => Ok(x),
+            Activation::Relu => g.relu(x),
+            Activation::Sigmoid => g.sigmoid(x),
+            Activation::Tanh => g.tanh(x),
+            Activation::Softmax => g.softmax(x, -1),
+        }
+    }
+}
+
+impl Layer for Activation {
+    fn kind(&self) -> &'static str {
+        "act"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        self.apply(g, x)
+    }
+}
+
+/// Flattens every axis after the batch axis: `[batch, …] → [batch, n]`.
+fn flatten(g: &Graph, x: NodeId) -> Result<NodeId> {
+    let s = g.shape(x);
+    if s.rank() <= 2 {
+        return Ok(x);
+    }
+    let n: usize = s.0[1..].iter().map(|d| d.resolve(1)).product();
+    g.reshape(x, Shape(vec![s.0[0], Dim::Fixed(n)]))
+}
+
+/// Fully connected layer `act(x·W + b)`, W `[in, units]` (glorot-uniform), b `[units]`
+/// (zeros). Inputs with more than two axes are flattened first, as CNTK's Dense does.
+#[derive(Clone, Copy, Debug)]
+pub struct Dense {
+    /// Output features.
+    pub units: usize,
+    /// Activation.
+    pub activation: Activation,
+    /// Weight initialiser.
+    pub init: Init,
+    /// Whether to add a bias.
+    pub bias: bool,
+}
+
+impl Dense {
+    /// A dense layer with `units` outputs and no activation.
+    pub fn new(units: usize) -> Dense {
+        Dense { units, activation: Activation::Identity, init: Init::GlorotUniform, bias: true }
+    }
+    /// Sets the activation.
+    pub fn activation(mut self, a: Activation) -> Dense {
+        self.activation = a;
+        self
+    }
+    /// ReLU activation.
+    pub fn relu(self) -> Dense {
+        self.activation(Activation::Relu)
+    }
+    /// Sets the weight initialiser.
+    pub fn init(mut self, init: Init) -> Dense {
+        self.init = init;
+        self
+    }
+}
+
+impl Layer for Dense {
+    fn kind(&self) -> &'static str {
+        "dense"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let x = flatten(g, x)?;
+        let s = g.shape(x);
+        let Some(&Dim::Fixed(inputs)) = s.0.last() else {
+            return Err(Error::Shape { op: "dense", msg: format!("{name}: input {s} needs a fixed feature axis") });
+        };
+        let w = g.parameter(&format!("{name}.weight"), &[inputs, self.units], self.init)?;
+        let mut y = g.matmul(x, w)?;
+        if self.bias {
+            let b = g.parameter(&format!("{name}.bias"), &[self.units], Init::Zeros)?;
+            y = g.add(y, b)?;
+        }
+        self.activation.apply(g, y)
+    }
+}
+
+/// 2-D convolution over NCHW images: filters `[filters, C, KH, KW]` (glorot-uniform) and a
+/// bias per filter (zeros).
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2d {
+    /// Output channels.
+    pub filters: usize,
+    /// Kernel (height, width).
+    pub kernel: (usize, usize),
+    /// Stride, padding, dilation.
+    pub opts: WindowOpts,
+    /// Activation.
+    pub activation: Activation,
+    /// Filter initialiser.
+    pub init: Init,
+}
+
+impl Conv2d {
+    /// `filters` filters of `kernel` size, stride 1, no padding.
+    pub fn new(filters: usize, kernel: (usize, usize)) -> Conv2d {
+        Conv2d { filters, kernel, opts: WindowOpts::default(), activation: Activation::Identity, init: Init::GlorotUniform }
+    }
+    /// Same stride both ways.
+    pub fn stride(mut self, s: usize) -> Conv2d {
+        self.opts = self.opts.stride(s);
+        self
+    }
+    /// CNTK-style "same" padding.
+    pub fn same(mut self) -> Conv2d {
+        self.opts = self.opts.padding(Padding::Same);
+        self
+    }
+    /// Any padding.
+    pub fn padding(mut self, p: Padding) -> Conv2d {
+        self.opts = self.opts.padding(p);
+        self
+    }
+    /// Same dilation both ways.
+    pub fn dilation(mut self, d: usize) -> Conv2d {
+        self.opts = self.opts.dilation(d);
+        self
+    }
+    /// ReLU activation.
+    pub fn relu(mut self) -> Conv2d {
+        self.activation = Activation::Relu;
+        self
+    }
+    /// Sets the filter initialiser.
+    pub fn init(mut self, init: Init) -> Conv2d {
+        self.init = init;
+        self
+    }
+}
+
+impl Layer for Conv2d {
+    fn kind(&self) -> &'static str {
+        "conv"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let s = g.shape(x);
+        if s.rank() != 4 {
+            return Err(Error::Shape { op: "conv2d", msg: format!("{name}: expects [batch, C, H, W], got {s}") });
+        }
+        let c = s.0[1].resolve(1);
+        let w = g.parameter(&format!("{name}.weight"), &[self.filters, c, self.kernel.0, self.kernel.1], self.init)?;
+        let b = g.parameter(&format!("{name}.bias"), &[self.filters], Init::Zeros)?;
+        let y = g.conv2d(x, w, Some(b), self.opts)?;
+        self.activation.apply(g, y)
+    }
+}
+
+/// Max pooling.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxPool2d {
+    /// Window (height, width).
+    pub kernel: (usize, usize),
+    /// Stride and padding.
+    pub opts: WindowOpts,
+}
+
+impl MaxPool2d {
+    /// A `k×k` window with stride `s` and no padding.
+    pub fn new(k: usize, s: usize) -> MaxPool2d {
+        MaxPool2d { kernel: (k, k), opts: WindowOpts::default().stride(s) }
+    }
+}
+
+impl Layer for MaxPool2d {
+    fn kind(&self) -> &'static str {
+        "pool"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        g.max_pool2d(x, self.kernel, self.opts)
+    }
+}
+
+/// Average pooling (over in-image elements).
+#[derive(Clone, Copy, Debug)]
+pub struct AvgPool2d {
+    /// Window (height, width).
+    pub kernel: (usize, usize),
+    /// Stride and padding.
+    pub opts: WindowOpts,
+}
+
+impl AvgPool2d {
+    /// A `k×k` window with stride `s` and no padding.
+    pub fn new(k: usize, s: usize) -> AvgPool2d {
+        AvgPool2d { kernel: (k, k), opts: WindowOpts::default().stride(s) }
+    }
+}
+
+impl Layer for AvgPool2d {
+    fn kind(&self) -> &'static str {
+        "pool"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        g.avg_pool2d(x, self.kernel, self.opts)
+    }
+}
+
+/// Dropout with drop probability `p` (identity in evaluation).
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout(pub f32);
+
+impl Layer for Dropout {
+    fn kind(&self) -> &'static str {
+        "dropout"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        g.dropout(x, self.0)
+    }
+}
+
+/// Batch normalisation over axis 1 (channels of NCHW, or features of `[batch, n]`).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm {
+    /// Weight of the new batch statistics in the running averages.
+    pub momentum: f32,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+impl Default for BatchNorm {
+    fn default() -> Self {
+        BatchNorm { momentum: 0.1, eps: 1e-5 }
+    }
+}
+
+impl Layer for BatchNorm {
+    fn kind(&self) -> &'static str {
+        "bn"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        g.batch_norm(name, x, 1, self.momentum, self.eps)
+    }
+}
+
+/// Flattens everything after the batch axis.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flatten;
+
+impl Layer for Flatten {
+    fn kind(&self) -> &'static str {
+        "flatten"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        flatten(g, x)
+    }
+}

@@ -354,6 +354,66 @@ impl Executor {
         }
     }
 
+    /// Every variable (parameters and state) and every learner state tensor, by name:
+    /// variables under their own names, learner state as `{parameter}/learner{k}`.
+    pub fn export_state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Op::Param { name, .. } = &node.op {
+                let t = &self.persistent[&NodeId(i)];
+                out.push((name.clone(), t.shape().to_vec(), t.to_vec(&self.ctx)?));
+            }
+        }
+        if let Some(l) = &self.learner {
+            for (p, _, state) in &l.params {
+                let Op::Param { name, .. } = &self.nodes[p.0].op else { continue };
+                for (k, t) in state.iter().enumerate() {
+                    out.push((format!("{name}/learner{k}"), t.shape().to_vec(), t.to_vec(&self.ctx)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`Executor::export_state`] produced; every tensor must be present with
+    /// the same shape.
+    pub fn import_state(&mut self, entries: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+        let mut targets: Vec<(String, &Tensor)> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Op::Param { name, .. } = &node.op {
+                targets.push((name.clone(), &self.persistent[&NodeId(i)]));
+            }
+        }
+        if let Some(l) = &self.learner {
+            for (p, _, state) in &l.params {
+                let Op::Param { name, .. } = &self.nodes[p.0].op else { continue };
+                for (k, t) in state.iter().enumerate() {
+                    targets.push((format!("{name}/learner{k}"), t));
+                }
+            }
+        }
+        for (name, t) in &targets {
+            let Some((_, shape, data)) = entries.iter().find(|e| &e.0 == name) else {
+                return Err(Error::Invalid(format!("state: {name} is missing")));
+            };
+            if shape != t.shape() {
+                return Err(Error::Invalid(format!("state: {name} has shape {shape:?}, the model {:?}", t.shape())));
+            }
+            t.write(&self.ctx, data)?;
+        }
+        Ok(())
+    }
+
+    /// Training steps run so far (salts dropout masks).
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// Sets the training step counter (used when resuming from a checkpoint).
+    pub fn set_step(&mut self, step: u32) {
+        self.step = step;
+    }
+
     /// Bytes of intermediate buffers of the largest plan built so far (parameters and
     /// inputs not counted).
     pub fn peak_scratch_bytes(&self) -> u64 {

@@ -27,10 +27,12 @@
 //! ```
 
 pub mod autodiff;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod executor;
+pub mod fit;
 pub mod graph;
 pub mod kernels;
 pub mod nn;
@@ -44,6 +46,7 @@ pub mod trainer;
 pub use device::{AdapterSummary, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};
+pub use fit::{EarlyStopping, EpochRecord, FitOptions};
 pub use graph::{BinaryOp, Graph, Init, NodeId, Op, ReduceOp, UnaryOp, Window};
 pub use ops::{Padding, WindowOpts};
 pub use optim::{Algorithm, Learner, Schedule, Sgd};

@@ -1,0 +1,245 @@
+//! [`Trainer::fit`]: epochs over a dataset with a progress bar, evaluation after each epoch,
+//! early stopping, checkpoints (resumable), and per-epoch metrics in a CSV file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::{Dataset, MinibatchSource};
+use crate::graph::NodeId;
+use crate::trainer::{MinibatchStats, Trainer};
+use crate::{Error, Result};
+
+/// Stop when the evaluation metric has not improved by `min_delta` for `patience` epochs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Smallest decrease that counts as an improvement.
+    pub min_delta: f32,
+}
+
+/// Options of [`Trainer::fit`].
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Epochs to train (in total, counting resumed ones).
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Seed of the per-epoch shuffling (`None`: data order).
+    pub shuffle_seed: Option<u64>,
+    /// Show a progress bar on stderr (hidden when stderr is not a terminal).
+    pub progress: bool,
+    /// Print one summary line per epoch on stdout.
+    pub print_epochs: bool,
+    /// Early stopping on the evaluation metric (lower is better).
+    pub early_stopping: Option<EarlyStopping>,
+    /// Write a checkpoint here after every epoch.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from `checkpoint` when it exists.
+    pub resume: bool,
+    /// Write the per-epoch metrics here as CSV after every epoch.
+    pub metrics_csv: Option<PathBuf>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 10,
+            batch: 64,
+            shuffle_seed: Some(0),
+            progress: true,
+            print_epochs: true,
+            early_stopping: None,
+            checkpoint: None,
+            resume: false,
+            metrics_csv: None,
+        }
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's minibatches (sample-weighted).
+    pub train_loss: f32,
+    /// Mean training metric (NaN without a metric).
+    pub train_metric: f32,
+    /// Loss on the evaluation set (NaN without one).
+    pub test_loss: f32,
+    /// Metric on the evaluation set (NaN without one).
+    pub test_metric: f32,
+    /// Training throughput.
+    pub examples_per_sec: f64,
+    /// Wall time of the epoch's training.
+    pub seconds: f64,
+}
+
+impl EpochRecord {
+    const CSV_HEADER: &'static str = "epoch,train_loss,train_metric,test_loss,test_metric,examples_per_sec,seconds";
+
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{:.1},{:.3}",
+            self.epoch, self.train_loss, self.train_metric, self.test_loss, self.test_metric, self.examples_per_sec, self.seconds
+        )
+    }
+
+    fn parse(line: &str) -> Option<EpochRecord> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 7 {
+            return None;
+        }
+        Some(EpochRecord {
+            epoch: f[0].parse().ok()?,
+            train_loss: f[1].parse().ok()?,
+            train_metric: f[2].parse().ok()?,
+            test_loss: f[3].parse().ok()?,
+            test_metric: f[4].parse().ok()?,
+            examples_per_sec: f[5].parse().ok()?,
+            seconds: f[6].parse().ok()?,
+        })
+    }
+}
+
+/// Builds the feed of a minibatch: stream `name` of the dataset goes to input `node`.
+fn bind<'a>(names: &[&str], inputs: &[(&str, NodeId)], streams: &'a [Vec<f32>]) -> Result<Vec<(NodeId, &'a [f32])>> {
+    inputs
+        .iter()
+        .map(|(name, node)| {
+            let k = names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| Error::Invalid(format!("fit: the dataset has no stream {name} (it has {names:?})")))?;
+            Ok((*node, &streams[k][..]))
+        })
+        .collect()
+}
+
+impl Trainer {
+    /// Mean loss and metric over a whole dataset in evaluation mode (sample-weighted).
+    pub fn evaluate(&mut self, data: &Dataset, inputs: &[(&str, NodeId)], batch: usize) -> Result<MinibatchStats> {
+        let names = data.names();
+        let (mut loss, mut metric, mut n) = (0.0f64, 0.0f64, 0usize);
+        let mut has_metric = false;
+        for mb in MinibatchSource::epoch(Arc::new(data.clone()), batch, None, 0, 2) {
+            let feed = bind(&names, inputs, &mb.streams)?;
+            let s = self.evaluate_minibatch(&feed)?;
+            loss += s.loss as f64 * mb.len as f64;
+            if let Some(m) = s.metric {
+                metric += m as f64 * mb.len as f64;
+                has_metric = true;
+            }
+            n += mb.len;
+        }
+        let n = n.max(1) as f64;
+        Ok(MinibatchStats { loss: (loss / n) as f32, metric: has_metric.then_some((metric / n) as f32) })
+    }
+
+    /// Trains for `opts.epochs` epochs on `train`, evaluating on `test` after each epoch.
+    /// `inputs` binds dataset streams to input nodes, e.g. `[("images", x), ("labels", y)]`.
+    /// Returns the record of every epoch (including resumed ones).
+    pub fn fit(&mut self, train: &Dataset, test: Option<&Dataset>, inputs: &[(&str, NodeId)], opts: &FitOptions) -> Result<Vec<EpochRecord>> {
+        let train_arc = Arc::new(train.clone());
+        let names = train.names();
+        let mut records: Vec<EpochRecord> = Vec::new();
+        let mut best = f32::INFINITY;
+        let mut bad_epochs = 0usize;
+        let mut start = 0usize;
+        if let (true, Some(path)) = (opts.resume, &opts.checkpoint) {
+            if path.exists() {
+                let meta = self.load_checkpoint(path)?;
+                start = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+                best = meta.get("best").and_then(|e| e.parse().ok()).unwrap_or(f32::INFINITY);
+                bad_epochs = meta.get("bad_epochs").and_then(|e| e.parse().ok()).unwrap_or(0);
+                records = meta.get("records").map(|r| r.lines().filter_map(EpochRecord::parse).collect()).unwrap_or_default();
+            }
+        }
+        let per_epoch = train.len().div_ceil(opts.batch.max(1));
+        for epoch in start..opts.epochs {
+            let bar = if opts.progress { ProgressBar::new(per_epoch as u64) } else { ProgressBar::hidden() };
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{}/{}", epoch + 1, opts.epochs));
+            let t0 = Instant::now();
+            let (mut loss, mut metric, mut seen) = (0.0f64, 0.0f64, 0usize);
+            for mb in MinibatchSource::epoch(train_arc.clone(), opts.batch, opts.shuffle_seed, epoch as u64, 4) {
+                let feed = bind(&names, inputs, &mb.streams)?;
+                let s = self.train_minibatch(&feed, true)?.expect("read requested");
+                loss += s.loss as f64 * mb.len as f64;
+                metric += s.metric.unwrap_or(f32::NAN) as f64 * mb.len as f64;
+                seen += mb.len;
+                let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {:.4} metric {:.4} {:.0} ex/s", loss / seen as f64, metric / seen as f64, rate));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let seconds = t0.elapsed().as_secs_f64();
+            let (test_loss, test_metric) = match test {
+                Some(t) => {
+                    let s = self.evaluate(t, inputs, opts.batch.max(256))?;
+                    (s.loss, s.metric.unwrap_or(f32::NAN))
+                }
+                None => (f32::NAN, f32::NAN),
+            };
+            let rec = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: (loss / seen.max(1) as f64) as f32,
+                train_metric: (metric / seen.max(1) as f64) as f32,
+                test_loss,
+                test_metric,
+                examples_per_sec: seen as f64 / seconds.max(1e-9),
+                seconds,
+            };
+            if opts.print_epochs {
+                println!(
+                    "epoch {:>3}: train loss {:.4} metric {:.4} | test loss {:.4} metric {:.4} | {:.0} examples/s",
+                    rec.epoch, rec.train_loss, rec.train_metric, rec.test_loss, rec.test_metric, rec.examples_per_sec
+                );
+            }
+            records.push(rec);
+            // Early stopping on the evaluation metric (or loss), else on the training loss.
+            let watched = [test_metric, test_loss, rec.train_loss].into_iter().find(|v| !v.is_nan()).unwrap_or(f32::NAN);
+            if watched < best - opts.early_stopping.map_or(0.0, |e| e.min_delta) {
+                best = watched;
+                bad_epochs = 0;
+            } else {
+                bad_epochs += 1;
+            }
+            if let Some(path) = &opts.metrics_csv {
+                let mut text = String::from(EpochRecord::CSV_HEADER);
+                for r in &records {
+                    text.push('\n');
+                    text.push_str(&r.csv());
+                }
+                text.push('\n');
+                crate::checkpoint::write_atomic(path, text.as_bytes())?;
+            }
+            if let Some(path) = &opts.checkpoint {
+                let mut meta = HashMap::new();
+                meta.insert("epoch".to_string(), (epoch + 1).to_string());
+                meta.insert("best".to_string(), best.to_string());
+                meta.insert("bad_epochs".to_string(), bad_epochs.to_string());
+                meta.insert("records".to_string(), records.iter().map(|r| r.csv()).collect::<Vec<_>>().join("\n"));
+                self.save_checkpoint(path, &meta)?;
+            }
+            if let Some(es) = opts.early_stopping {
+                if bad_epochs >= es.patience {
+                    if opts.print_epochs {
+                        println!("early stopping: no improvement for {} epochs (best {best:.4})", es.patience);
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(records)
+    }
+}

@@ -12,7 +12,10 @@ use crate::trainer::Trainer;
 use crate::{Error, Result};
 
 fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: path.display().to_string(), source: e }
+    Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
@@ -29,16 +32,21 @@ impl Trainer {
     /// Saves parameters, state, learner state and counters, plus `meta` (e.g. the epoch).
     pub fn save_checkpoint(&mut self, path: &Path, meta: &HashMap<String, String>) -> Result<()> {
         let state = self.exec.export_state()?;
-        let bytes: Vec<Vec<u8>> = state.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
+        let bytes: Vec<Vec<u8>> = state
+            .iter()
+            .map(|(_, _, d)| bytemuck::cast_slice(d).to_vec())
+            .collect();
         let mut views = Vec::with_capacity(state.len());
         for ((name, shape, _), b) in state.iter().zip(&bytes) {
-            let v = TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| Error::Invalid(format!("checkpoint {name}: {e}")))?;
+            let v = TensorView::new(Dtype::F32, shape.clone(), b)
+                .map_err(|e| Error::Invalid(format!("checkpoint {name}: {e}")))?;
             views.push((name.clone(), v));
         }
         let mut info = meta.clone();
         info.insert("wgrad.minibatches".into(), self.minibatches.to_string());
         info.insert("wgrad.step".into(), self.exec.step().to_string());
-        let data = safetensors::tensor::serialize(views, Some(info)).map_err(|e| Error::Invalid(format!("checkpoint: {e}")))?;
+        let data = safetensors::tensor::serialize(views, Some(info))
+            .map_err(|e| Error::Invalid(format!("checkpoint: {e}")))?;
         write_atomic(path, &data)
     }
 
@@ -47,7 +55,8 @@ impl Trainer {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<HashMap<String, String>> {
         let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
         let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let mut entries = Vec::new();
@@ -55,12 +64,20 @@ impl Trainer {
             if view.dtype() != Dtype::F32 {
                 return Err(bad(format!("{name} is {:?}, not F32", view.dtype())));
             }
-            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             entries.push((name, view.shape().to_vec(), data));
         }
-        self.exec.import_state(&entries).map_err(|e| bad(e.to_string()))?;
+        self.exec
+            .import_state(&entries)
+            .map_err(|e| bad(e.to_string()))?;
         let num = |k: &str| -> Result<u64> {
-            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata {k} is missing")))
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(format!("metadata {k} is missing")))
         };
         self.minibatches = num("wgrad.minibatches")?;
         self.exec.set_step(num("wgrad.step")? as u32);

@@ -366,9 +366,15 @@ impl Executor {
         }
         if let Some(l) = &self.learner {
             for (p, _, state) in &l.params {
-                let Op::Param { name, .. } = &self.nodes[p.0].op else { continue };
+                let Op::Param { name, .. } = &self.nodes[p.0].op else {
+                    continue;
+                };
                 for (k, t) in state.iter().enumerate() {
-                    out.push((format!("{name}/learner{k}"), t.shape().to_vec(), t.to_vec(&self.ctx)?));
+                    out.push((
+                        format!("{name}/learner{k}"),
+                        t.shape().to_vec(),
+                        t.to_vec(&self.ctx)?,
+                    ));
                 }
             }
         }
@@ -386,7 +392,9 @@ impl Executor {
         }
         if let Some(l) = &self.learner {
             for (p, _, state) in &l.params {
-                let Op::Param { name, .. } = &self.nodes[p.0].op else { continue };
+                let Op::Param { name, .. } = &self.nodes[p.0].op else {
+                    continue;
+                };
                 for (k, t) in state.iter().enumerate() {
                     targets.push((format!("{name}/learner{k}"), t));
                 }
@@ -397,7 +405,10 @@ impl Executor {
                 return Err(Error::Invalid(format!("state: {name} is missing")));
             };
             if shape != t.shape() {
-                return Err(Error::Invalid(format!("state: {name} has shape {shape:?}, the model {:?}", t.shape())));
+                return Err(Error::Invalid(format!(
+                    "state: {name} has shape {shape:?}, the model {:?}",
+                    t.shape()
+                )));
             }
             t.write(&self.ctx, data)?;
         }

@@ -81,12 +81,19 @@ pub struct EpochRecord {
 }
 
 impl EpochRecord {
-    const CSV_HEADER: &'static str = "epoch,train_loss,train_metric,test_loss,test_metric,examples_per_sec,seconds";
+    const CSV_HEADER: &'static str =
+        "epoch,train_loss,train_metric,test_loss,test_metric,examples_per_sec,seconds";
 
     fn csv(&self) -> String {
         format!(
             "{},{},{},{},{},{:.1},{:.3}",
-            self.epoch, self.train_loss, self.train_metric, self.test_loss, self.test_metric, self.examples_per_sec, self.seconds
+            self.epoch,
+            self.train_loss,
+            self.train_metric,
+            self.test_loss,
+            self.test_metric,
+            self.examples_per_sec,
+            self.seconds
         )
     }
 
@@ -108,14 +115,19 @@ impl EpochRecord {
 }
 
 /// Builds the feed of a minibatch: stream `name` of the dataset goes to input `node`.
-fn bind<'a>(names: &[&str], inputs: &[(&str, NodeId)], streams: &'a [Vec<f32>]) -> Result<Vec<(NodeId, &'a [f32])>> {
+fn bind<'a>(
+    names: &[&str],
+    inputs: &[(&str, NodeId)],
+    streams: &'a [Vec<f32>],
+) -> Result<Vec<(NodeId, &'a [f32])>> {
     inputs
         .iter()
         .map(|(name, node)| {
-            let k = names
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| Error::Invalid(format!("fit: the dataset has no stream {name} (it has {names:?})")))?;
+            let k = names.iter().position(|n| n == name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "fit: the dataset has no stream {name} (it has {names:?})"
+                ))
+            })?;
             Ok((*node, &streams[k][..]))
         })
         .collect()
@@ -123,7 +135,12 @@ fn bind<'a>(names: &[&str], inputs: &[(&str, NodeId)], streams: &'a [Vec<f32>]) 
 
 impl Trainer {
     /// Mean loss and metric over a whole dataset in evaluation mode (sample-weighted).
-    pub fn evaluate(&mut self, data: &Dataset, inputs: &[(&str, NodeId)], batch: usize) -> Result<MinibatchStats> {
+    pub fn evaluate(
+        &mut self,
+        data: &Dataset,
+        inputs: &[(&str, NodeId)],
+        batch: usize,
+    ) -> Result<MinibatchStats> {
         let names = data.names();
         let (mut loss, mut metric, mut n) = (0.0f64, 0.0f64, 0usize);
         let mut has_metric = false;
@@ -138,13 +155,22 @@ impl Trainer {
             n += mb.len;
         }
         let n = n.max(1) as f64;
-        Ok(MinibatchStats { loss: (loss / n) as f32, metric: has_metric.then_some((metric / n) as f32) })
+        Ok(MinibatchStats {
+            loss: (loss / n) as f32,
+            metric: has_metric.then_some((metric / n) as f32),
+        })
     }
 
     /// Trains for `opts.epochs` epochs on `train`, evaluating on `test` after each epoch.
     /// `inputs` binds dataset streams to input nodes, e.g. `[("images", x), ("labels", y)]`.
     /// Returns the record of every epoch (including resumed ones).
-    pub fn fit(&mut self, train: &Dataset, test: Option<&Dataset>, inputs: &[(&str, NodeId)], opts: &FitOptions) -> Result<Vec<EpochRecord>> {
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        test: Option<&Dataset>,
+        inputs: &[(&str, NodeId)],
+        opts: &FitOptions,
+    ) -> Result<Vec<EpochRecord>> {
         let train_arc = Arc::new(train.clone());
         let names = train.names();
         let mut records: Vec<EpochRecord> = Vec::new();
@@ -155,30 +181,56 @@ impl Trainer {
             if path.exists() {
                 let meta = self.load_checkpoint(path)?;
                 start = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-                best = meta.get("best").and_then(|e| e.parse().ok()).unwrap_or(f32::INFINITY);
-                bad_epochs = meta.get("bad_epochs").and_then(|e| e.parse().ok()).unwrap_or(0);
-                records = meta.get("records").map(|r| r.lines().filter_map(EpochRecord::parse).collect()).unwrap_or_default();
+                best = meta
+                    .get("best")
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(f32::INFINITY);
+                bad_epochs = meta
+                    .get("bad_epochs")
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(0);
+                records = meta
+                    .get("records")
+                    .map(|r| r.lines().filter_map(EpochRecord::parse).collect())
+                    .unwrap_or_default();
             }
         }
         let per_epoch = train.len().div_ceil(opts.batch.max(1));
         for epoch in start..opts.epochs {
-            let bar = if opts.progress { ProgressBar::new(per_epoch as u64) } else { ProgressBar::hidden() };
+            let bar = if opts.progress {
+                ProgressBar::new(per_epoch as u64)
+            } else {
+                ProgressBar::hidden()
+            };
             bar.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                    .unwrap()
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
             );
             bar.set_prefix(format!("{}/{}", epoch + 1, opts.epochs));
             let t0 = Instant::now();
             let (mut loss, mut metric, mut seen) = (0.0f64, 0.0f64, 0usize);
-            for mb in MinibatchSource::epoch(train_arc.clone(), opts.batch, opts.shuffle_seed, epoch as u64, 4) {
+            for mb in MinibatchSource::epoch(
+                train_arc.clone(),
+                opts.batch,
+                opts.shuffle_seed,
+                epoch as u64,
+                4,
+            ) {
                 let feed = bind(&names, inputs, &mb.streams)?;
                 let s = self.train_minibatch(&feed, true)?.expect("read requested");
                 loss += s.loss as f64 * mb.len as f64;
                 metric += s.metric.unwrap_or(f32::NAN) as f64 * mb.len as f64;
                 seen += mb.len;
                 let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("loss {:.4} metric {:.4} {:.0} ex/s", loss / seen as f64, metric / seen as f64, rate));
+                bar.set_message(format!(
+                    "loss {:.4} metric {:.4} {:.0} ex/s",
+                    loss / seen as f64,
+                    metric / seen as f64,
+                    rate
+                ));
                 bar.inc(1);
             }
             bar.finish_and_clear();
@@ -207,7 +259,10 @@ impl Trainer {
             }
             records.push(rec);
             // Early stopping on the evaluation metric (or loss), else on the training loss.
-            let watched = [test_metric, test_loss, rec.train_loss].into_iter().find(|v| !v.is_nan()).unwrap_or(f32::NAN);
+            let watched = [test_metric, test_loss, rec.train_loss]
+                .into_iter()
+                .find(|v| !v.is_nan())
+                .unwrap_or(f32::NAN);
             if watched < best - opts.early_stopping.map_or(0.0, |e| e.min_delta) {
                 best = watched;
                 bad_epochs = 0;
@@ -228,13 +283,23 @@ impl Trainer {
                 meta.insert("epoch".to_string(), (epoch + 1).to_string());
                 meta.insert("best".to_string(), best.to_string());
                 meta.insert("bad_epochs".to_string(), bad_epochs.to_string());
-                meta.insert("records".to_string(), records.iter().map(|r| r.csv()).collect::<Vec<_>>().join("\n"));
+                meta.insert(
+                    "records".to_string(),
+                    records
+                        .iter()
+                        .map(|r| r.csv())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
                 self.save_checkpoint(path, &meta)?;
             }
             if let Some(es) = opts.early_stopping {
                 if bad_epochs >= es.patience {
                     if opts.print_epochs {
-                        println!("early stopping: no improvement for {} epochs (best {best:.4})", es.patience);
+                        println!(
+                            "early stopping: no improvement for {} epochs (best {best:.4})",
+                            es.patience
+                        );
                     }
                     break;
                 }

@@ -35,6 +35,7 @@ pub mod executor;
 pub mod fit;
 pub mod graph;
 pub mod kernels;
+pub mod lbfgs;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -31,7 +31,9 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn mnist_reads_the_shared_subset() {
-    let Some(dir) = common::mnist_dir() else { return };
+    let Some(dir) = common::mnist_dir() else {
+        return;
+    };
     let (train, test) = mnist::load(&dir).unwrap();
     assert_eq!((train.len(), test.len()), (8000, 2000));
     assert_eq!(train.dim(mnist::IMAGES), Some(784));
@@ -51,8 +53,16 @@ fn mnist_reads_the_shared_subset() {
 fn mnist_raw_and_gzip_files_and_errors() {
     let dir = temp_dir("idx");
     let pixels: Vec<u8> = (0..3 * 28 * 28).map(|i| (i % 256) as u8).collect();
-    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(3, &[3, 28, 28], &pixels)).unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gzip(&idx_bytes(1, &[3], &[7, 0, 9]))).unwrap();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx_bytes(3, &[3, 28, 28], &pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte.gz"),
+        gzip(&idx_bytes(1, &[3], &[7, 0, 9])),
+    )
+    .unwrap();
     let ds = mnist::load_split(&dir, "train").unwrap();
     assert_eq!(ds.len(), 3);
     assert_eq!(ds.stream(mnist::IMAGES).unwrap()[300], 44.0);
@@ -60,16 +70,31 @@ fn mnist_raw_and_gzip_files_and_errors() {
     assert_eq!(ds.stream(mnist::LABELS).unwrap()[29], 1.0);
 
     // Truncated data, bad magic, wrong label count, a missing file.
-    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(3, &[3, 28, 28], &pixels[..2000])).unwrap();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx_bytes(3, &[3, 28, 28], &pixels[..2000]),
+    )
+    .unwrap();
     let e = mnist::load_split(&dir, "train").unwrap_err().to_string();
-    assert!(e.contains("train-images-idx3-ubyte") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("truncated"),
+        "{e}"
+    );
     std::fs::write(dir.join("train-images-idx3-ubyte"), b"PK\x03\x04garbage").unwrap();
     let e = mnist::load_split(&dir, "train").unwrap_err().to_string();
     assert!(e.contains("magic"), "{e}");
-    std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(3, &[2, 28, 28], &pixels[..2 * 784])).unwrap();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx_bytes(3, &[2, 28, 28], &pixels[..2 * 784]),
+    )
+    .unwrap();
     let e = mnist::load_split(&dir, "train").unwrap_err().to_string();
     assert!(e.contains("3 labels for 2 images"), "{e}");
-    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), b"\x1f\x8b\x08\x00broken").unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte.gz"),
+        b"\x1f\x8b\x08\x00broken",
+    )
+    .unwrap();
     let e = mnist::load_split(&dir, "train").unwrap_err().to_string();
     assert!(e.contains("corrupt gzip"), "{e}");
     let e = mnist::load_split(&dir, "t10k").unwrap_err().to_string();
@@ -78,7 +103,10 @@ fn mnist_raw_and_gzip_files_and_errors() {
 }
 
 fn reader() -> CtfReader {
-    CtfReader::new(&[("features", 3, Storage::Dense), ("labels", 4, Storage::Sparse)])
+    CtfReader::new(&[
+        ("features", 3, Storage::Dense),
+        ("labels", 4, Storage::Sparse),
+    ])
 }
 
 #[test]
@@ -91,9 +119,17 @@ fn ctf_dense_sparse_comments_and_ids() {
     let (ds, rep) = reader().read_str(text).unwrap();
     assert!(rep.skipped.is_empty());
     assert_eq!(ds.len(), 3);
-    assert_eq!(ds.stream("features").unwrap(), &[1.0, 2.0, 3.0, -1e-3, 4.5, 6.0, 0.0, 0.0, 1.0]);
-    assert_eq!(ds.stream("labels").unwrap(), &[0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-    let (ds, _) = reader().read_str("1 |features 1 2 3\n2\t|features 4 5 6\n").unwrap();
+    assert_eq!(
+        ds.stream("features").unwrap(),
+        &[1.0, 2.0, 3.0, -1e-3, 4.5, 6.0, 0.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        ds.stream("labels").unwrap(),
+        &[0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    );
+    let (ds, _) = reader()
+        .read_str("1 |features 1 2 3\n2\t|features 4 5 6\n")
+        .unwrap();
     assert_eq!(ds.len(), 2);
 }
 
@@ -101,11 +137,19 @@ fn ctf_dense_sparse_comments_and_ids() {
 fn ctf_errors_name_the_line_and_max_errors_skips() {
     let cases = [
         ("|features 1 2\n", "line 1", "2 values, expected 3"),
-        ("|features 1 2 3\n|features 1 x 3\n", "line 2", "not a number"),
+        (
+            "|features 1 2 3\n|features 1 x 3\n",
+            "line 2",
+            "not a number",
+        ),
         ("|features 1 2 3 |labels 4:1\n", "line 1", "index 4"),
         ("|features 1 2 3 |features 1 2 3\n", "line 1", "twice"),
         ("|labels 1:1\n", "line 1", "features is missing"),
-        ("5 |features 1 2 3\n5 |features 1 2 3\n", "line 2", "sequences"),
+        (
+            "5 |features 1 2 3\n5 |features 1 2 3\n",
+            "line 2",
+            "sequences",
+        ),
         ("|features 1 2 3 |labels 1\n", "line 1", "index:value"),
         ("just text\n", "line 1", "no |field"),
     ];
@@ -116,8 +160,15 @@ fn ctf_errors_name_the_line_and_max_errors_skips() {
     let text = "|features 1 2 3\n|features 1 2\n|features 4 5 6\n|features x\n";
     let (ds, rep) = reader().max_errors(2).read_str(text).unwrap();
     assert_eq!(ds.len(), 2);
-    assert_eq!(rep.skipped.iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 4]);
-    let e = reader().max_errors(1).read_str(text).unwrap_err().to_string();
+    assert_eq!(
+        rep.skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    let e = reader()
+        .max_errors(1)
+        .read_str(text)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("line 4") && e.contains("more than 1"), "{e}");
 }
 
@@ -133,16 +184,27 @@ fn minibatch_source_shuffles_per_epoch_and_keeps_the_last_partial_batch() {
     );
     let epoch = |e| MinibatchSource::epoch(ds.clone(), 25, Some(7), e, 2).collect::<Vec<_>>();
     let e0 = epoch(0);
-    assert_eq!(e0.iter().map(|m| m.len).collect::<Vec<_>>(), vec![25, 25, 25, 25, 3]);
+    assert_eq!(
+        e0.iter().map(|m| m.len).collect::<Vec<_>>(),
+        vec![25, 25, 25, 25, 3]
+    );
     let mut ids: Vec<f32> = e0.iter().flat_map(|m| m.streams[1].clone()).collect();
-    assert_ne!(ids, (0..n).map(|i| i as f32).collect::<Vec<_>>(), "shuffled");
+    assert_ne!(
+        ids,
+        (0..n).map(|i| i as f32).collect::<Vec<_>>(),
+        "shuffled"
+    );
     for m in &e0 {
         for (k, y) in m.streams[1].iter().enumerate() {
             assert_eq!(m.streams[0][2 * k], 2.0 * y, "streams stay aligned");
         }
     }
     ids.sort_by(f32::total_cmp);
-    assert_eq!(ids, (0..n).map(|i| i as f32).collect::<Vec<_>>(), "each sample once per epoch");
+    assert_eq!(
+        ids,
+        (0..n).map(|i| i as f32).collect::<Vec<_>>(),
+        "each sample once per epoch"
+    );
     assert_eq!(epoch(0), e0, "the same seed and epoch give the same order");
     assert_ne!(epoch(1), e0, "another epoch, another order");
     let ordered: Vec<_> = MinibatchSource::epoch(ds.clone(), 50, None, 0, 1).collect();

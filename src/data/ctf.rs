@@ -55,7 +55,14 @@ impl CtfReader {
     /// A reader for the given streams; streams in the file that are not declared are ignored.
     pub fn new(streams: &[(&str, usize, Storage)]) -> CtfReader {
         CtfReader {
-            streams: streams.iter().map(|&(n, d, s)| StreamSpec { name: n.into(), dim: d, storage: s }).collect(),
+            streams: streams
+                .iter()
+                .map(|&(n, d, s)| StreamSpec {
+                    name: n.into(),
+                    dim: d,
+                    storage: s,
+                })
+                .collect(),
             max_errors: 0,
         }
     }
@@ -68,7 +75,10 @@ impl CtfReader {
 
     /// Reads a file.
     pub fn read_file(&self, path: &Path) -> Result<(Dataset, CtfReport)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
         self.read_str(&text).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
             other => other,
@@ -95,8 +105,14 @@ impl CtfReader {
                 }
                 Err(msg) => {
                     if report.skipped.len() >= self.max_errors {
-                        let allowed = if self.max_errors > 0 { format!(" (more than {} bad lines)", self.max_errors) } else { String::new() };
-                        return Err(Error::Invalid(format!("CTF line {line_no}: {msg}{allowed}")));
+                        let allowed = if self.max_errors > 0 {
+                            format!(" (more than {} bad lines)", self.max_errors)
+                        } else {
+                            String::new()
+                        };
+                        return Err(Error::Invalid(format!(
+                            "CTF line {line_no}: {msg}{allowed}"
+                        )));
                     }
                     report.skipped.push((line_no, msg));
                 }
@@ -110,14 +126,20 @@ impl CtfReader {
     }
 
     /// One sample's values per stream, `None` for a comment-only line.
-    fn parse_line(&self, line: &str, last_id: &mut Option<String>) -> std::result::Result<Option<Vec<Vec<f32>>>, String> {
+    fn parse_line(
+        &self,
+        line: &str,
+        last_id: &mut Option<String>,
+    ) -> std::result::Result<Option<Vec<Vec<f32>>>, String> {
         let (id, rest) = match line.find('|') {
             Some(p) => (line[..p].trim(), &line[p..]),
             None => return Err("no |field on the line".into()),
         };
         if !id.is_empty() {
             if last_id.as_deref() == Some(id) {
-                return Err(format!("sample id {id} repeats: sequences are not supported by this reader"));
+                return Err(format!(
+                    "sample id {id} repeats: sequences are not supported by this reader"
+                ));
             }
             *last_id = Some(id.to_string());
         }
@@ -143,25 +165,43 @@ impl CtfReader {
             for tok in parts {
                 match (spec.storage, tok.split_once(':')) {
                     (Storage::Sparse, Some((i, x))) => {
-                        let i: usize = i.parse().map_err(|_| format!("stream {name}: bad index in {tok:?}"))?;
+                        let i: usize = i
+                            .parse()
+                            .map_err(|_| format!("stream {name}: bad index in {tok:?}"))?;
                         if i >= spec.dim {
-                            return Err(format!("stream {name}: index {i} is not below its dimension {}", spec.dim));
+                            return Err(format!(
+                                "stream {name}: index {i} is not below its dimension {}",
+                                spec.dim
+                            ));
                         }
-                        v[i] = x.parse().map_err(|_| format!("stream {name}: bad value in {tok:?}"))?;
+                        v[i] = x
+                            .parse()
+                            .map_err(|_| format!("stream {name}: bad value in {tok:?}"))?;
                     }
                     (Storage::Dense, None) => {
                         if count >= spec.dim {
                             return Err(format!("stream {name}: more than {} values", spec.dim));
                         }
-                        v[count] = tok.parse().map_err(|_| format!("stream {name}: {tok:?} is not a number"))?;
+                        v[count] = tok
+                            .parse()
+                            .map_err(|_| format!("stream {name}: {tok:?} is not a number"))?;
                     }
-                    (Storage::Sparse, None) => return Err(format!("stream {name}: {tok:?} is not index:value")),
-                    (Storage::Dense, Some(_)) => return Err(format!("stream {name}: {tok:?} is sparse but the stream is dense")),
+                    (Storage::Sparse, None) => {
+                        return Err(format!("stream {name}: {tok:?} is not index:value"))
+                    }
+                    (Storage::Dense, Some(_)) => {
+                        return Err(format!(
+                            "stream {name}: {tok:?} is sparse but the stream is dense"
+                        ))
+                    }
                 }
                 count += 1;
             }
             if spec.storage == Storage::Dense && count != spec.dim {
-                return Err(format!("stream {name}: {count} values, expected {}", spec.dim));
+                return Err(format!(
+                    "stream {name}: {count} values, expected {}",
+                    spec.dim
+                ));
             }
             values[si] = Some(v);
             any = true;

@@ -19,7 +19,10 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 
 /// Reads a whole file, decompressing gzip when it starts with gzip's magic bytes.
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let raw = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
@@ -36,27 +39,57 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 pub fn read_idx(path: &Path, expect_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let bytes = read_maybe_gzip(path)?;
     if bytes.len() < 4 {
-        return Err(bad(path, format!("{} bytes is too short for an IDX header", bytes.len())));
+        return Err(bad(
+            path,
+            format!("{} bytes is too short for an IDX header", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad(path, format!("bad magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)", bytes[0], bytes[1], bytes[2], bytes[3])));
+        return Err(bad(
+            path,
+            format!(
+                "bad magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
+        ));
     }
     if bytes[2] != 0x08 {
-        return Err(bad(path, format!("element type 0x{:02x} is not unsigned bytes (0x08)", bytes[2])));
+        return Err(bad(
+            path,
+            format!(
+                "element type 0x{:02x} is not unsigned bytes (0x08)",
+                bytes[2]
+            ),
+        ));
     }
     let ndim = bytes[3] as usize;
     if ndim != expect_dims {
-        return Err(bad(path, format!("{ndim} dimensions, expected {expect_dims}")));
+        return Err(bad(
+            path,
+            format!("{ndim} dimensions, expected {expect_dims}"),
+        ));
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
         return Err(bad(path, "truncated header"));
     }
-    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
     let n: usize = dims.iter().product();
     let have = bytes.len() - header;
     if have != n {
-        return Err(bad(path, format!("dimensions {dims:?} need {n} data bytes, the file has {have} ({})", if have < n { "truncated" } else { "trailing data" })));
+        return Err(bad(
+            path,
+            format!(
+                "dimensions {dims:?} need {n} data bytes, the file has {have} ({})",
+                if have < n {
+                    "truncated"
+                } else {
+                    "trailing data"
+                }
+            ),
+        ));
     }
     Ok((dims, bytes[header..].to_vec()))
 }
@@ -68,7 +101,10 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::Invalid(format!("{}: neither {stem} nor {stem}.gz exists", dir.display())))
+    Err(Error::Invalid(format!(
+        "{}: neither {stem} nor {stem}.gz exists",
+        dir.display()
+    )))
 }
 
 /// Loads one split (`train` or `t10k`) as a dataset with streams [`IMAGES`] and [`LABELS`].
@@ -78,7 +114,15 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Dataset> {
     let (idims, pixels) = read_idx(&ip, 3)?;
     let (ldims, labels) = read_idx(&lp, 1)?;
     if idims[0] != ldims[0] {
-        return Err(bad(&lp, format!("{} labels for {} images in {}", ldims[0], idims[0], ip.display())));
+        return Err(bad(
+            &lp,
+            format!(
+                "{} labels for {} images in {}",
+                ldims[0],
+                idims[0],
+                ip.display()
+            ),
+        ));
     }
     if let Some(&l) = labels.iter().find(|&&l| l > 9) {
         return Err(bad(&lp, format!("label {l} is not a digit")));

@@ -27,14 +27,22 @@ impl Dataset {
     /// Adds a stream; its length must match the streams already present.
     pub fn with_stream(mut self, name: &str, dim: usize, data: Vec<f32>) -> Result<Dataset> {
         if dim == 0 || data.len() % dim != 0 {
-            return Err(Error::Invalid(format!("dataset: stream {name} has {} values, not a multiple of its dimension {dim}", data.len())));
+            return Err(Error::Invalid(format!(
+                "dataset: stream {name} has {} values, not a multiple of its dimension {dim}",
+                data.len()
+            )));
         }
         let n = data.len() / dim;
         if !self.streams.is_empty() && n != self.len {
-            return Err(Error::Invalid(format!("dataset: stream {name} has {n} samples, the others {}", self.len)));
+            return Err(Error::Invalid(format!(
+                "dataset: stream {name} has {n} samples, the others {}",
+                self.len
+            )));
         }
         if self.stream(name).is_some() {
-            return Err(Error::Invalid(format!("dataset: stream {name} already exists")));
+            return Err(Error::Invalid(format!(
+                "dataset: stream {name} already exists"
+            )));
         }
         self.len = n;
         self.streams.push((name.to_string(), dim, data));
@@ -84,7 +92,12 @@ impl Dataset {
     pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
         let idx: Vec<usize> = range.collect();
         let len = idx.len();
-        let streams = self.streams.iter().zip(self.gather(&idx)).map(|((n, d, _), v)| (n.clone(), *d, v)).collect();
+        let streams = self
+            .streams
+            .iter()
+            .zip(self.gather(&idx))
+            .map(|((n, d, _), v)| (n.clone(), *d, v))
+            .collect();
         Dataset { streams, len }
     }
 }

@@ -29,7 +29,13 @@ impl MinibatchSource {
     /// The minibatches of epoch `epoch` (0-based) of `data`: shuffled by a permutation drawn
     /// from `seed` and `epoch` (in order when `seed` is `None`), `batch` samples each, the last
     /// one partial. Up to `prefetch` minibatches are prepared ahead on another thread.
-    pub fn epoch(data: Arc<Dataset>, batch: usize, seed: Option<u64>, epoch: u64, prefetch: usize) -> MinibatchSource {
+    pub fn epoch(
+        data: Arc<Dataset>,
+        batch: usize,
+        seed: Option<u64>,
+        epoch: u64,
+        prefetch: usize,
+    ) -> MinibatchSource {
         let (tx, rx) = sync_channel(prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let mut order: Vec<usize> = (0..data.len()).collect();
@@ -38,13 +44,19 @@ impl MinibatchSource {
                 order.shuffle(&mut rng);
             }
             for chunk in order.chunks(batch.max(1)) {
-                let mb = Minibatch { streams: data.gather(chunk), len: chunk.len() };
+                let mb = Minibatch {
+                    streams: data.gather(chunk),
+                    len: chunk.len(),
+                };
                 if tx.send(mb).is_err() {
                     return; // the consumer went away
                 }
             }
         });
-        MinibatchSource { rx: Some(rx), worker: Some(worker) }
+        MinibatchSource {
+            rx: Some(rx),
+            worker: Some(worker),
+        }
     }
 }
 

@@ -71,7 +71,12 @@ pub struct Dense {
 impl Dense {
     /// A dense layer with `units` outputs and no activation.
     pub fn new(units: usize) -> Dense {
-        Dense { units, activation: Activation::Identity, init: Init::GlorotUniform, bias: true }
+        Dense {
+            units,
+            activation: Activation::Identity,
+            init: Init::GlorotUniform,
+            bias: true,
+        }
     }
     /// Sets the activation.
     pub fn activation(mut self, a: Activation) -> Dense {
@@ -97,7 +102,10 @@ impl Layer for Dense {
         let x = flatten(g, x)?;
         let s = g.shape(x);
         let Some(&Dim::Fixed(inputs)) = s.0.last() else {
-            return Err(Error::Shape { op: "dense", msg: format!("{name}: input {s} needs a fixed feature axis") });
+            return Err(Error::Shape {
+                op: "dense",
+                msg: format!("{name}: input {s} needs a fixed feature axis"),
+            });
         };
         let w = g.parameter(&format!("{name}.weight"), &[inputs, self.units], self.init)?;
         let mut y = g.matmul(x, w)?;
@@ -128,7 +136,13 @@ pub struct Conv2d {
 impl Conv2d {
     /// `filters` filters of `kernel` size, stride 1, no padding.
     pub fn new(filters: usize, kernel: (usize, usize)) -> Conv2d {
-        Conv2d { filters, kernel, opts: WindowOpts::default(), activation: Activation::Identity, init: Init::GlorotUniform }
+        Conv2d {
+            filters,
+            kernel,
+            opts: WindowOpts::default(),
+            activation: Activation::Identity,
+            init: Init::GlorotUniform,
+        }
     }
     /// Same stride both ways.
     pub fn stride(mut self, s: usize) -> Conv2d {
@@ -169,10 +183,17 @@ impl Layer for Conv2d {
     fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
         let s = g.shape(x);
         if s.rank() != 4 {
-            return Err(Error::Shape { op: "conv2d", msg: format!("{name}: expects [batch, C, H, W], got {s}") });
+            return Err(Error::Shape {
+                op: "conv2d",
+                msg: format!("{name}: expects [batch, C, H, W], got {s}"),
+            });
         }
         let c = s.0[1].resolve(1);
-        let w = g.parameter(&format!("{name}.weight"), &[self.filters, c, self.kernel.0, self.kernel.1], self.init)?;
+        let w = g.parameter(
+            &format!("{name}.weight"),
+            &[self.filters, c, self.kernel.0, self.kernel.1],
+            self.init,
+        )?;
         let b = g.parameter(&format!("{name}.bias"), &[self.filters], Init::Zeros)?;
         let y = g.conv2d(x, w, Some(b), self.opts)?;
         self.activation.apply(g, y)
@@ -191,7 +212,10 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// A `k×k` window with stride `s` and no padding.
     pub fn new(k: usize, s: usize) -> MaxPool2d {
-        MaxPool2d { kernel: (k, k), opts: WindowOpts::default().stride(s) }
+        MaxPool2d {
+            kernel: (k, k),
+            opts: WindowOpts::default().stride(s),
+        }
     }
 }
 
@@ -216,7 +240,10 @@ pub struct AvgPool2d {
 impl AvgPool2d {
     /// A `k×k` window with stride `s` and no padding.
     pub fn new(k: usize, s: usize) -> AvgPool2d {
-        AvgPool2d { kernel: (k, k), opts: WindowOpts::default().stride(s) }
+        AvgPool2d {
+            kernel: (k, k),
+            opts: WindowOpts::default().stride(s),
+        }
     }
 }
 
@@ -253,7 +280,10 @@ pub struct BatchNorm {
 
 impl Default for BatchNorm {
     fn default() -> Self {
-        BatchNorm { momentum: 0.1, eps: 1e-5 }
+        BatchNorm {
+            momentum: 0.1,
+            eps: 1e-5,
+        }
     }
 }
 

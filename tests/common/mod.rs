@@ -326,13 +326,21 @@ pub fn pool_ref(x: &[f64], xs: [usize; 4], g: Geo, max: bool) -> Vec<f64> {
 pub fn mnist_dir() -> Option<std::path::PathBuf> {
     let dir = std::env::var("WGRAD_MNIST_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist-10k"));
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist-10k")
+        });
     if dir.is_dir() {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("MNIST data not found at {} (set WGRAD_MNIST_DIR); CI must run this test", dir.display());
+        panic!(
+            "MNIST data not found at {} (set WGRAD_MNIST_DIR); CI must run this test",
+            dir.display()
+        );
     }
-    eprintln!("\n*** SKIPPED: MNIST data not found at {} (set WGRAD_MNIST_DIR) ***\n", dir.display());
+    eprintln!(
+        "\n*** SKIPPED: MNIST data not found at {} (set WGRAD_MNIST_DIR) ***\n",
+        dir.display()
+    );
     None
 }

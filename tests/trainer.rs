@@ -1,0 +1,221 @@
+//! The training loop: resuming from a checkpoint continues exactly, early stopping, atomic
+//! files, and L-BFGS against the optimum gradient descent converges to.
+
+mod common;
+use common::*;
+use wgrad::data::Dataset;
+use wgrad::lbfgs::{lbfgs, LbfgsOptions};
+use wgrad::nn::{Dense, Dropout, Sequential};
+use wgrad::{EarlyStopping, FitOptions, Graph, Init, Learner, NodeId, Trainer};
+
+/// Two noisy classes in 4-D, one-hot labels.
+fn dataset(n: usize, seed: u64) -> Dataset {
+    let noise = rand_vec(n * 4, seed);
+    let mut x = Vec::with_capacity(n * 4);
+    let mut y = vec![0.0; n * 2];
+    for i in 0..n {
+        let c = i % 2;
+        for k in 0..4 {
+            x.push(noise[i * 4 + k] + if c == 1 { 0.8 } else { -0.8 } * (k % 2) as f32);
+        }
+        y[i * 2 + c] = 1.0;
+    }
+    Dataset::new()
+        .with_stream("x", 4, x)
+        .unwrap()
+        .with_stream("y", 2, y)
+        .unwrap()
+}
+
+fn trainer(ctx: &wgrad::Context) -> (Trainer, NodeId, NodeId, Graph) {
+    let g = Graph::with_seed(5);
+    let x = g.input("x", &[4]).unwrap();
+    let y = g.input("y", &[2]).unwrap();
+    let z = Sequential::new()
+        .add(Dense::new(8).relu())
+        .add(Dropout(0.25))
+        .add(Dense::new(2))
+        .build(&g, x)
+        .unwrap();
+    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+    let err = g.classification_error(z, y).unwrap();
+    let t = Trainer::new(ctx, &g, loss, Some(err), Learner::adam(0.01)).unwrap();
+    (t, x, y, g)
+}
+
+fn quiet(epochs: usize) -> FitOptions {
+    FitOptions {
+        epochs,
+        batch: 16,
+        progress: false,
+        print_epochs: false,
+        ..FitOptions::default()
+    }
+}
+
+#[test]
+fn resuming_from_a_checkpoint_continues_exactly() {
+    let ctx = ctx();
+    let (train, test) = (dataset(100, 1), dataset(40, 2));
+    let dir = std::env::temp_dir().join(format!("wgrad-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("model.safetensors");
+
+    // Uninterrupted: 4 epochs.
+    let (mut a, x, y, _) = trainer(&ctx);
+    let full = a
+        .fit(&train, Some(&test), &[("x", x), ("y", y)], &quiet(4))
+        .unwrap();
+    let final_a = a.executor().export_state().unwrap();
+
+    // Interrupted after 2 epochs, then a fresh trainer resumes to 4.
+    let (mut b, x, y, _) = trainer(&ctx);
+    let opts = FitOptions {
+        checkpoint: Some(ckpt.clone()),
+        resume: true,
+        metrics_csv: Some(dir.join("m.csv")),
+        ..quiet(2)
+    };
+    b.fit(&train, Some(&test), &[("x", x), ("y", y)], &opts)
+        .unwrap();
+    assert!(ckpt.exists());
+    let (mut c, x, y, _) = trainer(&ctx);
+    let resumed = c
+        .fit(
+            &train,
+            Some(&test),
+            &[("x", x), ("y", y)],
+            &FitOptions { epochs: 4, ..opts },
+        )
+        .unwrap();
+    assert_eq!(resumed.len(), 4);
+    for (r, f) in resumed.iter().zip(&full) {
+        assert_eq!(
+            (r.epoch, r.train_loss, r.test_loss, r.test_metric),
+            (f.epoch, f.train_loss, f.test_loss, f.test_metric)
+        );
+    }
+    assert_eq!(
+        c.executor().export_state().unwrap(),
+        final_a,
+        "same parameters and learner state"
+    );
+    let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.starts_with("epoch,train_loss"));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .contains(".tmp")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left");
+    // A corrupt checkpoint is an error naming the file.
+    std::fs::write(&ckpt, b"not a checkpoint").unwrap();
+    let e = c.load_checkpoint(&ckpt).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn early_stopping_stops_when_the_metric_stalls() {
+    let ctx = ctx();
+    let g = Graph::new();
+    let x = g.input("x", &[4]).unwrap();
+    let y = g.input("y", &[2]).unwrap();
+    let z = Sequential::new().add(Dense::new(2)).build(&g, x).unwrap();
+    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+    // Learning rate 0: nothing improves after the first epoch.
+    let mut t = Trainer::new(&ctx, &g, loss, None, Learner::sgd(0.0)).unwrap();
+    let opts = FitOptions {
+        early_stopping: Some(EarlyStopping {
+            patience: 2,
+            min_delta: 0.0,
+        }),
+        ..quiet(10)
+    };
+    let recs = t
+        .fit(
+            &dataset(32, 3),
+            Some(&dataset(16, 4)),
+            &[("x", x), ("y", y)],
+            &opts,
+        )
+        .unwrap();
+    assert_eq!(recs.len(), 3);
+}
+
+#[test]
+fn lbfgs_reaches_the_gradient_descent_optimum() {
+    // Logistic regression with L2 on a fixed batch: a strictly convex problem.
+    let n = 200;
+    let data = dataset(n, 6);
+    let (xd, yd) = (
+        data.stream("x").unwrap().to_vec(),
+        data.stream("y").unwrap().to_vec(),
+    );
+    let lambda = 0.05f32;
+    let ctx = ctx();
+    let g = Graph::new();
+    let x = g.input("x", &[4]).unwrap();
+    let y = g.input("y", &[2]).unwrap();
+    let w = g.parameter("w", &[4, 2], Init::Zeros).unwrap();
+    let b = g.parameter("b", &[2], Init::Zeros).unwrap();
+    let z = g.add(g.matmul(x, w).unwrap(), b).unwrap();
+    let ce = g.cross_entropy_with_softmax(z, y).unwrap();
+    let l2 = g
+        .scale(
+            g.reduce_sum(g.mul(w, w).unwrap(), &[]).unwrap(),
+            lambda / 2.0,
+        )
+        .unwrap();
+    let loss = g.add(ce, l2).unwrap(); // mean over samples adds l2 once
+    let (ex, rep) = lbfgs(
+        &ctx,
+        &g,
+        loss,
+        &[(x, &xd), (y, &yd)],
+        LbfgsOptions::default(),
+    )
+    .unwrap();
+    assert!(rep.converged, "{rep:?}");
+    assert!(rep.iterations < 100, "{rep:?}");
+
+    // Plain gradient descent in f64 on the host, run to convergence.
+    let (mut wr, mut br) = (vec![0.0f64; 8], vec![0.0f64; 2]);
+    for _ in 0..20_000 {
+        let (mut gw, mut gb) = (vec![0.0; 8], vec![0.0; 2]);
+        for i in 0..n {
+            let zz: Vec<f64> = (0..2)
+                .map(|j| {
+                    br[j]
+                        + (0..4)
+                            .map(|k| xd[i * 4 + k] as f64 * wr[k * 2 + j])
+                            .sum::<f64>()
+                })
+                .collect();
+            let m = zz[0].max(zz[1]);
+            let e: Vec<f64> = zz.iter().map(|v| (v - m).exp()).collect();
+            let s = e[0] + e[1];
+            for j in 0..2 {
+                let d = (e[j] / s - yd[i * 2 + j] as f64) / n as f64;
+                gb[j] += d;
+                for k in 0..4 {
+                    gw[k * 2 + j] += d * xd[i * 4 + k] as f64;
+                }
+            }
+        }
+        for k in 0..8 {
+            wr[k] -= 0.5 * (gw[k] + lambda as f64 * wr[k]);
+        }
+        for j in 0..2 {
+            br[j] -= 0.5 * gb[j];
+        }
+    }
+    assert_close("lbfgs weights", &ex.parameter(w).unwrap(), &wr, 1e-3);
+    assert_close("lbfgs bias", &ex.parameter(b).unwrap(), &br, 1e-3);
+}

@@ -6,7 +6,7 @@
 //! Options: `--model logreg|mlp|cnn|cnn-pool` (default cnn), `--data DIR` (IDX files, raw or
 //! .gz; default `$WGRAD_MNIST_DIR` or `../shared/data/mnist-10k`), `--epochs N` (10),
 //! `--batch N` (64), `--lr X` (0.2), `--seed N` (0), `--checkpoint FILE` (resumes from it when
-//! it exists), `--csv FILE`.
+//! it exists), `--csv FILE`, `--plot FILE.png`.
 
 use std::path::PathBuf;
 
@@ -106,6 +106,7 @@ fn main() -> wgrad::Result<()> {
         checkpoint: get("--checkpoint").map(PathBuf::from),
         resume: true,
         metrics_csv: get("--csv").map(PathBuf::from),
+        plot_png: get("--plot").map(PathBuf::from),
         ..FitOptions::default()
     };
     let ctx = Context::new()?;

@@ -11,6 +11,9 @@ use crate::plan::{self, Extras, Plan, UpdateDispatch};
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
 
+/// A named tensor on the host: (name, shape, row-major data).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Values fed to input variables: `(input node, row-major data)` pairs.
 pub type Feed<'a> = [(NodeId, &'a [f32])];
 
@@ -356,7 +359,7 @@ impl Executor {
 
     /// Every variable (parameters and state) and every learner state tensor, by name:
     /// variables under their own names, learner state as `{parameter}/learner{k}`.
-    pub fn export_state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn export_state(&self) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Op::Param { name, .. } = &node.op {
@@ -383,7 +386,7 @@ impl Executor {
 
     /// Restores what [`Executor::export_state`] produced; every tensor must be present with
     /// the same shape.
-    pub fn import_state(&mut self, entries: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    pub fn import_state(&mut self, entries: &[NamedTensor]) -> Result<()> {
         let mut targets: Vec<(String, &Tensor)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Op::Param { name, .. } = &node.op {

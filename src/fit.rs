@@ -43,6 +43,8 @@ pub struct FitOptions {
     pub resume: bool,
     /// Write the per-epoch metrics here as CSV after every epoch.
     pub metrics_csv: Option<PathBuf>,
+    /// Draw the training curves into this PNG after every epoch.
+    pub plot_png: Option<PathBuf>,
 }
 
 impl Default for FitOptions {
@@ -57,6 +59,7 @@ impl Default for FitOptions {
             checkpoint: None,
             resume: false,
             metrics_csv: None,
+            plot_png: None,
         }
     }
 }
@@ -277,6 +280,9 @@ impl Trainer {
                 }
                 text.push('\n');
                 crate::checkpoint::write_atomic(path, text.as_bytes())?;
+            }
+            if let Some(path) = &opts.plot_png {
+                crate::plot::plot_curves(path, &records)?;
             }
             if let Some(path) = &opts.checkpoint {
                 let mut meta = HashMap::new();

@@ -40,6 +40,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 mod plan;
+pub mod plot;
 pub mod shape;
 pub mod tensor;
 pub mod trainer;

@@ -266,7 +266,7 @@ impl Learner {
 
     pub(crate) fn rule(&self) -> UpdateRule {
         let (kernel, state) = match self.algorithm {
-            Algorithm::Sgd { momentum, .. } if momentum == 0.0 => (Kernel::Sgd, 0),
+            Algorithm::Sgd { momentum: 0.0, .. } => (Kernel::Sgd, 0),
             Algorithm::Sgd { .. } => (Kernel::SgdMomentum, 1),
             Algorithm::Adam { .. } => (Kernel::Adam, 2),
             Algorithm::RmsProp { .. } => (Kernel::RmsProp, 1),

@@ -1,5 +1,7 @@
 //! Bad input gives an `Err` with a message naming the op and the shapes, never a panic.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use wgrad::{Executor, Graph, Init, Shape};
 

@@ -1,5 +1,7 @@
 //! The executor: one submit per step, no allocation once warm, buffer reuse, batch sizes.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 use wgrad::{Executor, Graph, Init, Sgd, Trainer};

@@ -1,5 +1,7 @@
 //! Every op's gradient against central finite differences of its f64 reference.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 use wgrad::{BinaryOp, ReduceOp, Shape, UnaryOp};

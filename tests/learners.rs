@@ -1,6 +1,8 @@
 //! Every learner against a plain-Rust f64 reference over several steps, on a least-squares
 //! problem: loss = mean over rows of Σ_j (x·W − t)²_j.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 use wgrad::{Graph, Init, Learner, Schedule, Trainer};

@@ -1,5 +1,7 @@
 //! Integration: CNTK tutorial 101 trains to a test error of at most 0.10.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 
 #[path = "../examples/logistic_regression.rs"]

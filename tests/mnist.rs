@@ -2,6 +2,8 @@
 //! logistic regression ≤ 10.5% and the CNN ≤ 3.5% test error. Needs the data (see
 //! `common::mnist_dir`): runs whenever it exists and always in CI.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 
 #[path = "../examples/mnist.rs"]

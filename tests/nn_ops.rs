@@ -1,6 +1,8 @@
 //! Convolution, pooling, data movement, dropout, batch norm and losses: forward against f64
 //! references on odd shapes, gradients against finite differences.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 use wgrad::{Executor, Graph, NodeId, Padding, Shape, WindowOpts};

@@ -1,6 +1,8 @@
 //! The training loop: resuming from a checkpoint continues exactly, early stopping, atomic
 //! files, and L-BFGS against the optimum gradient descent converges to.
 
+#![allow(clippy::type_complexity, clippy::needless_range_loop)]
+
 mod common;
 use common::*;
 use wgrad::data::Dataset;
@@ -74,6 +76,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         checkpoint: Some(ckpt.clone()),
         resume: true,
         metrics_csv: Some(dir.join("m.csv")),
+        plot_png: Some(dir.join("curves.png")),
         ..quiet(2)
     };
     b.fit(&train, Some(&test), &[("x", x), ("y", y)], &opts)
@@ -103,6 +106,11 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     let csv = std::fs::read_to_string(dir.join("m.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("epoch,train_loss"));
+    let png = std::fs::read(dir.join("curves.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5000,
+        "a PNG of the curves"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter(|e| {

@@ -26,7 +26,7 @@ impl Dataset {
 
     /// Adds a stream; its length must match the streams already present.
     pub fn with_stream(mut self, name: &str, dim: usize, data: Vec<f32>) -> Result<Dataset> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(Error::Invalid(format!(
                 "dataset: stream {name} has {} values, not a multiple of its dimension {dim}",
                 data.len()

@@ -151,8 +151,8 @@ impl Context {
             });
         }
         self.buffers_created.fetch_add(1, Ordering::Relaxed);
-        // Storage bindings must be at least 4 bytes and a multiple of 4.
-        let size = bytes.max(4).div_ceil(4) * 4;
+        // Rounded up to 16 bytes so that any buffer can also be read as vec4s.
+        let size = bytes.max(16).div_ceil(16) * 16;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size,

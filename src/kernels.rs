@@ -17,8 +17,10 @@ pub enum Shader {
     Unary,
     /// Elementwise binary functions with broadcasting.
     Binary,
-    /// Batched matrix product.
+    /// Batched matrix product, any strides.
     Matmul,
+    /// Batched matrix product, register-blocked with vec4 loads.
+    MatmulBlocked,
     /// Reductions over one axis.
     Reduce,
     /// Softmax and log-softmax.
@@ -37,11 +39,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
         Shader::Matmul,
+        Shader::MatmulBlocked,
         Shader::Reduce,
         Shader::Softmax,
         Shader::Loss,
@@ -58,6 +61,7 @@ impl Shader {
             Shader::Unary => "unary.wgsl",
             Shader::Binary => "binary.wgsl",
             Shader::Matmul => "matmul.wgsl",
+            Shader::MatmulBlocked => "matmul_blocked.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -75,6 +79,7 @@ impl Shader {
             Shader::Unary => include_str!("../shaders/unary.wgsl"),
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
             Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
+            Shader::MatmulBlocked => include_str!("../shaders/matmul_blocked.wgsl"),
             Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
@@ -93,6 +98,11 @@ pub(crate) enum Kernel {
     Unary,
     Binary,
     Matmul,
+    /// Specialised for the transposes of A and B.
+    MatmulBlocked {
+        ta: bool,
+        tb: bool,
+    },
     Reduce,
     Softmax,
     CeForward,
@@ -128,6 +138,7 @@ impl Kernel {
             Kernel::Unary => Shader::Unary,
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul => Shader::Matmul,
+            Kernel::MatmulBlocked { .. } => Shader::MatmulBlocked,
             Kernel::Reduce => Shader::Reduce,
             Kernel::Softmax => Shader::Softmax,
             Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
@@ -177,7 +188,7 @@ impl Kernel {
                 "r-w"
             }
             Kernel::MaxPoolGrad | Kernel::AvgPoolGrad | Kernel::Concat => "rrw",
-            Kernel::Binary | Kernel::Matmul => "rrw",
+            Kernel::Binary | Kernel::Matmul | Kernel::MatmulBlocked { .. } => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
@@ -222,6 +233,14 @@ impl Kernel {
         })
     }
 
+    /// Values of the shader's `override` constants.
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            Kernel::MatmulBlocked { ta, tb } => vec![("TA", ta as u8 as f64), ("TB", tb as u8 as f64)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Compiles the pipeline (the context caches the result).
     pub(crate) fn compile(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -239,7 +258,10 @@ impl Kernel {
             layout: Some(&layout),
             module: &module,
             entry_point: Some(self.entry()),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &self.constants(),
+                ..Default::default()
+            },
             cache: None,
         })
     }

@@ -424,7 +424,11 @@ fn dispatch(
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            let groups = [nn.div_ceil(32), m.div_ceil(32), batch];
+            // The register-blocked kernel reads vec4s along the contiguous axes, so they
+            // must be multiples of 4; otherwise the general kernel runs.
+            let blocked = (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { nn }) % 4 == 0;
+            let tile = if blocked { 64 } else { 32 };
+            let groups = [nn.div_ceil(tile), m.div_ceil(tile), batch];
             let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
             if groups.iter().any(|&g| g > max) {
                 return Err(Error::Invalid(format!(
@@ -442,6 +446,10 @@ fn dispatch(
                 .u(b_row)
                 .u(b_col)
                 .u(b_batch);
+            if blocked {
+                let pb = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
+                return Ok(Some((Kernel::MatmulBlocked { ta, tb }, pb, groups.map(|g| g.max(1) as u32))));
+            }
             (Kernel::Matmul, p, groups.map(|g| g.max(1) as u32))
         }
         Op::Reduce { op, x, axis } => {

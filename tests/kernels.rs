@@ -91,6 +91,30 @@ fn matmul_odd_shapes_every_transpose() {
     }
 }
 
+/// Shapes whose contiguous axes are multiples of 4 take the register-blocked kernel; these
+/// cover partial 8×8 blocks, a K that is not a multiple of 4 (transposed A, plain B), a single
+/// row or column block, and batches.
+#[test]
+fn matmul_blocked_kernel_edges() {
+    for (m, k, n) in [(36, 68, 44), (4, 4, 4), (129, 260, 92), (12, 20, 100)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                if m % 4 == 0 || !ta {
+                    check_matmul(None, m, k, n, ta, tb, false);
+                }
+            }
+        }
+    }
+    check_matmul(None, 36, 33, 20, true, false, false);
+    check_matmul(None, 64, 7, 8, true, false, false);
+    for ta in [false, true] {
+        for tb in [false, true] {
+            check_matmul(Some(3), 20, 12, 28, ta, tb, true);
+            check_matmul(Some(2), 44, 16, 12, ta, tb, false);
+        }
+    }
+}
+
 #[test]
 fn matmul_batched_and_shared_operand() {
     for ta in [false, true] {

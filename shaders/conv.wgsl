@@ -30,31 +30,40 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
+// One invocation per (image, output position, channel) writes that channel's KH·KW window.
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    let kk = p.kh * p.kw;
-    let ckk = p.c * kk;
     let ohw = p.oh * p.ow;
-    if (i >= p.n * ohw * ckk) {
+    if (i >= p.n * ohw * p.c) {
         return;
     }
-    let q = i % ckk;
-    let row = i / ckk;
+    let c = i % p.c;
+    let row = i / p.c;          // n · OH·OW + position
     let pos = row % ohw;
     let n = row / ohw;
-    let c = q / kk;
-    let kh = (q % kk) / p.kw;
-    let kw = q % p.kw;
-    let ih = i32((pos / p.ow) * p.sh + kh * p.dh) - i32(p.ph);
-    let iw = i32((pos % p.ow) * p.sw + kw * p.dw) - i32(p.pw);
-    var v = 0.0;
-    if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-        v = x[((n * p.c + c) * p.h + u32(ih)) * p.w + u32(iw)];
+    let top = i32((pos / p.ow) * p.sh) - i32(p.ph);
+    let left = i32((pos % p.ow) * p.sw) - i32(p.pw);
+    let plane = (n * p.c + c) * p.h;
+    var out = (row * p.c + c) * p.kh * p.kw;
+    for (var kh = 0u; kh < p.kh; kh++) {
+        let ih = top + i32(kh * p.dh);
+        let inside_h = ih >= 0 && ih < i32(p.h);
+        let src = (plane + u32(max(ih, 0))) * p.w;
+        for (var kw = 0u; kw < p.kw; kw++) {
+            let iw = left + i32(kw * p.dw);
+            var v = 0.0;
+            if (inside_h && iw >= 0 && iw < i32(p.w)) {
+                v = x[src + u32(iw)];
+            }
+            y[out] = v;
+            out += 1u;
+        }
     }
-    y[i] = v;
 }
 
+// One invocation per input pixel sums the window elements that read it; only the output
+// positions whose windows can contain the pixel are visited.
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
@@ -67,20 +76,35 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let n = i / (p.w * p.h * p.c);
     let kk = p.kh * p.kw;
     let ckk = p.c * kk;
+    // Padded coordinates: output oh reads rows oh·SH + kh·DH of the padded image.
+    let th = ih + p.ph;
+    let tw = iw + p.pw;
+    let span_h = (p.kh - 1u) * p.dh;
+    let span_w = (p.kw - 1u) * p.dw;
+    let oh_lo = select(0u, (th - span_h + p.sh - 1u) / p.sh, th > span_h);
+    let oh_hi = min(th / p.sh, p.oh - 1u);
+    let ow_lo = select(0u, (tw - span_w + p.sw - 1u) / p.sw, tw > span_w);
+    let ow_hi = min(tw / p.sw, p.ow - 1u);
     var acc = 0.0;
-    for (var kh = 0u; kh < p.kh; kh++) {
-        let th = i32(ih + p.ph) - i32(kh * p.dh);
-        if (th < 0 || u32(th) % p.sh != 0u || u32(th) / p.sh >= p.oh) {
-            continue;
-        }
-        let oh = u32(th) / p.sh;
-        for (var kw = 0u; kw < p.kw; kw++) {
-            let tw = i32(iw + p.pw) - i32(kw * p.dw);
-            if (tw < 0 || u32(tw) % p.sw != 0u || u32(tw) / p.sw >= p.ow) {
+    for (var oh = oh_lo; oh <= oh_hi; oh++) {
+        // Integer division is slow on CPU adapters: skip it without dilation.
+        var kh = th - oh * p.sh;
+        if (p.dh != 1u) {
+            if (kh % p.dh != 0u) {
                 continue;
             }
-            let ow = u32(tw) / p.sw;
-            acc += x[(n * p.oh * p.ow + oh * p.ow + ow) * ckk + c * kk + kh * p.kw + kw];
+            kh = kh / p.dh;
+        }
+        let rowbase = (n * p.oh * p.ow + oh * p.ow) * ckk + c * kk + kh * p.kw;
+        for (var ow = ow_lo; ow <= ow_hi; ow++) {
+            var kw = tw - ow * p.sw;
+            if (p.dw != 1u) {
+                if (kw % p.dw != 0u) {
+                    continue;
+                }
+                kw = kw / p.dw;
+            }
+            acc += x[rowbase + ow * ckk + kw];
         }
     }
     y[i] = acc;

@@ -61,6 +61,8 @@ pub struct Executor {
     /// Per-call uniform: the training step (salts dropout masks).
     runtime: wgpu::Buffer,
     step: u32,
+    /// Host time spent writing inputs, encoding and submitting in the last call.
+    last_encode: std::time::Duration,
 }
 
 impl Executor {
@@ -92,6 +94,7 @@ impl Executor {
             assigns: graph.assignments(),
             runtime,
             step: 0,
+            last_encode: std::time::Duration::ZERO,
         })
     }
 
@@ -234,6 +237,7 @@ impl Executor {
             )?;
             self.plans.insert(key.clone(), plan);
         }
+        let t_encode = std::time::Instant::now();
         let plan = &self.plans[&key];
         debug_assert_eq!(plan.batch, batch);
         for (id, buf, len) in &plan.inputs {
@@ -269,6 +273,7 @@ impl Executor {
             }
         }
         self.ctx.submit(enc.finish());
+        self.last_encode = t_encode.elapsed();
         let Some(staging) = staging else {
             return Ok(None);
         };
@@ -418,6 +423,12 @@ impl Executor {
         Ok(())
     }
 
+    /// Host time of the last call spent writing inputs, recording dispatches and submitting
+    /// (not waiting for the device).
+    pub fn last_encode_time(&self) -> std::time::Duration {
+        self.last_encode
+    }
+
     /// Training steps run so far (salts dropout masks).
     pub fn step(&self) -> u32 {
         self.step
@@ -426,6 +437,43 @@ impl Executor {
     /// Sets the training step counter (used when resuming from a checkpoint).
     pub fn set_step(&mut self, step: u32) {
         self.step = step;
+    }
+
+    /// Runs the plan for `outputs` (in training mode when `training`, with the learner's
+    /// updates) one dispatch at a time, waiting for each, and returns each dispatch's label
+    /// and seconds. For finding hot spots; far slower than a normal step.
+    pub fn profile(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        training: bool,
+    ) -> Result<Vec<(String, f64)>> {
+        let pass = if training { Pass::Train } else { Pass::Eval };
+        self.run(outputs, feed, pass, false)?; // builds the plan
+        self.ctx.wait()?;
+        let batch = self
+            .plans
+            .keys()
+            .filter(|k| k.0 == outputs && k.1 == pass)
+            .map(|k| k.2)
+            .next()
+            .unwrap_or(1);
+        let plan = &self.plans[&(outputs.to_vec(), pass, batch)];
+        let mut out = Vec::with_capacity(plan.steps.len());
+        for s in &plan.steps {
+            let t0 = std::time::Instant::now();
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut p = enc.begin_compute_pass(&Default::default());
+                p.set_pipeline(&s.pipeline);
+                p.set_bind_group(0, &s.bind, &[]);
+                p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+            self.ctx.submit(enc.finish());
+            self.ctx.wait()?;
+            out.push((s.label.clone(), t0.elapsed().as_secs_f64()));
+        }
+        Ok(out)
     }
 
     /// Bytes of intermediate buffers of the largest plan built so far (parameters and

@@ -17,10 +17,8 @@ pub enum Shader {
     Unary,
     /// Elementwise binary functions with broadcasting.
     Binary,
-    /// Batched matrix product, any strides.
+    /// Batched matrix product with transposes.
     Matmul,
-    /// Batched matrix product, register-blocked with vec4 loads.
-    MatmulBlocked,
     /// Reductions over one axis.
     Reduce,
     /// Softmax and log-softmax.
@@ -39,12 +37,11 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
         Shader::Matmul,
-        Shader::MatmulBlocked,
         Shader::Reduce,
         Shader::Softmax,
         Shader::Loss,
@@ -61,7 +58,6 @@ impl Shader {
             Shader::Unary => "unary.wgsl",
             Shader::Binary => "binary.wgsl",
             Shader::Matmul => "matmul.wgsl",
-            Shader::MatmulBlocked => "matmul_blocked.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -79,7 +75,6 @@ impl Shader {
             Shader::Unary => include_str!("../shaders/unary.wgsl"),
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
             Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
-            Shader::MatmulBlocked => include_str!("../shaders/matmul_blocked.wgsl"),
             Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
@@ -97,11 +92,12 @@ pub(crate) enum Kernel {
     Fill,
     Unary,
     Binary,
-    Matmul,
-    /// Specialised for the transposes of A and B.
-    MatmulBlocked {
+    /// Specialised for the transposes of A and B and whether each is read as vec4s.
+    Matmul {
         ta: bool,
         tb: bool,
+        va: bool,
+        vb: bool,
     },
     Reduce,
     Softmax,
@@ -137,8 +133,7 @@ impl Kernel {
             Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::Binary => Shader::Binary,
-            Kernel::Matmul => Shader::Matmul,
-            Kernel::MatmulBlocked { .. } => Shader::MatmulBlocked,
+            Kernel::Matmul { .. } => Shader::Matmul,
             Kernel::Reduce => Shader::Reduce,
             Kernel::Softmax => Shader::Softmax,
             Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
@@ -188,7 +183,7 @@ impl Kernel {
                 "r-w"
             }
             Kernel::MaxPoolGrad | Kernel::AvgPoolGrad | Kernel::Concat => "rrw",
-            Kernel::Binary | Kernel::Matmul | Kernel::MatmulBlocked { .. } => "rrw",
+            Kernel::Binary | Kernel::Matmul { .. } => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
@@ -236,7 +231,12 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::MatmulBlocked { ta, tb } => vec![("TA", ta as u8 as f64), ("TB", tb as u8 as f64)],
+            Kernel::Matmul { ta, tb, va, vb } => vec![
+                ("TA", ta as u8 as f64),
+                ("TB", tb as u8 as f64),
+                ("VA", va as u8 as f64),
+                ("VB", vb as u8 as f64),
+            ],
             _ => Vec::new(),
         }
     }

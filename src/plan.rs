@@ -36,6 +36,8 @@ pub(crate) struct UpdateDispatch<'a> {
 
 /// One recorded dispatch.
 pub(crate) struct Step {
+    /// Kernel and output shape, for profiles.
+    pub label: String,
     pub pipeline: wgpu::ComputePipeline,
     pub bind: wgpu::BindGroup,
     pub groups: [u32; 3],
@@ -202,6 +204,7 @@ pub(crate) fn build(
 
     // The dispatches, in graph order, then the updates.
     let mut specs: Vec<(Kernel, Params, Vec<&wgpu::Buffer>, [u32; 3])> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, i)? else {
             continue;
@@ -222,18 +225,21 @@ pub(crate) fn build(
                 vec![buffer_of(i)],
                 groups_1d(numel(i)),
             ));
+            labels.push("poison".into());
         }
         bufs.push(buffer_of(i));
         if kernel == Kernel::Dropout {
             bufs.push(extras.runtime);
         }
         specs.push((kernel, params, bufs, groups));
+        labels.push(format!("{kernel:?} {:?}", dims[i]));
     }
     for u in &extras.updates {
         let mut bufs = vec![buffer_of(u.grad.0), u.hyper];
         bufs.extend(u.targets.iter().copied());
         bufs.push(buffer_of(u.clip.0));
         specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
+        labels.push(format!("{:?} update [{}]", u.kernel, u.len));
     }
     for &(state, value) in &extras.assigns {
         let n = numel(state.0);
@@ -259,6 +265,7 @@ pub(crate) fn build(
         let bytes = p.bytes();
         blob[off..off + bytes.len()].copy_from_slice(&bytes);
         steps.push(Step {
+            label: labels.get(k).cloned().unwrap_or_else(|| "assign".into()),
             pipeline: ctx.pipeline(*kernel),
             bind: bind_group(ctx, *kernel, &params, off as u64, bufs),
             groups: *groups,
@@ -338,7 +345,12 @@ fn dispatch(
         | Op::Const { .. }
         | Op::Reshape { .. }
         | Op::Mode { .. } => return Ok(None),
-        Op::Im2Col { x, ref win } => (Kernel::Im2Col, window(win, d(x)[0]), groups_1d(n)),
+        // One invocation per window (kh·kw outputs).
+        Op::Im2Col { x, ref win } => (
+            Kernel::Im2Col,
+            window(win, d(x)[0]),
+            groups_1d(n / (win.kh * win.kw)),
+        ),
         Op::Col2Im { ref win, .. } => (Kernel::Col2Im, window(win, out[0]), groups_1d(n)),
         Op::Pool { x, ref win, max } => {
             let k = if max {
@@ -419,38 +431,25 @@ fn dispatch(
             let (rb, cb) = (db[db.len() - 2], db[db.len() - 1]);
             let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
             let nn = if tb { rb } else { cb };
-            let (a_row, a_col) = if ta { (1, ca) } else { (ca, 1) };
-            let (b_row, b_col) = if tb { (1, cb) } else { (cb, 1) };
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            // The register-blocked kernel reads vec4s along the contiguous axes, so they
-            // must be multiples of 4; otherwise the general kernel runs.
-            let blocked = (if ta { m } else { k }) % 4 == 0 && (if tb { k } else { nn }) % 4 == 0;
-            let tile = if blocked { 64 } else { 32 };
-            let groups = [nn.div_ceil(tile), m.div_ceil(tile), batch];
+            // vec4 loads need the axis contiguous in memory to be a multiple of 4.
+            let va = (if ta { m } else { k }) % 4 == 0;
+            let vb = (if tb { k } else { nn }) % 4 == 0;
+            let groups = [nn.div_ceil(64), m.div_ceil(64), batch];
             let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
             if groups.iter().any(|&g| g > max) {
                 return Err(Error::Invalid(format!(
                     "matmul: {da:?} · {db:?} needs workgroups {groups:?}, above the adapter's {max} per dimension"
                 )));
             }
-            let p = Params::new()
-                .u(m)
-                .u(nn)
-                .u(k)
-                .u(0)
-                .u(a_row)
-                .u(a_col)
-                .u(a_batch)
-                .u(b_row)
-                .u(b_col)
-                .u(b_batch);
-            if blocked {
-                let pb = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
-                return Ok(Some((Kernel::MatmulBlocked { ta, tb }, pb, groups.map(|g| g.max(1) as u32))));
-            }
-            (Kernel::Matmul, p, groups.map(|g| g.max(1) as u32))
+            let p = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
+            (
+                Kernel::Matmul { ta, tb, va, vb },
+                p,
+                groups.map(|g| g.max(1) as u32),
+            )
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);

@@ -1,0 +1,37 @@
+//! Prints where the time of one training step of an MNIST model goes, dispatch by dispatch.
+//! `cargo run --release --example profile_step -- cnn`
+
+#[path = "mnist.rs"]
+#[allow(dead_code)]
+mod mnist;
+
+use wgrad::{Context, Graph, Learner, Trainer};
+
+fn main() -> wgrad::Result<()> {
+    let kind = std::env::args().nth(1).unwrap_or_else(|| "cnn".into());
+    let ctx = Context::new()?;
+    println!("adapter: {}", ctx.adapter());
+    let g = Graph::new();
+    let (x, y, z) = mnist::graph(&g, &kind)?;
+    let loss = g.cross_entropy_with_softmax(z, y)?;
+    let mut t = Trainer::new(&ctx, &g, loss, None, Learner::sgd(0.01))?;
+    let xs: Vec<f32> = (0..64 * 784).map(|i| (i % 255) as f32).collect();
+    let ys: Vec<f32> = (0..640).map(|i| (i % 11 == 0) as u8 as f32).collect();
+    let feed = [(x, &xs[..]), (y, &ys[..])];
+    t.train_minibatch(&feed, true)?;
+    let loss_mean = g.nodes().len() - 1;
+    let _ = loss_mean;
+    let steps = t.executor().profile(&[], &feed, true)?;
+    let total: f64 = steps.iter().map(|s| s.1).sum();
+    let mut rows = steps.clone();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (label, secs) in rows.iter().take(25) {
+        println!("{:8.3} ms  {label}", secs * 1e3);
+    }
+    println!(
+        "{} dispatches, {:.2} ms in total (each waited for separately)",
+        steps.len(),
+        total * 1e3
+    );
+    Ok(())
+}

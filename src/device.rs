@@ -17,6 +17,8 @@ pub(crate) const PARAMS_SIZE: u64 = 256;
 /// Options for [`Context::with_options`].
 #[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
+    /// Never use subgroup operations, even where the adapter offers them.
+    pub no_subgroups: bool,
     /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
     /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
     pub poison: bool,
@@ -54,6 +56,8 @@ pub struct Context {
     pub(crate) limits: wgpu::Limits,
     summary: AdapterSummary,
     pub(crate) options: ContextOptions,
+    /// The subgroup size when subgroup operations are enabled and the size is fixed.
+    pub(crate) subgroup: Option<u32>,
     pipelines: Arc<Mutex<HashMap<Kernel, wgpu::ComputePipeline>>>,
     buffers_created: Arc<AtomicU64>,
     submits: Arc<AtomicU64>,
@@ -79,9 +83,16 @@ impl Context {
         };
         // Ask for the adapter's own limits, not WebGPU's defaults, so big buffers work.
         let limits = adapter.limits();
+        // Subgroup operations where offered with a fixed size (lavapipe: 8 lanes, or 16 with
+        // LP_NATIVE_VECTOR_WIDTH=512).
+        let subgroup = (adapter.features().contains(wgpu::Features::SUBGROUP)
+            && !options.no_subgroups
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size);
+        let required_features = if subgroup.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -97,6 +108,7 @@ impl Context {
             limits,
             summary,
             options,
+            subgroup,
             pipelines: Arc::default(),
             buffers_created: Arc::default(),
             submits: Arc::default(),
@@ -111,6 +123,11 @@ impl Context {
     /// True when the adapter is a CPU implementation (lavapipe, WARP…).
     pub fn is_cpu(&self) -> bool {
         self.summary.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The fixed subgroup size when subgroup operations are in use.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.subgroup
     }
 
     /// How many GPU buffers this context has created so far.

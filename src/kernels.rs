@@ -19,6 +19,8 @@ pub enum Shader {
     Binary,
     /// Batched matrix product with transposes.
     Matmul,
+    /// Batched matrix product sharing A through subgroup broadcasts (CPU adapters).
+    MatmulSubgroup,
     /// Reductions over one axis.
     Reduce,
     /// Softmax and log-softmax.
@@ -37,11 +39,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
         Shader::Matmul,
+        Shader::MatmulSubgroup,
         Shader::Reduce,
         Shader::Softmax,
         Shader::Loss,
@@ -58,6 +61,7 @@ impl Shader {
             Shader::Unary => "unary.wgsl",
             Shader::Binary => "binary.wgsl",
             Shader::Matmul => "matmul.wgsl",
+            Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -75,6 +79,7 @@ impl Shader {
             Shader::Unary => include_str!("../shaders/unary.wgsl"),
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
             Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
+            Shader::MatmulSubgroup => include_str!("../shaders/matmul_subgroup.wgsl"),
             Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
@@ -98,6 +103,13 @@ pub(crate) enum Kernel {
         tb: bool,
         va: bool,
         vb: bool,
+    },
+    /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes.
+    MatmulSubgroup {
+        ta: bool,
+        tb: bool,
+        vb: bool,
+        sg: u8,
     },
     Reduce,
     Softmax,
@@ -134,6 +146,7 @@ impl Kernel {
             Kernel::Unary => Shader::Unary,
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul { .. } => Shader::Matmul,
+            Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
             Kernel::Reduce => Shader::Reduce,
             Kernel::Softmax => Shader::Softmax,
             Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
@@ -156,6 +169,8 @@ impl Kernel {
             Kernel::RmsProp => "rmsprop",
             Kernel::Adagrad => "adagrad",
             Kernel::Dropout => "dropout",
+            Kernel::MatmulSubgroup { sg: 16, .. } => "main16",
+            Kernel::MatmulSubgroup { .. } => "main8",
             Kernel::Im2Col => "im2col",
             Kernel::Col2Im => "col2im",
             Kernel::MaxPool => "max_forward",
@@ -183,7 +198,7 @@ impl Kernel {
                 "r-w"
             }
             Kernel::MaxPoolGrad | Kernel::AvgPoolGrad | Kernel::Concat => "rrw",
-            Kernel::Binary | Kernel::Matmul { .. } => "rrw",
+            Kernel::Binary | Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
@@ -235,6 +250,11 @@ impl Kernel {
                 ("TA", ta as u8 as f64),
                 ("TB", tb as u8 as f64),
                 ("VA", va as u8 as f64),
+                ("VB", vb as u8 as f64),
+            ],
+            Kernel::MatmulSubgroup { ta, tb, vb, .. } => vec![
+                ("TA", ta as u8 as f64),
+                ("TB", tb as u8 as f64),
                 ("VB", vb as u8 as f64),
             ],
             _ => Vec::new(),

@@ -437,7 +437,12 @@ fn dispatch(
             // vec4 loads need the axis contiguous in memory to be a multiple of 4.
             let va = (if ta { m } else { k }) % 4 == 0;
             let vb = (if tb { k } else { nn }) % 4 == 0;
-            let groups = [nn.div_ceil(64), m.div_ceil(64), batch];
+            // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel.
+            let sg = ctx.subgroup.filter(|&s| ctx.is_cpu() && (s == 8 || s == 16));
+            let groups = match sg {
+                Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(64), batch],
+                None => [nn.div_ceil(64), m.div_ceil(64), batch],
+            };
             let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
             if groups.iter().any(|&g| g > max) {
                 return Err(Error::Invalid(format!(
@@ -445,11 +450,11 @@ fn dispatch(
                 )));
             }
             let p = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
-            (
-                Kernel::Matmul { ta, tb, va, vb },
-                p,
-                groups.map(|g| g.max(1) as u32),
-            )
+            let kernel = match sg {
+                Some(s) => Kernel::MatmulSubgroup { ta, tb, vb, sg: s as u8 },
+                None => Kernel::Matmul { ta, tb, va, vb },
+            };
+            (kernel, p, groups.map(|g| g.max(1) as u32))
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);

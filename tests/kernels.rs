@@ -15,7 +15,16 @@ fn run(
     data: &[Vec<f32>],
     build: impl Fn(&Graph, &[NodeId]) -> NodeId,
 ) -> Vec<f32> {
-    let ctx = ctx();
+    run_on(&ctx(), shapes, data, build)
+}
+
+/// [`run`] on a given context.
+fn run_on(
+    ctx: &wgrad::Context,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> Vec<f32> {
     let g = Graph::new();
     let xs: Vec<NodeId> = shapes
         .iter()
@@ -26,7 +35,7 @@ fn run(
         })
         .collect();
     let out = build(&g, &xs);
-    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let mut ex = Executor::new(ctx, &g).unwrap();
     let feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
     ex.eval(&[out], &feed).unwrap().remove(0)
 }
@@ -37,6 +46,12 @@ fn data_for(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
         .enumerate()
         .map(|(i, s)| rand_vec(s.iter().product(), seed + i as u64))
         .collect()
+}
+
+/// Contexts with and without subgroup operations, made once.
+fn matmul_contexts() -> &'static (wgrad::Context, wgrad::Context) {
+    static CTX: std::sync::OnceLock<(wgrad::Context, wgrad::Context)> = std::sync::OnceLock::new();
+    CTX.get_or_init(|| (ctx(), ctx_without_subgroups()))
 }
 
 fn check_matmul(
@@ -64,10 +79,13 @@ fn check_matmul(
     };
     let shapes = vec![sa.clone(), sb.clone()];
     let data = data_for(&shapes, (m * 31 + k * 7 + n) as u64);
-    let got = run(&shapes, &data, |g, x| {
-        g.matmul_t(x[0], x[1], ta, tb).unwrap()
-    });
     let want = matmul_ref(&to64(&data[0]), &sa, &to64(&data[1]), &sb, ta, tb);
+    // Both the subgroup kernel (where the adapter has subgroups) and the blocked kernel.
+    let plain = matmul_contexts().1.clone();
+    let got = run_on(&plain, &shapes, &data, |g, x| g.matmul_t(x[0], x[1], ta, tb).unwrap());
+    assert_close(&format!("matmul without subgroups {sa:?} {ta} {sb:?} {tb}"), &got, &want, TOL);
+    let ctx = matmul_contexts().0.clone();
+    let got = run_on(&ctx, &shapes, &data, |g, x| g.matmul_t(x[0], x[1], ta, tb).unwrap());
     assert_close(
         &format!(
             "matmul {sa:?}{} · {sb:?}{}",

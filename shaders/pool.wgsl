@@ -82,27 +82,33 @@ fn backward(i: u32, max_pool: bool) {
     let iw = i % p.w;
     let ih = (i / p.w) % p.h;
     let plane = i / (p.w * p.h);
+    // Only the windows that can contain this pixel: output rows oh with
+    // oh·SH ≤ ih + PH ≤ oh·SH + (KH-1)·DH, found with two divisions instead of a loop of them
+    // (integer division is slow on CPU adapters).
+    let th = ih + p.ph;
+    let tw = iw + p.pw;
+    let span_h = (p.kh - 1u) * p.dh;
+    let span_w = (p.kw - 1u) * p.dw;
+    let oh_lo = select(0u, (th - span_h + p.sh - 1u) / p.sh, th > span_h);
+    let oh_hi = min(th / p.sh, p.oh - 1u);
+    let ow_lo = select(0u, (tw - span_w + p.sw - 1u) / p.sw, tw > span_w);
+    let ow_hi = min(tw / p.sw, p.ow - 1u);
     var acc = 0.0;
-    for (var kh = 0u; kh < p.kh; kh++) {
-        let th = i32(ih + p.ph) - i32(kh * p.dh);
-        if (th < 0 || u32(th) % p.sh != 0u || u32(th) / p.sh >= p.oh) {
+    for (var oh = oh_lo; oh <= oh_hi; oh++) {
+        if (p.dh != 1u && (th - oh * p.sh) % p.dh != 0u) {
             continue;
         }
-        let oh = u32(th) / p.sh;
-        for (var kw = 0u; kw < p.kw; kw++) {
-            let tw = i32(iw + p.pw) - i32(kw * p.dw);
-            if (tw < 0 || u32(tw) % p.sw != 0u || u32(tw) / p.sw >= p.ow) {
+        for (var ow = ow_lo; ow <= ow_hi; ow++) {
+            if (p.dw != 1u && (tw - ow * p.sw) % p.dw != 0u) {
                 continue;
             }
-            let ow = u32(tw) / p.sw;
-            let r = scan(plane, oh, ow, max_pool);
             let go = g[(plane * p.oh + oh) * p.ow + ow];
             if (max_pool) {
-                if (r.arg == i) {
+                if (scan(plane, oh, ow, true).arg == i) {
                     acc += go;
                 }
             } else {
-                acc += go / r.count;
+                acc += go / scan(plane, oh, ow, false).count;
             }
         }
     }

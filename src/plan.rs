@@ -438,7 +438,9 @@ fn dispatch(
             let va = (if ta { m } else { k }) % 4 == 0;
             let vb = (if tb { k } else { nn }) % 4 == 0;
             // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel.
-            let sg = ctx.subgroup.filter(|&s| ctx.is_cpu() && (s == 8 || s == 16));
+            // It computes 64 rows per workgroup, so with fewer rows the 8×8-blocked kernel
+            // wastes less.
+            let sg = ctx.subgroup.filter(|&s| ctx.is_cpu() && (s == 8 || s == 16) && m >= 48);
             let groups = match sg {
                 Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(64), batch],
                 None => [nn.div_ceil(64), m.div_ceil(64), batch],

@@ -180,13 +180,23 @@ impl Graph {
                     res.push((a, self.sum_to(ga, &shape(a), None)?));
                 }
                 if wants(b) {
-                    let gb = if tb {
-                        self.matmul_t(g, a, true, ta)?
-                    } else {
-                        self.matmul_t(a, g, !ta, false)?
+                    // A matrix shared across a batch gets Σ_z of the per-item gradients; when
+                    // that sum has the form Σ_z P_zᵀ·Q_z it is one product over the batch.
+                    let shared = shape(b).rank() == 2 && shape(a).rank() == 3 && !ta;
+                    let gb = match (shared, tb) {
+                        (true, false) => self.matmul_sum_batch(a, g)?,
+                        (true, true) => self.matmul_sum_batch(g, a)?,
+                        (false, true) => self.matmul_t(g, a, true, ta)?,
+                        (false, false) => self.matmul_t(a, g, !ta, false)?,
                     };
                     res.push((b, self.sum_to(gb, &shape(b), None)?));
                 }
+            }
+            Op::MatmulSumBatch { .. } => {
+                return Err(Error::Invalid(
+                    "grad: second derivatives through a shared matrix's gradient are not supported"
+                        .into(),
+                ))
             }
             Op::Reduce { op, x, axis } => {
                 let xs = shape(x);
@@ -250,6 +260,13 @@ impl Graph {
             // Gradients are only taken in training steps.
             Op::Mode { train, .. } => res.push((train, g)),
             Op::OneHot { .. } => {}
+            Op::Permute { x, ref perm } => {
+                let mut inverse = vec![0; perm.len()];
+                for (k, &a) in perm.iter().enumerate() {
+                    inverse[a] = k;
+                }
+                res.push((x, self.permute(g, &inverse)?));
+            }
             Op::CrossEntropyGrad { .. } | Op::PoolGrad { .. } => {
                 return Err(Error::Invalid(format!(
                     "grad: second derivatives through {} are not supported",

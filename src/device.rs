@@ -89,7 +89,11 @@ impl Context {
             && !options.no_subgroups
             && info.subgroup_min_size == info.subgroup_max_size)
             .then_some(info.subgroup_min_size);
-        let required_features = if subgroup.is_some() { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() };
+        let required_features = if subgroup.is_some() {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features,

@@ -200,6 +200,14 @@ pub enum Op {
         /// Transpose b.
         tb: bool,
     },
+    /// `Σ_z p[z]ᵀ · q[z]` over the batch of two rank-3 operands (the gradient of a matrix
+    /// shared across a batch): one product whose inner axis runs over batch and rows.
+    MatmulSumBatch {
+        /// `[batch, r, m]`.
+        p: NodeId,
+        /// `[batch, r, n]`.
+        q: NodeId,
+    },
     /// Reduction over `axis`, which is kept with size 1.
     Reduce {
         /// Sum, mean or max.
@@ -314,6 +322,13 @@ pub enum Op {
         /// Where `x` starts.
         begin: usize,
     },
+    /// Axes reordered: output axis k is input axis `perm[k]`.
+    Permute {
+        /// Operand.
+        x: NodeId,
+        /// The permutation.
+        perm: Vec<usize>,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -385,11 +400,13 @@ impl Op {
             | Op::Slice { x, .. }
             | Op::Pad { x, .. }
             | Op::OneHot { x }
+            | Op::Permute { x, .. }
             | Op::Dropout { x, .. } => vec![x],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } | Op::Concat { a, b, .. } => {
                 vec![a, b]
             }
             Op::PoolGrad { x, g, .. } => vec![x, g],
+            Op::MatmulSumBatch { p, q } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],
             Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
             Op::CrossEntropyGrad { z, t, g } => vec![z, t, g],
@@ -720,6 +737,18 @@ impl Graph {
         Ok(self.push(Op::Matmul { a, b, ta, tb }, s))
     }
 
+    /// `Σ_z p[z]ᵀ · q[z]` for `p: [batch, r, m]`, `q: [batch, r, n]`: `[m, n]`.
+    pub fn matmul_sum_batch(&self, p: NodeId, q: NodeId) -> Result<NodeId> {
+        let (sp, sq) = (self.check("matmul", p)?, self.check("matmul", q)?);
+        if sp.rank() != 3 || sq.rank() != 3 || sp.0[0] != sq.0[0] || sp.0[1] != sq.0[1] {
+            return shape_err(
+                "matmul",
+                format!("Σ pᵀ·q needs [b, r, m] and [b, r, n], got {sp} and {sq}"),
+            );
+        }
+        Ok(self.push(Op::MatmulSumBatch { p, q }, Shape(vec![sp.0[2], sq.0[2]])))
+    }
+
     // ---- reductions and shape ---------------------------------------------------------
 
     /// Reduction over one axis, kept with size 1.
@@ -810,6 +839,33 @@ impl Graph {
             return Ok(x);
         }
         Ok(self.push(Op::Reshape { x }, shape))
+    }
+
+    /// Reorders axes: output axis k is input axis `perm[k]` (numpy's `transpose`).
+    pub fn permute(&self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        let s = self.check("permute", x)?;
+        let mut seen = vec![false; s.rank()];
+        if perm.len() != s.rank()
+            || perm
+                .iter()
+                .any(|&a| a >= s.rank() || std::mem::replace(&mut seen[a], true))
+        {
+            return shape_err(
+                "permute",
+                format!("{perm:?} is not a permutation of the axes of {s}"),
+            );
+        }
+        if perm.iter().enumerate().all(|(k, &a)| k == a) {
+            return Ok(x);
+        }
+        let out = Shape(perm.iter().map(|&a| s.0[a]).collect());
+        Ok(self.push(
+            Op::Permute {
+                x,
+                perm: perm.to_vec(),
+            },
+            out,
+        ))
     }
 
     /// Softmax along `axis` (negative counts from the end).

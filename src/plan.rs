@@ -215,7 +215,7 @@ pub(crate) fn build(
             .iter()
             .map(|j| buffer_of(j.0))
             .collect();
-        if let Op::Expand { .. } = nodes[i].op {
+        if let Op::Expand { .. } | Op::Permute { .. } = nodes[i].op {
             bufs.push(bufs[0]);
         }
         if ctx.options.poison {
@@ -385,6 +385,26 @@ fn dispatch(
             axis_params(axis, d(x)[axis], begin),
             groups_1d(n),
         ),
+        // A permutation is a strided read: the broadcasting kernel with operand strides
+        // permuted.
+        Op::Permute { x, ref perm } => {
+            if out.len() > 8 {
+                return Err(Error::Invalid(format!(
+                    "permute supports rank ≤ 8, got {out:?}"
+                )));
+            }
+            let st = strides(d(x));
+            let sa: Vec<usize> = perm.iter().map(|&a| st[a]).collect();
+            let params = Params::new()
+                .u(n)
+                .u(out.len())
+                .u(BINARY_FIRST)
+                .f(1.0)
+                .vec8(out)
+                .vec8(&sa)
+                .vec8(&sa);
+            (Kernel::Binary, params, groups_1d(n))
+        }
         Op::OneHot { .. } => {
             let classes = out[out.len() - 1];
             (
@@ -434,29 +454,12 @@ fn dispatch(
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            // vec4 loads need the axis contiguous in memory to be a multiple of 4.
-            let va = (if ta { m } else { k }) % 4 == 0;
-            let vb = (if tb { k } else { nn }) % 4 == 0;
-            // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel.
-            // It computes 64 rows per workgroup, so with fewer rows the 8×8-blocked kernel
-            // wastes less.
-            let sg = ctx.subgroup.filter(|&s| ctx.is_cpu() && (s == 8 || s == 16) && m >= 48);
-            let groups = match sg {
-                Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(64), batch],
-                None => [nn.div_ceil(64), m.div_ceil(64), batch],
-            };
-            let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
-            if groups.iter().any(|&g| g > max) {
-                return Err(Error::Invalid(format!(
-                    "matmul: {da:?} · {db:?} needs workgroups {groups:?}, above the adapter's {max} per dimension"
-                )));
-            }
-            let p = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
-            let kernel = match sg {
-                Some(s) => Kernel::MatmulSubgroup { ta, tb, vb, sg: s as u8 },
-                None => Kernel::Matmul { ta, tb, va, vb },
-            };
-            (kernel, p, groups.map(|g| g.max(1) as u32))
+            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch], ta, tb)?
+        }
+        // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q.
+        Op::MatmulSumBatch { p, q } => {
+            let (dp, dq) = (d(p), d(q));
+            matmul_dispatch(ctx, [dp[2], dq[2], dp[0] * dp[1]], [0, 0, 1], true, false)?
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);
@@ -526,4 +529,44 @@ fn broadcast_params(
         .vec8(out)
         .vec8(&operand(a))
         .vec8(&operand(b)))
+}
+
+/// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
+/// batch]` (floats between batch items of A and B, number of items).
+fn matmul_dispatch(
+    ctx: &Context,
+    [m, nn, k]: [usize; 3],
+    [a_batch, b_batch, batch]: [usize; 3],
+    ta: bool,
+    tb: bool,
+) -> Result<(Kernel, Params, [u32; 3])> {
+    // vec4 loads need the axis contiguous in memory to be a multiple of 4.
+    let va = (if ta { m } else { k }) % 4 == 0;
+    let vb = (if tb { k } else { nn }) % 4 == 0;
+    // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel; it computes 64
+    // rows per workgroup, so with fewer rows the 8×8-blocked kernel wastes less.
+    let sg = ctx
+        .subgroup
+        .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16) && m >= 48);
+    let groups = match sg {
+        Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(64), batch],
+        None => [nn.div_ceil(64), m.div_ceil(64), batch],
+    };
+    let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if groups.iter().any(|&g| g > max) {
+        return Err(Error::Invalid(format!(
+            "matmul: {m}×{k} · {k}×{nn} (batch {batch}) needs workgroups {groups:?}, above the adapter's {max} per dimension"
+        )));
+    }
+    let p = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
+    let kernel = match sg {
+        Some(s) => Kernel::MatmulSubgroup {
+            ta,
+            tb,
+            vb,
+            sg: s as u8,
+        },
+        None => Kernel::Matmul { ta, tb, va, vb },
+    };
+    Ok((kernel, p, groups.map(|g| g.max(1) as u32)))
 }

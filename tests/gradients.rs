@@ -254,3 +254,42 @@ fn composite_dense_layer() {
         TOL,
     );
 }
+
+#[test]
+fn permute_forward_and_gradient() {
+    let dims = [2usize, 3, 4];
+    let perm = [2usize, 0, 1];
+    let reference = |x: &[f64]| -> Vec<f64> {
+        let mut out = Vec::with_capacity(24);
+        for k in 0..4 {
+            for i in 0..2 {
+                for j in 0..3 {
+                    out.push(x[(i * 3 + j) * 4 + k]);
+                }
+            }
+        }
+        out
+    };
+    check_grad(
+        "permute [2,0,1]",
+        &[dims.to_vec()],
+        &data(&[dims.to_vec()], 12),
+        |g, x| g.permute(x[0], &perm).unwrap(),
+        |x| reference(&x[0]),
+        TOL,
+    );
+}
+
+#[test]
+fn shared_matrix_gradient_as_one_product() {
+    // x: [batch 3, 5, 4] · w: [4, 2]: dW = Σ_z x_zᵀ g_z is computed as one product.
+    let shapes = vec![vec![3, 5, 4], vec![4, 2]];
+    check_grad(
+        "batched x · shared w",
+        &shapes,
+        &data(&shapes, 13),
+        |g, x| g.matmul(x[0], x[1]).unwrap(),
+        |x| matmul_ref(&x[0], &[3, 5, 4], &x[1], &[4, 2], false, false),
+        TOL,
+    );
+}

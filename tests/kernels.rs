@@ -82,10 +82,19 @@ fn check_matmul(
     let want = matmul_ref(&to64(&data[0]), &sa, &to64(&data[1]), &sb, ta, tb);
     // Both the subgroup kernel (where the adapter has subgroups) and the blocked kernel.
     let plain = matmul_contexts().1.clone();
-    let got = run_on(&plain, &shapes, &data, |g, x| g.matmul_t(x[0], x[1], ta, tb).unwrap());
-    assert_close(&format!("matmul without subgroups {sa:?} {ta} {sb:?} {tb}"), &got, &want, TOL);
+    let got = run_on(&plain, &shapes, &data, |g, x| {
+        g.matmul_t(x[0], x[1], ta, tb).unwrap()
+    });
+    assert_close(
+        &format!("matmul without subgroups {sa:?} {ta} {sb:?} {tb}"),
+        &got,
+        &want,
+        TOL,
+    );
     let ctx = matmul_contexts().0.clone();
-    let got = run_on(&ctx, &shapes, &data, |g, x| g.matmul_t(x[0], x[1], ta, tb).unwrap());
+    let got = run_on(&ctx, &shapes, &data, |g, x| {
+        g.matmul_t(x[0], x[1], ta, tb).unwrap()
+    });
     assert_close(
         &format!(
             "matmul {sa:?}{} · {sb:?}{}",

@@ -8,7 +8,10 @@ use wgrad::{Context, ContextOptions, Executor, Graph, NodeId, Shape};
 /// A context that poisons every buffer a kernel writes with NaN first. With no adapter this
 /// fails with the install hint, never skips.
 pub fn ctx() -> Context {
-    match Context::with_options(ContextOptions { poison: true, ..Default::default() }) {
+    match Context::with_options(ContextOptions {
+        poison: true,
+        ..Default::default()
+    }) {
         Ok(c) => c,
         Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
     }
@@ -17,7 +20,10 @@ pub fn ctx() -> Context {
 /// Like [`ctx`] but never using subgroup operations, so that the kernels for adapters
 /// without them are tested on lavapipe too.
 pub fn ctx_without_subgroups() -> Context {
-    match Context::with_options(ContextOptions { poison: true, no_subgroups: true }) {
+    match Context::with_options(ContextOptions {
+        poison: true,
+        no_subgroups: true,
+    }) {
         Ok(c) => c,
         Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
     }

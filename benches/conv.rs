@@ -12,12 +12,22 @@ const LAYERS: [(&str, usize, usize, usize, usize, usize, usize, Padding); 5] = [
     ("cnn conv1 1→8 5x5 s2", 64, 1, 28, 8, 5, 2, Padding::Same),
     ("cnn conv2 8→16 5x5 s2", 64, 8, 14, 16, 5, 2, Padding::Same),
     ("cnn-pool conv1 1→8 5x5", 64, 1, 28, 8, 5, 1, Padding::Same),
-    ("cnn-pool conv2 8→16 5x5", 64, 8, 14, 16, 5, 1, Padding::Same),
+    (
+        "cnn-pool conv2 8→16 5x5",
+        64,
+        8,
+        14,
+        16,
+        5,
+        1,
+        Padding::Same,
+    ),
     ("3x3 64→64 56x56 b32", 32, 64, 56, 64, 3, 1, Padding::Same),
 ];
 
 fn bench(c: &mut Criterion) {
-    let ctx = Context::new().expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
+    let ctx = Context::new()
+        .expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
     eprintln!("adapter: {}", ctx.adapter());
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(10);
@@ -25,14 +35,30 @@ fn bench(c: &mut Criterion) {
     group.warm_up_time(std::time::Duration::from_millis(300));
     for (name, n, ci, hw, co, k, s, pad) in LAYERS {
         let g = Graph::new();
-        let x = g.parameter("x", &[n, ci, hw, hw], Init::Uniform { low: -1.0, high: 1.0 }).unwrap();
-        let w = g.parameter("w", &[co, ci, k, k], Init::GlorotUniform).unwrap();
-        let y = g.conv2d(x, w, None, WindowOpts::default().stride(s).padding(pad)).unwrap();
+        let x = g
+            .parameter(
+                "x",
+                &[n, ci, hw, hw],
+                Init::Uniform {
+                    low: -1.0,
+                    high: 1.0,
+                },
+            )
+            .unwrap();
+        let w = g
+            .parameter("w", &[co, ci, k, k], Init::GlorotUniform)
+            .unwrap();
+        let y = g
+            .conv2d(x, w, None, WindowOpts::default().stride(s).padding(pad))
+            .unwrap();
         let oh = g.shape(y).resolve(1)[2];
         let macs = (n * co * oh * oh * ci * k * k) as u64;
         let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &[x, w]).unwrap();
         let mut ex = Executor::new(&ctx, &g).unwrap();
-        for (label, outputs, flops) in [("forward", vec![y], 2 * macs), ("fwd+bwd", grads.clone(), 6 * macs)] {
+        for (label, outputs, flops) in [
+            ("forward", vec![y], 2 * macs),
+            ("fwd+bwd", grads.clone(), 6 * macs),
+        ] {
             if let Err(e) = ex.launch(&outputs, &[]) {
                 eprintln!("{name} {label}: not run: {e}");
                 continue;

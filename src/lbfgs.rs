@@ -144,29 +144,18 @@ pub fn lbfgs(
         // Backtracking line search with the Armijo condition, allowing for the f32 rounding
         // of the loss so that the search does not stall at the noise floor.
         let mut t = 1.0;
-        let (xn, fn_, gn) = loop {
+        let accepted = loop {
             let xn: Vec<f64> = x.iter().zip(&d).map(|(xi, di)| xi + t * di).collect();
             let (fnew, gnew) = obj.eval(&xn, feed)?;
             if fnew.is_finite() && fnew <= f + 1e-4 * t * slope + 1e-7 * f.abs() {
-                break (xn, fnew, gnew);
+                break Some((xn, fnew, gnew));
             }
             t *= 0.5;
             if t < 1e-12 {
-                // No decrease is measurable any more in f32: stop at the current point.
-                obj.eval(&x, feed)?;
-                let converged = gmax(&g) <= opts.grad_tol;
-                return Ok((
-                    obj.exec,
-                    LbfgsReport {
-                        iterations,
-                        evaluations: obj.evaluations,
-                        loss: f,
-                        grad_max: gmax(&g),
-                        converged,
-                    },
-                ));
+                break None; // no decrease is measurable any more in f32
             }
         };
+        let Some((xn, fn_, gn)) = accepted else { break };
         let s: Vec<f64> = xn.iter().zip(&x).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = gn.iter().zip(&g).map(|(a, b)| a - b).collect();
         let sy = dot(&s, &y);

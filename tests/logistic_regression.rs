@@ -39,3 +39,18 @@ fn logistic_regression_reaches_tutorial_error() {
     // The best linear classifier gets about 0.077: nothing should beat it by much.
     assert!(sorted[0] >= 0.05, "suspiciously low error {errors:?}");
 }
+
+/// The sigmoid + binary cross-entropy form learns the same classifier.
+#[test]
+fn sigmoid_form_trains_too() {
+    let ctx = common::ctx();
+    let mut errors: Vec<f32> = (0..8)
+        .map(|seed| example::train_form(&ctx, seed, example::Form::Sigmoid, |_, _, _| {}).unwrap())
+        .collect();
+    errors.sort_by(f32::total_cmp);
+    let median = (errors[3] + errors[4]) / 2.0;
+    assert!(
+        median <= 0.10 && errors[0] >= 0.05,
+        "sigmoid form test errors {errors:?}"
+    );
+}

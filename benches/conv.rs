@@ -8,7 +8,18 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wgrad::{Context, Executor, Graph, Init, Padding, WindowOpts};
 
 /// (name, batch, in channels, size, out channels, kernel, stride, padding)
-const LAYERS: [(&str, usize, usize, usize, usize, usize, usize, Padding); 5] = [
+type Layer = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    Padding,
+);
+
+const LAYERS: [Layer; 5] = [
     ("cnn conv1 1→8 5x5 s2", 64, 1, 28, 8, 5, 2, Padding::Same),
     ("cnn conv2 8→16 5x5 s2", 64, 8, 14, 16, 5, 2, Padding::Same),
     ("cnn-pool conv1 1→8 5x5", 64, 1, 28, 8, 5, 1, Padding::Same),

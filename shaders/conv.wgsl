@@ -22,6 +22,23 @@ struct Win {
     _p1: u32,
 }
 
+// The window geometry is fixed per pipeline (override constants), so that the many integer
+// divisions by it compile to multiplications: lavapipe has no vector integer division and
+// scalarises it, which made these kernels several times slower with the sizes in a uniform.
+override WC: u32;
+override WH: u32;
+override WW: u32;
+override KH: u32;
+override KW: u32;
+override SH: u32;
+override SW: u32;
+override PH: u32;
+override PW: u32;
+override DH: u32;
+override DW: u32;
+override OH: u32;
+override OW: u32;
+
 @group(0) @binding(0) var<uniform> p: Win;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -34,26 +51,26 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    let ohw = p.oh * p.ow;
-    if (i >= p.n * ohw * p.c) {
+    let ohw = OH * OW;
+    if (i >= p.n * ohw * WC) {
         return;
     }
-    let c = i % p.c;
-    let row = i / p.c;          // n · OH·OW + position
+    let c = i % WC;
+    let row = i / WC;          // n · OH·OW + position
     let pos = row % ohw;
     let n = row / ohw;
-    let top = i32((pos / p.ow) * p.sh) - i32(p.ph);
-    let left = i32((pos % p.ow) * p.sw) - i32(p.pw);
-    let plane = (n * p.c + c) * p.h;
-    var out = (row * p.c + c) * p.kh * p.kw;
-    for (var kh = 0u; kh < p.kh; kh++) {
-        let ih = top + i32(kh * p.dh);
-        let inside_h = ih >= 0 && ih < i32(p.h);
-        let src = (plane + u32(max(ih, 0))) * p.w;
-        for (var kw = 0u; kw < p.kw; kw++) {
-            let iw = left + i32(kw * p.dw);
+    let top = i32((pos / OW) * SH) - i32(PH);
+    let left = i32((pos % OW) * SW) - i32(PW);
+    let plane = (n * WC + c) * WH;
+    var out = (row * WC + c) * KH * KW;
+    for (var kh = 0u; kh < KH; kh++) {
+        let ih = top + i32(kh * DH);
+        let inside_h = ih >= 0 && ih < i32(WH);
+        let src = (plane + u32(max(ih, 0))) * WW;
+        for (var kw = 0u; kw < KW; kw++) {
+            let iw = left + i32(kw * DW);
             var v = 0.0;
-            if (inside_h && iw >= 0 && iw < i32(p.w)) {
+            if (inside_h && iw >= 0 && iw < i32(WW)) {
                 v = x[src + u32(iw)];
             }
             y[out] = v;
@@ -67,42 +84,42 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 @compute @workgroup_size(256)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n * p.c * p.h * p.w) {
+    if (i >= p.n * WC * WH * WW) {
         return;
     }
-    let iw = i % p.w;
-    let ih = (i / p.w) % p.h;
-    let c = (i / (p.w * p.h)) % p.c;
-    let n = i / (p.w * p.h * p.c);
-    let kk = p.kh * p.kw;
-    let ckk = p.c * kk;
+    let iw = i % WW;
+    let ih = (i / WW) % WH;
+    let c = (i / (WW * WH)) % WC;
+    let n = i / (WW * WH * WC);
+    let kk = KH * KW;
+    let ckk = WC * kk;
     // Padded coordinates: output oh reads rows oh·SH + kh·DH of the padded image.
-    let th = ih + p.ph;
-    let tw = iw + p.pw;
-    let span_h = (p.kh - 1u) * p.dh;
-    let span_w = (p.kw - 1u) * p.dw;
-    let oh_lo = select(0u, (th - span_h + p.sh - 1u) / p.sh, th > span_h);
-    let oh_hi = min(th / p.sh, p.oh - 1u);
-    let ow_lo = select(0u, (tw - span_w + p.sw - 1u) / p.sw, tw > span_w);
-    let ow_hi = min(tw / p.sw, p.ow - 1u);
+    let th = ih + PH;
+    let tw = iw + PW;
+    let span_h = (KH - 1u) * DH;
+    let span_w = (KW - 1u) * DW;
+    let oh_lo = select(0u, (th - span_h + SH - 1u) / SH, th > span_h);
+    let oh_hi = min(th / SH, OH - 1u);
+    let ow_lo = select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w);
+    let ow_hi = min(tw / SW, OW - 1u);
     var acc = 0.0;
     for (var oh = oh_lo; oh <= oh_hi; oh++) {
         // Integer division is slow on CPU adapters: skip it without dilation.
-        var kh = th - oh * p.sh;
-        if (p.dh != 1u) {
-            if (kh % p.dh != 0u) {
+        var kh = th - oh * SH;
+        if (DH != 1u) {
+            if (kh % DH != 0u) {
                 continue;
             }
-            kh = kh / p.dh;
+            kh = kh / DH;
         }
-        let rowbase = (n * p.oh * p.ow + oh * p.ow) * ckk + c * kk + kh * p.kw;
+        let rowbase = (n * OH * OW + oh * OW) * ckk + c * kk + kh * KW;
         for (var ow = ow_lo; ow <= ow_hi; ow++) {
-            var kw = tw - ow * p.sw;
-            if (p.dw != 1u) {
-                if (kw % p.dw != 0u) {
+            var kw = tw - ow * SW;
+            if (DW != 1u) {
+                if (kw % DW != 0u) {
                     continue;
                 }
-                kw = kw / p.dw;
+                kw = kw / DW;
             }
             acc += x[rowbase + ow * ckk + kw];
         }

@@ -21,6 +21,23 @@ struct Win {
     _p1: u32,
 }
 
+// The window geometry is fixed per pipeline (override constants), so that the many integer
+// divisions by it compile to multiplications: lavapipe has no vector integer division and
+// scalarises it, which made these kernels several times slower with the sizes in a uniform.
+override WC: u32;
+override WH: u32;
+override WW: u32;
+override KH: u32;
+override KW: u32;
+override SH: u32;
+override SW: u32;
+override PH: u32;
+override PW: u32;
+override DH: u32;
+override DW: u32;
+override OH: u32;
+override OW: u32;
+
 @group(0) @binding(0) var<uniform> p: Win;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
@@ -40,17 +57,17 @@ struct Window {
 
 fn scan(plane: u32, oh: u32, ow: u32, max_pool: bool) -> Window {
     var r = Window(select(0.0, -3.4e38, max_pool), 0.0, 0u);
-    for (var kh = 0u; kh < p.kh; kh++) {
-        let ih = i32(oh * p.sh + kh * p.dh) - i32(p.ph);
-        if (ih < 0 || ih >= i32(p.h)) {
+    for (var kh = 0u; kh < KH; kh++) {
+        let ih = i32(oh * SH + kh * DH) - i32(PH);
+        if (ih < 0 || ih >= i32(WH)) {
             continue;
         }
-        for (var kw = 0u; kw < p.kw; kw++) {
-            let iw = i32(ow * p.sw + kw * p.dw) - i32(p.pw);
-            if (iw < 0 || iw >= i32(p.w)) {
+        for (var kw = 0u; kw < KW; kw++) {
+            let iw = i32(ow * SW + kw * DW) - i32(PW);
+            if (iw < 0 || iw >= i32(WW)) {
                 continue;
             }
-            let at = (plane * p.h + u32(ih)) * p.w + u32(iw);
+            let at = (plane * WH + u32(ih)) * WW + u32(iw);
             let v = x[at];
             r.count += 1.0;
             if (max_pool) {
@@ -67,42 +84,42 @@ fn scan(plane: u32, oh: u32, ow: u32, max_pool: bool) -> Window {
 }
 
 fn forward(i: u32, max_pool: bool) {
-    let ohw = p.oh * p.ow;
-    if (i >= p.n * p.c * ohw) {
+    let ohw = OH * OW;
+    if (i >= p.n * WC * ohw) {
         return;
     }
-    let r = scan(i / ohw, (i % ohw) / p.ow, i % p.ow, max_pool);
+    let r = scan(i / ohw, (i % ohw) / OW, i % OW, max_pool);
     y[i] = select(r.value / max(r.count, 1.0), r.value, max_pool);
 }
 
 fn backward(i: u32, max_pool: bool) {
-    if (i >= p.n * p.c * p.h * p.w) {
+    if (i >= p.n * WC * WH * WW) {
         return;
     }
-    let iw = i % p.w;
-    let ih = (i / p.w) % p.h;
-    let plane = i / (p.w * p.h);
+    let iw = i % WW;
+    let ih = (i / WW) % WH;
+    let plane = i / (WW * WH);
     // Only the windows that can contain this pixel: output rows oh with
     // oh·SH ≤ ih + PH ≤ oh·SH + (KH-1)·DH, found with two divisions instead of a loop of them
     // (integer division is slow on CPU adapters).
-    let th = ih + p.ph;
-    let tw = iw + p.pw;
-    let span_h = (p.kh - 1u) * p.dh;
-    let span_w = (p.kw - 1u) * p.dw;
-    let oh_lo = select(0u, (th - span_h + p.sh - 1u) / p.sh, th > span_h);
-    let oh_hi = min(th / p.sh, p.oh - 1u);
-    let ow_lo = select(0u, (tw - span_w + p.sw - 1u) / p.sw, tw > span_w);
-    let ow_hi = min(tw / p.sw, p.ow - 1u);
+    let th = ih + PH;
+    let tw = iw + PW;
+    let span_h = (KH - 1u) * DH;
+    let span_w = (KW - 1u) * DW;
+    let oh_lo = select(0u, (th - span_h + SH - 1u) / SH, th > span_h);
+    let oh_hi = min(th / SH, OH - 1u);
+    let ow_lo = select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w);
+    let ow_hi = min(tw / SW, OW - 1u);
     var acc = 0.0;
     for (var oh = oh_lo; oh <= oh_hi; oh++) {
-        if (p.dh != 1u && (th - oh * p.sh) % p.dh != 0u) {
+        if (DH != 1u && (th - oh * SH) % DH != 0u) {
             continue;
         }
         for (var ow = ow_lo; ow <= ow_hi; ow++) {
-            if (p.dw != 1u && (tw - ow * p.sw) % p.dw != 0u) {
+            if (DW != 1u && (tw - ow * SW) % DW != 0u) {
                 continue;
             }
-            let go = g[(plane * p.oh + oh) * p.ow + ow];
+            let go = g[(plane * OH + oh) * OW + ow];
             if (max_pool) {
                 if (scan(plane, oh, ow, true).arg == i) {
                     acc += go;

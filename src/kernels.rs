@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use crate::device::{Context, PARAMS_SIZE};
+use crate::graph::Window;
 use crate::Result;
 
 /// A WGSL source file in `shaders/`.
@@ -122,12 +123,13 @@ pub(crate) enum Kernel {
     RmsProp,
     Adagrad,
     Dropout,
-    Im2Col,
-    Col2Im,
-    MaxPool,
-    AvgPool,
-    MaxPoolGrad,
-    AvgPoolGrad,
+    /// Window kernels are specialised on their geometry.
+    Im2Col(Window),
+    Col2Im(Window),
+    MaxPool(Window),
+    AvgPool(Window),
+    MaxPoolGrad(Window),
+    AvgPoolGrad(Window),
     Concat,
     Slice,
     Pad,
@@ -138,10 +140,11 @@ impl Kernel {
     fn shader(self) -> Shader {
         match self {
             Kernel::Fill | Kernel::Dropout => Shader::Fill,
-            Kernel::Im2Col | Kernel::Col2Im => Shader::Conv,
-            Kernel::MaxPool | Kernel::AvgPool | Kernel::MaxPoolGrad | Kernel::AvgPoolGrad => {
-                Shader::Pool
-            }
+            Kernel::Im2Col(_) | Kernel::Col2Im(_) => Shader::Conv,
+            Kernel::MaxPool(_)
+            | Kernel::AvgPool(_)
+            | Kernel::MaxPoolGrad(_)
+            | Kernel::AvgPoolGrad(_) => Shader::Pool,
             Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::Binary => Shader::Binary,
@@ -171,12 +174,12 @@ impl Kernel {
             Kernel::Dropout => "dropout",
             Kernel::MatmulSubgroup { sg: 16, .. } => "main16",
             Kernel::MatmulSubgroup { .. } => "main8",
-            Kernel::Im2Col => "im2col",
-            Kernel::Col2Im => "col2im",
-            Kernel::MaxPool => "max_forward",
-            Kernel::AvgPool => "avg_forward",
-            Kernel::MaxPoolGrad => "max_backward",
-            Kernel::AvgPoolGrad => "avg_backward",
+            Kernel::Im2Col(_) => "im2col",
+            Kernel::Col2Im(_) => "col2im",
+            Kernel::MaxPool(_) => "max_forward",
+            Kernel::AvgPool(_) => "avg_forward",
+            Kernel::MaxPoolGrad(_) => "max_backward",
+            Kernel::AvgPoolGrad(_) => "avg_backward",
             Kernel::Concat => "concat",
             Kernel::Slice => "slice",
             Kernel::Pad => "pad",
@@ -191,13 +194,17 @@ impl Kernel {
         match self {
             Kernel::Fill => "-w",
             Kernel::Dropout => "rwu",
-            Kernel::Unary | Kernel::Reduce | Kernel::Softmax | Kernel::Im2Col | Kernel::Col2Im => {
-                "rw"
-            }
-            Kernel::MaxPool | Kernel::AvgPool | Kernel::Slice | Kernel::Pad | Kernel::OneHot => {
-                "r-w"
-            }
-            Kernel::MaxPoolGrad | Kernel::AvgPoolGrad | Kernel::Concat => "rrw",
+            Kernel::Unary
+            | Kernel::Reduce
+            | Kernel::Softmax
+            | Kernel::Im2Col(_)
+            | Kernel::Col2Im(_) => "rw",
+            Kernel::MaxPool(_)
+            | Kernel::AvgPool(_)
+            | Kernel::Slice
+            | Kernel::Pad
+            | Kernel::OneHot => "r-w",
+            Kernel::MaxPoolGrad(_) | Kernel::AvgPoolGrad(_) | Kernel::Concat => "rrw",
             Kernel::Binary | Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
@@ -252,6 +259,29 @@ impl Kernel {
                 ("VA", va as u8 as f64),
                 ("VB", vb as u8 as f64),
             ],
+            Kernel::Im2Col(w)
+            | Kernel::Col2Im(w)
+            | Kernel::MaxPool(w)
+            | Kernel::AvgPool(w)
+            | Kernel::MaxPoolGrad(w)
+            | Kernel::AvgPoolGrad(w) => [
+                ("WC", w.c),
+                ("WH", w.h),
+                ("WW", w.w),
+                ("KH", w.kh),
+                ("KW", w.kw),
+                ("SH", w.sh),
+                ("SW", w.sw),
+                ("PH", w.ph),
+                ("PW", w.pw),
+                ("DH", w.dh),
+                ("DW", w.dw),
+                ("OH", w.oh),
+                ("OW", w.ow),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, v as f64))
+            .collect(),
             Kernel::MatmulSubgroup { ta, tb, vb, .. } => vec![
                 ("TA", ta as u8 as f64),
                 ("TB", tb as u8 as f64),

@@ -346,29 +346,27 @@ fn dispatch(
         | Op::Reshape { .. }
         | Op::Mode { .. } => return Ok(None),
         // One invocation per window (kh·kw outputs).
-        Op::Im2Col { x, ref win } => (
-            Kernel::Im2Col,
-            window(win, d(x)[0]),
+        Op::Im2Col { x, win } => (
+            Kernel::Im2Col(win),
+            window(&win, d(x)[0]),
             groups_1d(n / (win.kh * win.kw)),
         ),
-        Op::Col2Im { ref win, .. } => (Kernel::Col2Im, window(win, out[0]), groups_1d(n)),
-        Op::Pool { x, ref win, max } => {
+        Op::Col2Im { win, .. } => (Kernel::Col2Im(win), window(&win, out[0]), groups_1d(n)),
+        Op::Pool { x, win, max } => {
             let k = if max {
-                Kernel::MaxPool
+                Kernel::MaxPool(win)
             } else {
-                Kernel::AvgPool
+                Kernel::AvgPool(win)
             };
-            (k, window(win, d(x)[0]), groups_1d(n))
+            (k, window(&win, d(x)[0]), groups_1d(n))
         }
-        Op::PoolGrad {
-            x, ref win, max, ..
-        } => {
+        Op::PoolGrad { x, win, max, .. } => {
             let k = if max {
-                Kernel::MaxPoolGrad
+                Kernel::MaxPoolGrad(win)
             } else {
-                Kernel::AvgPoolGrad
+                Kernel::AvgPoolGrad(win)
             };
-            (k, window(win, d(x)[0]), groups_1d(n))
+            (k, window(&win, d(x)[0]), groups_1d(n))
         }
         Op::Concat { a, axis, .. } => (
             Kernel::Concat,

@@ -1,6 +1,7 @@
 //! Training throughput: one full SGD step (forward, backward, update; one submit, no
 //! readback) of each CNTK 103 MNIST model at batch 64. Criterion's "elem/s" is examples/s.
-//! Dispatches per step and host encode time per step are printed beside it.
+//! Dispatches per step, host encode time per step and the memory of the step's intermediate
+//! buffers (reused by liveness) are printed beside it.
 //!
 //! Run: `cargo bench --bench train`
 
@@ -44,9 +45,10 @@ fn bench(c: &mut Criterion) {
             })
         });
         eprintln!(
-            "{kind}: {} dispatches per step, host encode {:.1} µs per step",
+            "{kind}: {} dispatches per step, host encode {:.1} µs per step, intermediate buffers {:.2} MB (parameters and inputs not counted)",
             t.executor().max_dispatches(),
-            encode.as_secs_f64() * 1e6 / steps.max(1) as f64
+            encode.as_secs_f64() * 1e6 / steps.max(1) as f64,
+            t.executor().peak_scratch_bytes() as f64 / 1e6
         );
     }
     group.finish();

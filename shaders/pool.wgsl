@@ -2,50 +2,9 @@
 // sums the gradient of every window that contains it (for max pooling, only the windows whose
 // first maximum it is). Average pooling divides by the number of in-image elements.
 
-struct Win {
-    n: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-    oh: u32,
-    ow: u32,
-    _p0: u32,
-    _p1: u32,
-}
-
-// The window geometry is fixed per pipeline (override constants), so that the many integer
-// divisions by it compile to multiplications: lavapipe has no vector integer division and
-// scalarises it, which made these kernels several times slower with the sizes in a uniform.
-override WC: u32;
-override WH: u32;
-override WW: u32;
-override KH: u32;
-override KW: u32;
-override SH: u32;
-override SW: u32;
-override PH: u32;
-override PW: u32;
-override DH: u32;
-override DW: u32;
-override OH: u32;
-override OW: u32;
-
-@group(0) @binding(0) var<uniform> p: Win;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 // The window of output (oh, ow) on image plane `plane`: its max (or sum), its count of
 // in-image elements, and the flat input index of its first maximum.

@@ -73,7 +73,7 @@ impl Shader {
         }
     }
 
-    /// The WGSL source, compiled into the crate.
+    /// The WGSL source, compiled into the crate (conv and pool get `window.wgsl` prepended).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Fill => include_str!("../shaders/fill.wgsl"),
@@ -85,8 +85,14 @@ impl Shader {
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../shaders/optim.wgsl"),
-            Shader::Conv => include_str!("../shaders/conv.wgsl"),
-            Shader::Pool => include_str!("../shaders/pool.wgsl"),
+            Shader::Conv => concat!(
+                include_str!("../shaders/window.wgsl"),
+                include_str!("../shaders/conv.wgsl")
+            ),
+            Shader::Pool => concat!(
+                include_str!("../shaders/window.wgsl"),
+                include_str!("../shaders/pool.wgsl")
+            ),
             Shader::Copy => include_str!("../shaders/copy.wgsl"),
         }
     }

@@ -317,23 +317,8 @@ fn dispatch(
         let inner: usize = x[axis + 1..].iter().product();
         (outer, x[axis], inner)
     };
-    let window = |w: &crate::graph::Window, n: usize| {
-        Params::new()
-            .u(n)
-            .u(w.c)
-            .u(w.h)
-            .u(w.w)
-            .u(w.kh)
-            .u(w.kw)
-            .u(w.sh)
-            .u(w.sw)
-            .u(w.ph)
-            .u(w.pw)
-            .u(w.dh)
-            .u(w.dw)
-            .u(w.oh)
-            .u(w.ow)
-    };
+    // Window kernels take their geometry as pipeline constants; only the batch size varies.
+    let window = |_: &crate::graph::Window, n: usize| Params::new().u(n);
     // [outer, len, inner] of the output around `axis`, with the operand's length there.
     let axis_params = |axis: usize, len_a: usize, begin: usize| {
         let (outer, len_out, inner) = around(out, axis);

@@ -55,14 +55,9 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     // Padded coordinates: output oh reads rows oh·SH + kh·DH of the padded image.
     let th = ih + PH;
     let tw = iw + PW;
-    let span_h = (KH - 1u) * DH;
-    let span_w = (KW - 1u) * DW;
-    let oh_lo = select(0u, (th - span_h + SH - 1u) / SH, th > span_h);
-    let oh_hi = min(th / SH, OH - 1u);
-    let ow_lo = select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w);
-    let ow_hi = min(tw / SW, OW - 1u);
+    let r = covering(ih, iw);
     var acc = 0.0;
-    for (var oh = oh_lo; oh <= oh_hi; oh++) {
+    for (var oh = r.x; oh <= r.y; oh++) {
         // Integer division is slow on CPU adapters: skip it without dilation.
         var kh = th - oh * SH;
         if (DH != 1u) {
@@ -72,7 +67,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             kh = kh / DH;
         }
         let rowbase = (n * OH * OW + oh * OW) * ckk + c * kk + kh * KW;
-        for (var ow = ow_lo; ow <= ow_hi; ow++) {
+        for (var ow = r.z; ow <= r.w; ow++) {
             var kw = tw - ow * SW;
             if (DW != 1u) {
                 if (kw % DW != 0u) {

@@ -58,23 +58,16 @@ fn backward(i: u32, max_pool: bool) {
     let iw = i % WW;
     let ih = (i / WW) % WH;
     let plane = i / (WW * WH);
-    // Only the windows that can contain this pixel: output rows oh with
-    // oh·SH ≤ ih + PH ≤ oh·SH + (KH-1)·DH, found with two divisions instead of a loop of them
-    // (integer division is slow on CPU adapters).
+    // Only the windows that can contain this pixel.
     let th = ih + PH;
     let tw = iw + PW;
-    let span_h = (KH - 1u) * DH;
-    let span_w = (KW - 1u) * DW;
-    let oh_lo = select(0u, (th - span_h + SH - 1u) / SH, th > span_h);
-    let oh_hi = min(th / SH, OH - 1u);
-    let ow_lo = select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w);
-    let ow_hi = min(tw / SW, OW - 1u);
+    let r = covering(ih, iw);
     var acc = 0.0;
-    for (var oh = oh_lo; oh <= oh_hi; oh++) {
+    for (var oh = r.x; oh <= r.y; oh++) {
         if (DH != 1u && (th - oh * SH) % DH != 0u) {
             continue;
         }
-        for (var ow = ow_lo; ow <= ow_hi; ow++) {
+        for (var ow = r.z; ow <= r.w; ow++) {
             if (DW != 1u && (tw - ow * SW) % DW != 0u) {
                 continue;
             }

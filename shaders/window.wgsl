@@ -31,3 +31,20 @@ struct Win {
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
+
+// The output positions whose windows can contain input pixel (ih, iw): rows oh with
+// oh·SH ≤ ih + PH ≤ oh·SH + (KH-1)·DH, and likewise columns, as (oh_lo, oh_hi, ow_lo, ow_hi),
+// found with a few divisions instead of a loop of them (integer division is slow on CPU
+// adapters). Empty when lo > hi.
+fn covering(ih: u32, iw: u32) -> vec4<u32> {
+    let th = ih + PH;
+    let tw = iw + PW;
+    let span_h = (KH - 1u) * DH;
+    let span_w = (KW - 1u) * DW;
+    return vec4<u32>(
+        select(0u, (th - span_h + SH - 1u) / SH, th > span_h),
+        min(th / SH, OH - 1u),
+        select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w),
+        min(tw / SW, OW - 1u),
+    );
+}

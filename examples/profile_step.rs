@@ -1,5 +1,6 @@
 //! Prints where the time of one training step of an MNIST model goes, dispatch by dispatch.
-//! `cargo run --release --example profile_step -- cnn`
+//! `cargo run --release --example profile_step -- cnn` (slowest first; `--in-order` lists
+//! every dispatch in step order instead).
 //!
 //! Each dispatch is submitted and waited for alone, so small dispatches show a fixed cost of
 //! a few hundred µs of synchronisation that a normal step (one submit) does not pay; compare
@@ -12,7 +13,10 @@ mod mnist;
 use wgrad::{Context, Graph, Learner, Trainer};
 
 fn main() -> wgrad::Result<()> {
-    let kind = std::env::args().nth(1).unwrap_or_else(|| "cnn".into());
+    let kind = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_else(|| "cnn".into());
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     let g = Graph::new();
@@ -26,8 +30,10 @@ fn main() -> wgrad::Result<()> {
     let steps = t.executor().profile(&[], &feed, true)?;
     let total: f64 = steps.iter().map(|s| s.1).sum();
     let mut rows = steps.clone();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    for (label, secs) in rows.iter().take(25) {
+    if !std::env::args().any(|a| a == "--in-order") {
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    for (label, secs) in rows.iter().take(60) {
         println!("{:8.3} ms  {label}", secs * 1e3);
     }
     println!(

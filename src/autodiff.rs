@@ -260,6 +260,25 @@ impl Graph {
             // Gradients are only taken in training steps.
             Op::Mode { train, .. } => res.push((train, g)),
             Op::OneHot { .. } => {}
+            Op::BiasAct { x, b, axis, act } => {
+                let gz = match act {
+                    None => g,
+                    Some(UnaryOp::Relu) => self.binary(BinaryOp::ReluGrad, out, g)?,
+                    Some(UnaryOp::Sigmoid) => self.binary(BinaryOp::SigmoidGrad, out, g)?,
+                    Some(_) => self.binary(BinaryOp::TanhGrad, out, g)?,
+                };
+                if wants(b) {
+                    res.push((b, self.channel_sum(gz, axis as isize)?));
+                }
+                res.push((x, gz));
+            }
+            Op::ChannelSum { x, axis } => {
+                let xs = shape(x);
+                let mut along: Vec<usize> = vec![1; xs.rank()];
+                along[axis] = xs.0[axis].resolve(0);
+                let g = self.reshape(g, Shape::fixed(&along))?;
+                res.push((x, self.expand(g, xs)?));
+            }
             Op::Permute { x, ref perm } => {
                 let mut inverse = vec![0; perm.len()];
                 for (k, &a) in perm.iter().enumerate() {

@@ -344,6 +344,25 @@ pub enum Op {
         /// Per-node seed.
         seed: u64,
     },
+    /// `act(x + b)` with the bias `b: [C]` broadcast along `axis` of `x`, in one kernel
+    /// (the bias-and-activation epilogue of dense and convolution layers).
+    BiasAct {
+        /// Operand.
+        x: NodeId,
+        /// Bias, one value per index of `axis`.
+        b: NodeId,
+        /// The channel axis.
+        axis: usize,
+        /// Activation: `None`, or `Relu`, `Sigmoid` or `Tanh`.
+        act: Option<UnaryOp>,
+    },
+    /// Σ of `x` over every axis but `axis`: `[C]` (a bias' gradient).
+    ChannelSum {
+        /// Operand.
+        x: NodeId,
+        /// The kept axis.
+        axis: usize,
+    },
     /// `train` in training steps, `eval` otherwise (dropout, batch-norm statistics).
     Mode {
         /// Value used while training.
@@ -401,10 +420,12 @@ impl Op {
             | Op::Pad { x, .. }
             | Op::OneHot { x }
             | Op::Permute { x, .. }
+            | Op::ChannelSum { x, .. }
             | Op::Dropout { x, .. } => vec![x],
             Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } | Op::Concat { a, b, .. } => {
                 vec![a, b]
             }
+            Op::BiasAct { x, b, .. } => vec![x, b],
             Op::PoolGrad { x, g, .. } => vec![x, g],
             Op::MatmulSumBatch { p, q } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],

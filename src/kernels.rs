@@ -36,11 +36,13 @@ pub enum Shader {
     Pool,
     /// Concat, slice, pad, one-hot.
     Copy,
+    /// Per-channel bias with a fused activation, and per-channel sums.
+    Bias,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -53,6 +55,7 @@ impl Shader {
         Shader::Conv,
         Shader::Pool,
         Shader::Copy,
+        Shader::Bias,
     ];
 
     /// The file name under `shaders/`.
@@ -70,6 +73,7 @@ impl Shader {
             Shader::Conv => "conv.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Copy => "copy.wgsl",
+            Shader::Bias => "bias.wgsl",
         }
     }
 
@@ -94,6 +98,7 @@ impl Shader {
                 include_str!("../shaders/pool.wgsl")
             ),
             Shader::Copy => include_str!("../shaders/copy.wgsl"),
+            Shader::Bias => include_str!("../shaders/bias.wgsl"),
         }
     }
 }
@@ -140,6 +145,18 @@ pub(crate) enum Kernel {
     Slice,
     Pad,
     OneHot,
+    /// Bias along a channel axis (`c` channels, `inner` elements after it) and an
+    /// activation code (0 none, 1 relu, 2 sigmoid, 3 tanh), specialised on all three.
+    BiasAct {
+        c: u32,
+        inner: u32,
+        act: u8,
+    },
+    /// Per-channel sum over the same geometry.
+    ChannelSum {
+        c: u32,
+        inner: u32,
+    },
 }
 
 impl Kernel {
@@ -153,6 +170,7 @@ impl Kernel {
             | Kernel::AvgPoolGrad(_) => Shader::Pool,
             Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
             Kernel::Unary => Shader::Unary,
+            Kernel::BiasAct { .. } | Kernel::ChannelSum { .. } => Shader::Bias,
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul { .. } => Shader::Matmul,
             Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
@@ -190,6 +208,8 @@ impl Kernel {
             Kernel::Slice => "slice",
             Kernel::Pad => "pad",
             Kernel::OneHot => "one_hot",
+            Kernel::BiasAct { .. } => "bias_act",
+            Kernel::ChannelSum { .. } => "channel_sum",
             _ => "main",
         }
     }
@@ -209,9 +229,13 @@ impl Kernel {
             | Kernel::AvgPool(_)
             | Kernel::Slice
             | Kernel::Pad
-            | Kernel::OneHot => "r-w",
+            | Kernel::OneHot
+            | Kernel::ChannelSum { .. } => "r-w",
             Kernel::MaxPoolGrad(_) | Kernel::AvgPoolGrad(_) | Kernel::Concat => "rrw",
-            Kernel::Binary | Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrw",
+            Kernel::Binary
+            | Kernel::Matmul { .. }
+            | Kernel::MatmulSubgroup { .. }
+            | Kernel::BiasAct { .. } => "rrw",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
@@ -293,6 +317,12 @@ impl Kernel {
                 ("TB", tb as u8 as f64),
                 ("VB", vb as u8 as f64),
             ],
+            Kernel::BiasAct { c, inner, act } => vec![
+                ("C", c as f64),
+                ("INNER", inner as f64),
+                ("ACT", act as f64),
+            ],
+            Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),
         }
     }

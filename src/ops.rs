@@ -197,9 +197,57 @@ impl Graph {
                 if sb != Shape::fixed(&[f[0]]) {
                     return shape_err("conv2d", format!("bias must be [{}], got {sb}", f[0]));
                 }
-                self.add(y, self.reshape(b, Shape::fixed(&[f[0], 1, 1]))?)
+                self.bias_act(y, b, 1, None)
             }
         }
+    }
+
+    /// `act(x + b)`, with `b: [C]` added along `axis` of `x` (C its length) and `act`
+    /// one of `Relu`, `Sigmoid`, `Tanh` or none: one kernel where `add` then an activation
+    /// would take two (and a broadcast). Dense and convolution layers use it.
+    pub fn bias_act(
+        &self,
+        x: NodeId,
+        b: NodeId,
+        axis: isize,
+        act: Option<crate::UnaryOp>,
+    ) -> Result<NodeId> {
+        use crate::UnaryOp::{Relu, Sigmoid, Tanh};
+        let (sx, sb) = (self.check("bias_act", x)?, self.check("bias_act", b)?);
+        let axis = sx.axis("bias_act", axis)?;
+        let Dim::Fixed(c) = sx.0[axis] else {
+            return shape_err(
+                "bias_act",
+                format!("axis {axis} of {sx} is the batch axis, not a channel axis"),
+            );
+        };
+        if sb != Shape::fixed(&[c]) {
+            return shape_err(
+                "bias_act",
+                format!("bias {sb} does not match axis {axis} of {sx} (expected [{c}])"),
+            );
+        }
+        if let Some(a) = act {
+            if !matches!(a, Relu | Sigmoid | Tanh) {
+                return Err(Error::Invalid(format!(
+                    "bias_act: activation {a:?} is not fused; use relu, sigmoid, tanh or none"
+                )));
+            }
+        }
+        Ok(self.push(Op::BiasAct { x, b, axis, act }, sx))
+    }
+
+    /// Σ of `x` over every axis but `axis`: `[C]`, C the length of `axis`.
+    pub fn channel_sum(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        let sx = self.check("channel_sum", x)?;
+        let axis = sx.axis("channel_sum", axis)?;
+        let Dim::Fixed(c) = sx.0[axis] else {
+            return shape_err(
+                "channel_sum",
+                format!("axis {axis} of {sx} is the batch axis"),
+            );
+        };
+        Ok(self.push(Op::ChannelSum { x, axis }, Shape::fixed(&[c])))
     }
 
     fn pool(

@@ -444,6 +444,36 @@ fn dispatch(
             let (dp, dq) = (d(p), d(q));
             matmul_dispatch(ctx, [dp[2], dq[2], dp[0] * dp[1]], [0, 0, 1], true, false)?
         }
+        Op::BiasAct { axis, act, .. } => {
+            let (_, c, inner) = around(out, axis);
+            let act = match act {
+                None => 0,
+                Some(crate::UnaryOp::Relu) => 1,
+                Some(crate::UnaryOp::Sigmoid) => 2,
+                Some(_) => 3,
+            };
+            let (c, inner) = (c as u32, inner as u32);
+            (
+                Kernel::BiasAct { c, inner, act },
+                Params::new().u(n),
+                groups_1d(n),
+            )
+        }
+        // One workgroup per channel.
+        Op::ChannelSum { x, axis } => {
+            let (_, c, inner) = around(d(x), axis);
+            let len = d(x).iter().product::<usize>();
+            let kernel = Kernel::ChannelSum {
+                c: c as u32,
+                inner: inner as u32,
+            };
+            let x = c.min(65535);
+            (
+                kernel,
+                Params::new().u(len),
+                [x as u32, c.div_ceil(x) as u32, 1],
+            )
+        }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);
             let code = op as usize;

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Executor, Graph, NodeId, Padding, Shape, WindowOpts};
+use wgrad::{Executor, Graph, NodeId, Padding, Shape, UnaryOp, WindowOpts};
 
 const TOL: f64 = 1e-4;
 const GTOL: f64 = 2e-3;
@@ -509,4 +509,124 @@ fn batch_norm_gradients() {
         |x| bn_ref(&x[0], dims, 1e-5).0,
         GTOL,
     );
+}
+
+/// f64 reference of `act(x + b)` with b along `axis` of `dims`.
+fn bias_act_ref(
+    x: &[f64],
+    dims: &[usize],
+    b: &[f64],
+    axis: usize,
+    act: Option<UnaryOp>,
+) -> Vec<f64> {
+    let inner: usize = dims[axis + 1..].iter().product();
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let z = v + b[(i / inner) % dims[axis]];
+            match act {
+                None => z,
+                Some(UnaryOp::Relu) => z.max(0.0),
+                Some(UnaryOp::Sigmoid) => 1.0 / (1.0 + (-z).exp()),
+                Some(_) => z.tanh(),
+            }
+        })
+        .collect()
+}
+
+/// Odd shapes, each with its channel axis.
+fn bias_cases() -> Vec<(Vec<usize>, usize)> {
+    vec![
+        (vec![7, 13], 1),
+        (vec![3, 5, 7, 9], 1),
+        (vec![5, 3, 11], 0),
+        (vec![2, 3, 67], 2),
+        (vec![1, 1], 1),
+    ]
+}
+
+const FUSED: [Option<UnaryOp>; 4] = [
+    None,
+    Some(UnaryOp::Relu),
+    Some(UnaryOp::Sigmoid),
+    Some(UnaryOp::Tanh),
+];
+
+#[test]
+fn bias_act_and_channel_sum_match_reference() {
+    for (dims, axis) in bias_cases() {
+        let shapes = vec![dims.clone(), vec![dims[axis]]];
+        let d = rand_data(&shapes, 21);
+        let (x, b) = (to64(&d[0]), to64(&d[1]));
+        for act in FUSED {
+            let (got, shape) = run(&shapes, &d, |g, v| {
+                g.bias_act(v[0], v[1], axis as isize, act).unwrap()
+            });
+            assert_eq!(shape, Shape::fixed(&dims));
+            let want = bias_act_ref(&x, &dims, &b, axis, act);
+            assert_close(
+                &format!("bias_act {dims:?} axis {axis} {act:?}"),
+                &got,
+                &want,
+                TOL,
+            );
+        }
+        let (got, shape) = run(&shapes[..1], &d[..1], |g, v| {
+            g.channel_sum(v[0], axis as isize).unwrap()
+        });
+        assert_eq!(shape, Shape::fixed(&[dims[axis]]));
+        let inner: usize = dims[axis + 1..].iter().product();
+        let mut want = vec![0.0; dims[axis]];
+        for (i, v) in x.iter().enumerate() {
+            want[(i / inner) % dims[axis]] += v;
+        }
+        assert_close(
+            &format!("channel_sum {dims:?} axis {axis}"),
+            &got,
+            &want,
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn bias_act_and_channel_sum_gradients() {
+    for (dims, axis) in bias_cases().into_iter().take(4) {
+        let shapes = vec![dims.clone(), vec![dims[axis]]];
+        let mut d = rand_data(&shapes, 22);
+        // Keep x + b away from relu's kink so finite differences are valid.
+        let inner: usize = dims[axis + 1..].iter().product();
+        for i in 0..d[0].len() {
+            let z = d[0][i] + d[1][(i / inner) % dims[axis]];
+            if z.abs() < 0.05 {
+                d[0][i] += 0.1;
+            }
+        }
+        for act in FUSED {
+            let dims2 = dims.clone();
+            check_grad(
+                &format!("bias_act {dims:?} axis {axis} {act:?}"),
+                &shapes,
+                &d,
+                |g, v| g.bias_act(v[0], v[1], axis as isize, act).unwrap(),
+                |v| bias_act_ref(&v[0], &dims2, &v[1], axis, act),
+                GTOL,
+            );
+        }
+        let dims2 = dims.clone();
+        check_grad(
+            &format!("channel_sum {dims:?} axis {axis}"),
+            &shapes[..1],
+            &d[..1],
+            |g, v| g.channel_sum(v[0], axis as isize).unwrap(),
+            |v| {
+                let mut s = vec![0.0; dims2[axis]];
+                for (i, x) in v[0].iter().enumerate() {
+                    s[(i / inner) % dims2[axis]] += x;
+                }
+                s
+            },
+            GTOL,
+        );
+    }
 }

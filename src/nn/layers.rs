@@ -1,7 +1,7 @@
 //! The layers themselves.
 
 use super::Layer;
-use crate::graph::{Graph, Init, NodeId};
+use crate::graph::{Graph, Init, NodeId, UnaryOp};
 use crate::ops::{Padding, WindowOpts};
 use crate::shape::{Dim, Shape};
 use crate::{Error, Result};
@@ -32,6 +32,19 @@ impl Activation {
             Activation::Tanh => g.tanh(x),
             Activation::Softmax => g.softmax(x, -1),
         }
+    }
+
+    /// Adds the bias `b` along `axis` and applies the activation, fused into one kernel
+    /// where the activation allows it.
+    pub fn apply_with_bias(self, g: &Graph, x: NodeId, b: NodeId, axis: isize) -> Result<NodeId> {
+        let fused = match self {
+            Activation::Identity => None,
+            Activation::Relu => Some(UnaryOp::Relu),
+            Activation::Sigmoid => Some(UnaryOp::Sigmoid),
+            Activation::Tanh => Some(UnaryOp::Tanh),
+            Activation::Softmax => return self.apply(g, g.bias_act(x, b, axis, None)?),
+        };
+        g.bias_act(x, b, axis, fused)
     }
 }
 
@@ -108,10 +121,10 @@ impl Layer for Dense {
             });
         };
         let w = g.parameter(&format!("{name}.weight"), &[inputs, self.units], self.init)?;
-        let mut y = g.matmul(x, w)?;
+        let y = g.matmul(x, w)?;
         if self.bias {
             let b = g.parameter(&format!("{name}.bias"), &[self.units], Init::Zeros)?;
-            y = g.add(y, b)?;
+            return self.activation.apply_with_bias(g, y, b, -1);
         }
         self.activation.apply(g, y)
     }
@@ -195,8 +208,8 @@ impl Layer for Conv2d {
             self.init,
         )?;
         let b = g.parameter(&format!("{name}.bias"), &[self.filters], Init::Zeros)?;
-        let y = g.conv2d(x, w, Some(b), self.opts)?;
-        self.activation.apply(g, y)
+        let y = g.conv2d(x, w, None, self.opts)?;
+        self.activation.apply_with_bias(g, y, b, 1)
     }
 }
 

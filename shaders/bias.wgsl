@@ -1,0 +1,73 @@
+// Per-channel bias with a fused activation, and its gradient's per-channel sum. The tensor is
+// viewed as [outer, C, INNER] (C = the channel axis). C, INNER and the activation are
+// pipeline constants, so the channel index of an element costs no integer division by a
+// runtime value (which CPU adapters cannot vectorise).
+
+override C: u32 = 1u;
+override INNER: u32 = 1u;
+override ACT: u32 = 0u;  // 0 none, 1 relu, 2 sigmoid, 3 tanh
+
+struct Params {
+    n: u32,     // elements of the tensor
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(v, 0.0); }
+        case 2u: {
+            let e = exp(-abs(v));
+            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+        }
+        case 3u: { return tanh(v); }
+        default: { return v; }
+    }
+}
+
+// y = act(x + b[channel]), one invocation per element.
+@compute @workgroup_size(256)
+fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    y[i] = activate(x[i] + b[(i / INNER) % C]);
+}
+
+const SUM_LANES: u32 = 64u;
+var<workgroup> partial: array<f32, SUM_LANES>;
+
+// y[c] = Σ over outer and inner of x[·, c, ·]: one workgroup per channel, its lanes striding
+// over the channel's elements, then a tree sum in workgroup memory.
+@compute @workgroup_size(64)
+fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lane: u32) {
+    let c = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    if (c >= C) {
+        return;
+    }
+    let count = p.n / C;  // elements per channel: outer · INNER
+    var acc = 0.0;
+    for (var t = lane; t < count; t += SUM_LANES) {
+        let o = t / INNER;
+        acc += x[(o * C + c) * INNER + t % INNER];
+    }
+    partial[lane] = acc;
+    workgroupBarrier();
+    for (var half = SUM_LANES / 2u; half > 0u; half /= 2u) {
+        if (lane < half) {
+            partial[lane] += partial[lane + half];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u) {
+        y[c] = partial[0];
+    }
+}

@@ -18,7 +18,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _p: u32,
+    zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
     a_batch: u32,   // floats between batch items (0: shared)
     b_batch: u32,
     _q0: u32,
@@ -96,8 +96,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i0 >= p.m || j0 >= p.n) {
         return;
     }
-    let abase = gid.z * p.a_batch;
-    let bbase = gid.z * p.b_batch;
     let zero = vec4<f32>(0.0);
     var c0l = zero;
     var c0h = zero;
@@ -115,6 +113,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var c6h = zero;
     var c7l = zero;
     var c7h = zero;
+    for (var z = gid.z; z < gid.z + max(p.zsum, 1u); z++) {
+    let abase = z * p.a_batch;
+    let bbase = z * p.b_batch;
     let k4 = p.k & ~3u;
     for (var k0 = 0u; k0 < k4; k0 += 4u) {
         // a{r} = op(A)[i0 + r, k0 .. k0 + 4]
@@ -284,6 +285,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let x7 = a_elem(abase, i0 + 7u, kk);
         c7l += x7 * lo;
         c7h += x7 * hi;
+    }
     }
     let cbase = gid.z * p.m * p.n;
     store_row(i0 + 0u, j0, cbase, c0l, c0h);

@@ -14,7 +14,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _p: u32,
+    zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
     a_batch: u32,   // floats between batch items (0: shared)
     b_batch: u32,
     _q0: u32,
@@ -70,8 +70,6 @@ fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
 fn main8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
     let i0 = wid.y * 64u;
     let j = wid.x * 32u + lane * 4u;
-    let abase = wid.z * p.a_batch;
-    let bbase = wid.z * p.b_batch;
     let zero = vec4<f32>(0.0);
     var c0 = zero;
     var c1 = zero;
@@ -137,6 +135,9 @@ fn main8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id)
     var c61 = zero;
     var c62 = zero;
     var c63 = zero;
+    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {
+    let abase = z * p.a_batch;
+    let bbase = z * p.b_batch;
     for (var k = 0u; k < p.k; k++) {
         let bv = b_row4(bbase, k, j);
         let a0 = a_elem(abase, i0 + 0u + lane, k);
@@ -212,6 +213,7 @@ fn main8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id)
         c62 += subgroupBroadcast(a7, 6u) * bv;
         c63 += subgroupBroadcast(a7, 7u) * bv;
     }
+    }
     let cbase = wid.z * p.m * p.n;
     if (j < p.n) {
         store4(cbase, i0 + 0u, j, c0);
@@ -285,8 +287,6 @@ fn main8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id)
 fn main16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
     let i0 = wid.y * 64u;
     let j = wid.x * 64u + lane * 4u;
-    let abase = wid.z * p.a_batch;
-    let bbase = wid.z * p.b_batch;
     let zero = vec4<f32>(0.0);
     var c0 = zero;
     var c1 = zero;
@@ -352,6 +352,9 @@ fn main16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id
     var c61 = zero;
     var c62 = zero;
     var c63 = zero;
+    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {
+    let abase = z * p.a_batch;
+    let bbase = z * p.b_batch;
     for (var k = 0u; k < p.k; k++) {
         let bv = b_row4(bbase, k, j);
         let a0 = a_elem(abase, i0 + 0u + lane, k);
@@ -422,6 +425,7 @@ fn main16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id
         c61 += subgroupBroadcast(a3, 13u) * bv;
         c62 += subgroupBroadcast(a3, 14u) * bv;
         c63 += subgroupBroadcast(a3, 15u) * bv;
+    }
     }
     let cbase = wid.z * p.m * p.n;
     if (j < p.n) {

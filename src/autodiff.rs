@@ -171,21 +171,22 @@ impl Graph {
             }
             Op::Matmul { a, b, ta, tb } => {
                 // C = op(A)·op(B):  d op(A) = G·op(B)ᵀ,  d op(B) = op(A)ᵀ·G.
+                // A matrix shared across a batch gets Σ_z of the per-item gradients, as one
+                // product that accumulates over the batch.
+                let (ra, rb) = (shape(a).rank(), shape(b).rank());
                 if wants(a) {
-                    let ga = if ta {
-                        self.matmul_t(b, g, tb, true)?
-                    } else {
-                        self.matmul_t(g, b, false, !tb)?
+                    let ga = match (ra == 2 && rb == 3, ta) {
+                        (true, false) => self.matmul_sum_batch_t(g, b, false, !tb)?,
+                        (true, true) => self.matmul_sum_batch_t(b, g, tb, true)?,
+                        (false, true) => self.matmul_t(b, g, tb, true)?,
+                        (false, false) => self.matmul_t(g, b, false, !tb)?,
                     };
                     res.push((a, self.sum_to(ga, &shape(a), None)?));
                 }
                 if wants(b) {
-                    // A matrix shared across a batch gets Σ_z of the per-item gradients; when
-                    // that sum has the form Σ_z P_zᵀ·Q_z it is one product over the batch.
-                    let shared = shape(b).rank() == 2 && shape(a).rank() == 3 && !ta;
-                    let gb = match (shared, tb) {
-                        (true, false) => self.matmul_sum_batch(a, g)?,
-                        (true, true) => self.matmul_sum_batch(g, a)?,
+                    let gb = match (rb == 2 && ra == 3, tb) {
+                        (true, false) => self.matmul_sum_batch_t(a, g, !ta, false)?,
+                        (true, true) => self.matmul_sum_batch_t(g, a, true, ta)?,
                         (false, true) => self.matmul_t(g, a, true, ta)?,
                         (false, false) => self.matmul_t(a, g, !ta, false)?,
                     };

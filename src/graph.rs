@@ -200,13 +200,17 @@ pub enum Op {
         /// Transpose b.
         tb: bool,
     },
-    /// `Σ_z p[z]ᵀ · q[z]` over the batch of two rank-3 operands (the gradient of a matrix
-    /// shared across a batch): one product whose inner axis runs over batch and rows.
+    /// `Σ_z op(p[z]) · op(q[z])` over the batch of two rank-3 operands (the gradient of a
+    /// matrix shared across a batch), in one dispatch that accumulates over the batch.
     MatmulSumBatch {
-        /// `[batch, r, m]`.
+        /// `[batch, ·, ·]`.
         p: NodeId,
-        /// `[batch, r, n]`.
+        /// `[batch, ·, ·]`.
         q: NodeId,
+        /// Transpose each p[z].
+        tp: bool,
+        /// Transpose each q[z].
+        tq: bool,
     },
     /// Reduction over `axis`, which is kept with size 1.
     Reduce {
@@ -427,7 +431,7 @@ impl Op {
             }
             Op::BiasAct { x, b, .. } => vec![x, b],
             Op::PoolGrad { x, g, .. } => vec![x, g],
-            Op::MatmulSumBatch { p, q } => vec![p, q],
+            Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],
             Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
             Op::CrossEntropyGrad { z, t, g } => vec![z, t, g],
@@ -760,14 +764,22 @@ impl Graph {
 
     /// `Σ_z p[z]ᵀ · q[z]` for `p: [batch, r, m]`, `q: [batch, r, n]`: `[m, n]`.
     pub fn matmul_sum_batch(&self, p: NodeId, q: NodeId) -> Result<NodeId> {
+        self.matmul_sum_batch_t(p, q, true, false)
+    }
+
+    /// `Σ_z op(p[z]) · op(q[z])` over the batch axis of two rank-3 operands, where `op`
+    /// transposes when `tp`/`tq` is set: `[m, n]`, in one dispatch.
+    pub fn matmul_sum_batch_t(&self, p: NodeId, q: NodeId, tp: bool, tq: bool) -> Result<NodeId> {
         let (sp, sq) = (self.check("matmul", p)?, self.check("matmul", q)?);
-        if sp.rank() != 3 || sq.rank() != 3 || sp.0[0] != sq.0[0] || sp.0[1] != sq.0[1] {
+        if sp.rank() != 3 || sq.rank() != 3 || sp.0[0] != sq.0[0] {
             return shape_err(
                 "matmul",
-                format!("Σ pᵀ·q needs [b, r, m] and [b, r, n], got {sp} and {sq}"),
+                format!("Σ_z p[z]·q[z] needs [b, ·, ·] and [b, ·, ·], got {sp} and {sq}"),
             );
         }
-        Ok(self.push(Op::MatmulSumBatch { p, q }, Shape(vec![sp.0[2], sq.0[2]])))
+        let item = |s: &Shape| Shape(s.0[1..].to_vec());
+        let out = matmul_shape(&item(&sp), &item(&sq), tp, tq)?;
+        Ok(self.push(Op::MatmulSumBatch { p, q, tp, tq }, out))
     }
 
     // ---- reductions and shape ---------------------------------------------------------

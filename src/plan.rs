@@ -437,12 +437,22 @@ fn dispatch(
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch], ta, tb)?
+            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch, 1], ta, tb)?
         }
-        // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q.
-        Op::MatmulSumBatch { p, q } => {
+        Op::MatmulSumBatch { p, q, tp, tq } => {
             let (dp, dq) = (d(p), d(q));
-            matmul_dispatch(ctx, [dp[2], dq[2], dp[0] * dp[1]], [0, 0, 1], true, false)?
+            if tp && !tq {
+                // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q is
+                // one product whose inner axis runs over batch and rows.
+                let k = dp[0] * dp[1];
+                matmul_dispatch(ctx, [dp[2], dq[2], k], [0, 0, 1, 1], true, false)?
+            } else {
+                // Otherwise the kernel accumulates over the batch items itself.
+                let (m, k) = if tp { (dp[2], dp[1]) } else { (dp[1], dp[2]) };
+                let nn = if tq { dq[1] } else { dq[2] };
+                let items = [dp[1] * dp[2], dq[1] * dq[2], 1, dp[0]];
+                matmul_dispatch(ctx, [m, nn, k], items, tp, tq)?
+            }
         }
         Op::BiasAct { axis, act, .. } => {
             let (_, c, inner) = around(out, axis);
@@ -545,11 +555,12 @@ fn broadcast_params(
 }
 
 /// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
-/// batch]` (floats between batch items of A and B, number of items).
+/// batch, zsum]` (floats between batch items of A and B, number of outputs, and the number
+/// of items summed into one output when `batch` is 1).
 fn matmul_dispatch(
     ctx: &Context,
     [m, nn, k]: [usize; 3],
-    [a_batch, b_batch, batch]: [usize; 3],
+    [a_batch, b_batch, batch, zsum]: [usize; 4],
     ta: bool,
     tb: bool,
 ) -> Result<(Kernel, Params, [u32; 3])> {
@@ -571,7 +582,7 @@ fn matmul_dispatch(
             "matmul: {m}×{k} · {k}×{nn} (batch {batch}) needs workgroups {groups:?}, above the adapter's {max} per dimension"
         )));
     }
-    let p = Params::new().u(m).u(nn).u(k).u(0).u(a_batch).u(b_batch);
+    let p = Params::new().u(m).u(nn).u(k).u(zsum).u(a_batch).u(b_batch);
     let kernel = match sg {
         Some(s) => Kernel::MatmulSubgroup {
             ta,

@@ -153,6 +153,39 @@ fn matmul_batched_and_shared_operand() {
 }
 
 #[test]
+fn matmul_summed_over_the_batch() {
+    // Σ_z op(P_z)·op(Q_z), on both kernels: a small M (blocked kernel) and M ≥ 48 (the
+    // subgroup kernel on CPU adapters), every transpose.
+    for (z, m, k, n) in [(3, 9, 13, 7), (4, 65, 17, 33)] {
+        for tp in [false, true] {
+            for tq in [false, true] {
+                let sp = if tp { vec![z, k, m] } else { vec![z, m, k] };
+                let sq = if tq { vec![z, n, k] } else { vec![z, k, n] };
+                let shapes = vec![sp.clone(), sq.clone()];
+                let data = data_for(&shapes, (z * 100 + m) as u64);
+                let per_item = matmul_ref(&to64(&data[0]), &sp, &to64(&data[1]), &sq, tp, tq);
+                let mut want = vec![0.0; m * n];
+                for (i, v) in per_item.iter().enumerate() {
+                    want[i % (m * n)] += v;
+                }
+                let (with_sg, plain) = matmul_contexts();
+                for ctx in [with_sg, plain] {
+                    let got = run_on(ctx, &shapes, &data, |g, x| {
+                        g.matmul_sum_batch_t(x[0], x[1], tp, tq).unwrap()
+                    });
+                    assert_close(
+                        &format!("Σ_z matmul {sp:?} {tp} {sq:?} {tq}"),
+                        &got,
+                        &want,
+                        TOL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn unary_ops() {
     let s = vec![vec![7, 37]];
     let mut d = data_for(&s, 1);

@@ -1,13 +1,14 @@
 // Losses and metrics over rows of class scores z[rows, classes] with targets t[rows, classes].
 //   ce_forward:  loss[r] = sum_j t_j * (logsumexp(z) - z_j)      (cross-entropy with softmax)
 //   ce_backward: dz[r, j] = g[r] * (softmax(z)_j * sum_k t_k - t_j)
+//                (g[0] · g_scale for every row when g_scalar is set: the gradient of a mean)
 //   class_error: err[r] = 1 if argmax(z) != argmax(t) else 0    (first maximum wins)
 
 struct Params {
     rows: u32,
     classes: u32,
-    _p0: u32,
-    _p1: u32,
+    g_scalar: u32,
+    g_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +60,7 @@ fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     for (var j = 0u; j < p.classes; j++) {
         tsum += t[base + j];
     }
-    let gr = g[r];
+    let gr = g[select(r, 0u, p.g_scalar == 1u)] * p.g_scale;
     for (var j = 0u; j < p.classes; j++) {
         out[base + j] = gr * (exp(z[base + j] - lse) * tsum - t[base + j]);
     }

@@ -255,8 +255,12 @@ pub enum Op {
         z: NodeId,
         /// Targets.
         t: NodeId,
-        /// Incoming per-row gradient.
+        /// Incoming per-row gradient, or with `scalar_g` one value for every row.
         g: NodeId,
+        /// `g` holds one value (the gradient of a sum or mean of the rows' losses).
+        scalar_g: bool,
+        /// Divide `g` by the number of rows (the gradient of their mean).
+        mean: bool,
     },
     /// Per-row 0/1 error: argmax z differs from argmax t.
     ClassError {
@@ -434,7 +438,7 @@ impl Op {
             Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],
             Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
-            Op::CrossEntropyGrad { z, t, g } => vec![z, t, g],
+            Op::CrossEntropyGrad { z, t, g, .. } => vec![z, t, g],
         }
     }
 }
@@ -948,8 +952,28 @@ impl Graph {
     }
 
     pub(crate) fn cross_entropy_grad(&self, z: NodeId, t: NodeId, g: NodeId) -> NodeId {
+        // The gradient of a sum or mean over the rows reaches here as one value broadcast to
+        // every row; the kernel reads that value directly (one dispatch less per step).
+        let folded = match self.nodes.borrow()[g.0].op {
+            Op::Expand { x, mean_axis } if self.shape(g).rank() == 1 => {
+                let one = self.shape(x).resolve(1).iter().product::<usize>() == 1;
+                one.then_some((x, mean_axis.is_some()))
+            }
+            _ => None,
+        };
+        let (g, scalar_g, mean) = match folded {
+            Some((x, mean)) => (x, true, mean),
+            None => (g, false, false),
+        };
         let s = self.shape(z);
-        self.push(Op::CrossEntropyGrad { z, t, g }, s)
+        let op = Op::CrossEntropyGrad {
+            z,
+            t,
+            g,
+            scalar_g,
+            mean,
+        };
+        self.push(op, s)
     }
 }
 

@@ -505,12 +505,20 @@ fn dispatch(
             let dz = d(z);
             let classes = dz[dz.len() - 1];
             let rows = dz.iter().product::<usize>() / classes;
-            let kernel = match nodes[i].op {
-                Op::CrossEntropy { .. } => Kernel::CeForward,
-                Op::CrossEntropyGrad { .. } => Kernel::CeBackward,
-                _ => Kernel::ClassError,
+            let (kernel, scalar_g, scale) = match nodes[i].op {
+                Op::CrossEntropy { .. } => (Kernel::CeForward, false, 1.0),
+                Op::CrossEntropyGrad { scalar_g, mean, .. } => {
+                    let scale = if mean { 1.0 / rows as f32 } else { 1.0 };
+                    (Kernel::CeBackward, scalar_g, scale)
+                }
+                _ => (Kernel::ClassError, false, 1.0),
             };
-            (kernel, Params::new().u(rows).u(classes), groups_1d(rows))
+            let params = Params::new()
+                .u(rows)
+                .u(classes)
+                .u(scalar_g as usize)
+                .f(scale);
+            (kernel, params, groups_1d(rows))
         }
     }))
 }

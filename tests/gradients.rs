@@ -293,3 +293,47 @@ fn shared_matrix_gradient_as_one_product() {
         TOL,
     );
 }
+
+#[test]
+fn cross_entropy_gradient_of_a_mean_or_sum_over_rows() {
+    // The common loss: mean (or sum, or a scaled mean) of the per-row losses over a batch.
+    // Its gradient reaches the cross-entropy kernel as one broadcast value, which the kernel
+    // reads directly; checked against the closed form w · (softmax(z)·Σt − t).
+    let (rows, classes) = (5, 7);
+    let z = rand_vec(rows * classes, 31);
+    let t: Vec<f32> = rand_vec(rows * classes, 32)
+        .iter()
+        .map(|v| v.abs())
+        .collect();
+    for (name, weight) in [
+        ("mean", 1.0 / rows as f64),
+        ("sum", 1.0),
+        ("3·mean", 3.0 / rows as f64),
+    ] {
+        let ctx = ctx();
+        let g = wgrad::Graph::new();
+        let zi = g.input("z", &[classes]).unwrap();
+        let ti = g.input("t", &[classes]).unwrap();
+        let ce = g.cross_entropy_with_softmax(zi, ti).unwrap();
+        let loss = match name {
+            "mean" => g.reduce_mean(ce, &[]).unwrap(),
+            "sum" => g.reduce_sum(ce, &[]).unwrap(),
+            _ => g.scale(g.reduce_mean(ce, &[]).unwrap(), 3.0).unwrap(),
+        };
+        let dz = g.grad(loss, &[zi]).unwrap()[0];
+        let mut ex = wgrad::Executor::new(&ctx, &g).unwrap();
+        let got = ex
+            .eval_training(&[dz], &[(zi, &z[..]), (ti, &t[..])])
+            .unwrap()
+            .remove(0);
+        let sm = softmax_ref(&to64(&z), &[rows, classes], 1, false);
+        let want: Vec<f64> = (0..rows * classes)
+            .map(|i| {
+                let r = i / classes;
+                let tsum: f64 = (0..classes).map(|j| t[r * classes + j] as f64).sum();
+                weight * (sm[i] * tsum - t[i] as f64)
+            })
+            .collect();
+        assert_close(&format!("d {name}(ce)/dz"), &got, &want, 1e-4);
+    }
+}

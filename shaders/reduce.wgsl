@@ -37,3 +37,41 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     y[i] = acc;
 }
+
+// The same reduction with one workgroup per output element, for long axes with few outputs:
+// the lanes stride over the axis, then combine their partial results in workgroup memory.
+const LANES: u32 = 64u;
+var<workgroup> partial: array<f32, LANES>;
+
+@compute @workgroup_size(64)
+fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lane: u32) {
+    let i = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    if (i >= p.outer * p.inner) {
+        return;
+    }
+    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    let is_max = p.op == 2u;
+    var acc = select(0.0, x[base], is_max);
+    for (var j = lane; j < p.len; j += LANES) {
+        let v = x[base + j * p.inner];
+        acc = select(acc + v, max(acc, v), is_max);
+    }
+    partial[lane] = acc;
+    workgroupBarrier();
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
+        if (lane < half) {
+            let a = partial[lane];
+            let b = partial[lane + half];
+            partial[lane] = select(a + b, max(a, b), is_max);
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u) {
+        var r = partial[0];
+        if (p.op == 1u) {
+            r = r / f32(p.len);
+        }
+        y[i] = r;
+    }
+}

@@ -37,3 +37,53 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
 }
+
+// The same with one workgroup per row, for long rows: the row's maximum and its sum of
+// exponentials are each combined across the lanes in workgroup memory.
+const LANES: u32 = 64u;
+var<workgroup> partial: array<f32, LANES>;
+
+// Combines every lane's `v` by max (or sum) and returns the result to all lanes.
+fn combine(lane: u32, v: f32, is_max: bool) -> f32 {
+    partial[lane] = v;
+    workgroupBarrier();
+    for (var half = LANES / 2u; half > 0u; half /= 2u) {
+        if (lane < half) {
+            let a = partial[lane];
+            let b = partial[lane + half];
+            partial[lane] = select(a + b, max(a, b), is_max);
+        }
+        workgroupBarrier();
+    }
+    let r = partial[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lane: u32) {
+    let i = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    if (i >= p.outer * p.inner) {
+        return;
+    }
+    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    var m = x[base];
+    for (var j = lane; j < p.len; j += LANES) {
+        m = max(m, x[base + j * p.inner]);
+    }
+    m = combine(lane, m, true);
+    var s = 0.0;
+    for (var j = lane; j < p.len; j += LANES) {
+        s += exp(x[base + j * p.inner] - m);
+    }
+    let lse = m + log(combine(lane, s, false));
+    for (var j = lane; j < p.len; j += LANES) {
+        let k = base + j * p.inner;
+        if (p.log == 1u) {
+            y[k] = x[k] - lse;
+        } else {
+            y[k] = exp(x[k] - lse);
+        }
+    }
+}

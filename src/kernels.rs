@@ -124,7 +124,11 @@ pub(crate) enum Kernel {
         sg: u8,
     },
     Reduce,
+    /// One workgroup per output (long axes, few outputs).
+    ReduceWg,
     Softmax,
+    /// One workgroup per row (long rows).
+    SoftmaxWg,
     CeForward,
     CeBackward,
     ClassError,
@@ -174,8 +178,8 @@ impl Kernel {
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul { .. } => Shader::Matmul,
             Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
-            Kernel::Reduce => Shader::Reduce,
-            Kernel::Softmax => Shader::Softmax,
+            Kernel::Reduce | Kernel::ReduceWg => Shader::Reduce,
+            Kernel::Softmax | Kernel::SoftmaxWg => Shader::Softmax,
             Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
             Kernel::Sgd
             | Kernel::SgdMomentum
@@ -208,6 +212,7 @@ impl Kernel {
             Kernel::Slice => "slice",
             Kernel::Pad => "pad",
             Kernel::OneHot => "one_hot",
+            Kernel::ReduceWg | Kernel::SoftmaxWg => "main_wg",
             Kernel::BiasAct { .. } => "bias_act",
             Kernel::ChannelSum { .. } => "channel_sum",
             _ => "main",
@@ -222,7 +227,9 @@ impl Kernel {
             Kernel::Dropout => "rwu",
             Kernel::Unary
             | Kernel::Reduce
+            | Kernel::ReduceWg
             | Kernel::Softmax
+            | Kernel::SoftmaxWg
             | Kernel::Im2Col(_)
             | Kernel::Col2Im(_) => "rw",
             Kernel::MaxPool(_)
@@ -395,6 +402,12 @@ impl Params {
 /// Workgroup counts for `n` invocations of a 256-wide 1-D kernel, folded into x and y so
 /// that no dimension exceeds the adapter's limit; kernels rebuild the index as
 /// `gid.x + gid.y * num_workgroups.x * 256`.
+/// Workgroup counts for one workgroup per item, `n` items (a 2-D grid past 65,535).
+pub(crate) fn groups_per_item(n: usize) -> [u32; 3] {
+    let x = n.clamp(1, 65535);
+    [x as u32, n.div_ceil(x).max(1) as u32, 1]
+}
+
 pub(crate) fn groups_1d(n: usize) -> [u32; 3] {
     let wg = n.div_ceil(256).max(1);
     let x = wg.min(65535);

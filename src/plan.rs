@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::device::{Context, PARAMS_SIZE};
 use crate::graph::{Node, NodeId, Op, BINARY_FIRST};
-use crate::kernels::{bind_group, groups_1d, Kernel, Params};
+use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params};
 use crate::shape::strides;
 use crate::tensor::fill_params;
 use crate::{Error, Fill, Result};
@@ -487,19 +487,21 @@ fn dispatch(
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);
             let code = op as usize;
-            (
-                Kernel::Reduce,
-                Params::new().u(outer).u(len).u(inner).u(code),
-                groups_1d(outer * inner),
-            )
+            let params = Params::new().u(outer).u(len).u(inner).u(code);
+            if cooperate(outer * inner, len) {
+                (Kernel::ReduceWg, params, groups_per_item(outer * inner))
+            } else {
+                (Kernel::Reduce, params, groups_1d(outer * inner))
+            }
         }
         Op::Softmax { x, axis, log } => {
             let (outer, len, inner) = around(d(x), axis);
-            (
-                Kernel::Softmax,
-                Params::new().u(outer).u(len).u(inner).u(log as usize),
-                groups_1d(outer * inner),
-            )
+            let params = Params::new().u(outer).u(len).u(inner).u(log as usize);
+            if cooperate(outer * inner, len) {
+                (Kernel::SoftmaxWg, params, groups_per_item(outer * inner))
+            } else {
+                (Kernel::Softmax, params, groups_1d(outer * inner))
+            }
         }
         Op::CrossEntropy { z, .. } | Op::CrossEntropyGrad { z, .. } | Op::ClassError { z, .. } => {
             let dz = d(z);
@@ -521,6 +523,12 @@ fn dispatch(
             (kernel, params, groups_1d(rows))
         }
     }))
+}
+
+/// Whether a reduction (or softmax) of `rows` rows of length `len` runs one workgroup per
+/// row: when the rows are long and too few to keep the device busy one invocation each.
+fn cooperate(rows: usize, len: usize) -> bool {
+    len >= 256 && rows <= 4096
 }
 
 /// Parameters of the broadcasting binary kernel: operand strides over the output's axes.

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Executor, Fill, Graph, NodeId, Shape, Tensor};
+use wgrad::{Executor, Fill, Graph, NodeId, ReduceOp, Shape, Tensor};
 
 const TOL: f64 = 1e-4;
 
@@ -337,17 +337,60 @@ fn reductions_over_each_axis_and_all_axes() {
 
 #[test]
 fn reduce_long_axis() {
-    let dims = vec![2usize, 3001];
-    let d = data_for(std::slice::from_ref(&dims), 12);
-    let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
-        g.reduce_sum(xs[0], &[1]).unwrap()
-    });
-    assert_close(
-        "sum long axis",
-        &got,
-        &reduce_ref(&to64(&d[0]), &dims, 1, "sum"),
-        TOL,
-    );
+    // Long axes with few outputs take the one-workgroup-per-output kernel; short ones the
+    // one-invocation-per-output kernel. Both, every op, with strides inside and outside.
+    for (dims, axis) in [
+        (vec![2usize, 3001], 1),
+        (vec![3, 1001, 2], 1),
+        (vec![700, 3], 0),
+        (vec![5, 300], 1),
+    ] {
+        let d = data_for(std::slice::from_ref(&dims), 12);
+        for (op, name) in [
+            (ReduceOp::Sum, "sum"),
+            (ReduceOp::Mean, "mean"),
+            (ReduceOp::Max, "max"),
+        ] {
+            let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
+                g.reduce_axis(op, xs[0], axis).unwrap()
+            });
+            assert_close(
+                &format!("{name} over axis {axis} of {dims:?}"),
+                &got,
+                &reduce_ref(&to64(&d[0]), &dims, axis, name),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_long_rows() {
+    // One workgroup per row: the maximum and the sum are combined across lanes.
+    for (dims, axis) in [
+        (vec![3usize, 1000], 1),
+        (vec![300, 2], 0),
+        (vec![2, 257, 3], 1),
+    ] {
+        let mut d = data_for(std::slice::from_ref(&dims), 14);
+        d[0].iter_mut().for_each(|v| *v *= 30.0);
+        for log in [false, true] {
+            let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
+                if log {
+                    g.log_softmax(xs[0], axis as isize).unwrap()
+                } else {
+                    g.softmax(xs[0], axis as isize).unwrap()
+                }
+            });
+            let want = softmax_ref(&to64(&d[0]), &dims, axis, log);
+            assert_close(
+                &format!("softmax log={log} {dims:?} axis {axis}"),
+                &got,
+                &want,
+                TOL,
+            );
+        }
+    }
 }
 
 #[test]

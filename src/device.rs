@@ -216,15 +216,15 @@ impl Context {
             .map_err(|e| Error::Gpu(e.to_string()))
     }
 
-    /// Copies `len` f32 values from a buffer back to the host (blocking).
-    pub(crate) fn read(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    /// Copies `len` f32 values from byte `offset` of a buffer back to the host (blocking).
+    pub(crate) fn read(&self, src: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
         let staging = self.buffer(
             "readback",
             (len * 4) as u64,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src, 0, &staging, 0, (len * 4) as u64);
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, (len * 4) as u64);
         self.submit(enc.finish());
         self.map_read(&staging, len)
     }

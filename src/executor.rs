@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::device::Context;
 use crate::graph::{Graph, Init, Node, NodeId, Op};
 use crate::kernels::Kernel;
-use crate::plan::{self, Extras, Plan, UpdateDispatch};
+use crate::plan::{self, ArenaUpdate, Extras, Plan};
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
 
@@ -34,6 +34,32 @@ struct LearnerState {
     /// (parameter, its gradient node, its state tensors)
     params: Vec<(NodeId, NodeId, Vec<Tensor>)>,
     hyper: wgpu::Buffer,
+    /// Per parameter arena: the gradient arena, the state arenas, and the runs of
+    /// consecutive parameters the learner updates, each as (byte offset, floats,
+    /// (gradient node, byte offset) of its parameters).
+    arenas: Vec<LearnerArena>,
+}
+
+/// Consecutive parameters that one update dispatch covers: byte offset, floats, and the
+/// gradient node and byte offset of each parameter.
+type UpdateRun = (u64, usize, Vec<(NodeId, u64)>);
+
+/// Trainable parameters of one arena: (parameter, byte offset, elements), in offset order.
+type ArenaMembers = Vec<(NodeId, u64, usize)>;
+
+struct LearnerArena {
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    states: Vec<wgpu::Buffer>,
+    runs: Vec<UpdateRun>,
+}
+
+/// Trainable parameters stored side by side in one buffer, each at an offset aligned for
+/// binding, so that a learner updates all of them in one dispatch.
+struct ParamArena {
+    buffer: wgpu::Buffer,
+    floats: usize,
+    members: ArenaMembers,
 }
 
 /// What one call runs.
@@ -55,6 +81,7 @@ pub struct Executor {
     ctx: Context,
     nodes: Vec<Node>,
     persistent: HashMap<NodeId, Tensor>,
+    arenas: Vec<ParamArena>,
     plans: HashMap<PlanKey, Plan>,
     learner: Option<LearnerState>,
     assigns: Vec<(NodeId, NodeId)>,
@@ -70,7 +97,14 @@ impl Executor {
     /// parameters and constants on the device.
     pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
         let nodes = graph.nodes().clone();
+        let arenas = param_arenas(ctx, &nodes)?;
         let mut persistent = HashMap::new();
+        for a in &arenas {
+            for &(id, offset, _) in &a.members {
+                let t = Tensor::view(&a.buffer, offset, &nodes[id.0].shape.resolve(1));
+                persistent.insert(id, t);
+            }
+        }
         for (i, node) in nodes.iter().enumerate() {
             let dims = node.shape.resolve(1);
             let fill = match &node.op {
@@ -78,7 +112,12 @@ impl Executor {
                 Op::Const { value } => Fill::Const(*value),
                 _ => continue,
             };
-            persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
+            match persistent.get(&NodeId(i)) {
+                Some(t) => t.fill(ctx, fill)?,
+                None => {
+                    persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
+                }
+            }
         }
         let runtime = ctx.buffer(
             "runtime",
@@ -89,6 +128,7 @@ impl Executor {
             ctx: ctx.clone(),
             nodes,
             persistent,
+            arenas,
             plans: HashMap::new(),
             learner: None,
             assigns: graph.assignments(),
@@ -137,13 +177,50 @@ impl Executor {
         self.ctx
             .queue
             .write_buffer(&hyper, 0, bytemuck::cast_slice(&rule.hyper));
+        // Gradients and learner state mirror the layout of the parameter arenas.
+        let mut arenas = Vec::new();
         let mut params = Vec::new();
-        for &(p, g) in pairs {
-            let dims = self.nodes[p.0].shape.resolve(1);
-            let state = (0..rule.state)
-                .map(|_| Tensor::zeros(&self.ctx, &dims))
-                .collect::<Result<_>>()?;
-            params.push((p, g, state));
+        for a in &self.arenas {
+            let grads = self.ctx.storage("gradient arena", a.floats)?;
+            let states = (0..rule.state)
+                .map(|_| self.ctx.storage("learner state arena", a.floats))
+                .collect::<Result<Vec<_>>>()?;
+            // Runs of consecutive members that the learner updates.
+            let mut runs: Vec<UpdateRun> = Vec::new();
+            let mut open = false;
+            for &(p, offset, len) in &a.members {
+                let Some(&(_, g)) = pairs.iter().find(|pg| pg.0 == p) else {
+                    open = false;
+                    continue;
+                };
+                let dims = self.nodes[p.0].shape.resolve(1);
+                let state = states
+                    .iter()
+                    .map(|b| Tensor::view(b, offset, &dims))
+                    .collect();
+                params.push((p, g, state));
+                let end = offset + len as u64 * 4;
+                match runs.last_mut().filter(|_| open) {
+                    Some(run) => {
+                        run.1 = ((end - run.0) / 4) as usize;
+                        run.2.push((g, offset));
+                    }
+                    None => runs.push((offset, len, vec![(g, offset)])),
+                }
+                open = true;
+            }
+            arenas.push(LearnerArena {
+                params: a.buffer.clone(),
+                grads,
+                states,
+                runs,
+            });
+        }
+        if let Some(&(p, _)) = pairs.iter().find(|pg| !params.iter().any(|q| q.0 == pg.0)) {
+            return Err(Error::Invalid(format!(
+                "learner: node {} is not a trainable parameter",
+                p.0
+            )));
         }
         self.plans.retain(|k, _| k.1 != Pass::Train);
         self.learner = Some(LearnerState {
@@ -151,6 +228,7 @@ impl Executor {
             clip,
             params,
             hyper,
+            arenas,
         });
         Ok(())
     }
@@ -198,25 +276,25 @@ impl Executor {
         let batch = self.batch_size(&targets, feed, training)?;
         let key = (outputs.to_vec(), pass, batch);
         if !self.plans.contains_key(&key) {
-            let updates: Vec<UpdateDispatch> = match (&self.learner, update) {
-                (Some(l), true) => l
-                    .params
-                    .iter()
-                    .map(|(p, g, state)| {
-                        let mut targets = vec![&self.persistent[p].buffer];
-                        targets.extend(state.iter().map(|t| &t.buffer));
-                        UpdateDispatch {
+            let mut updates: Vec<ArenaUpdate> = Vec::new();
+            if let (Some(l), true) = (&self.learner, update) {
+                for a in &l.arenas {
+                    for (offset, len, members) in &a.runs {
+                        let mut targets = vec![&a.params];
+                        targets.extend(a.states.iter());
+                        updates.push(ArenaUpdate {
                             kernel: l.rule.kernel,
-                            grad: *g,
-                            targets,
                             hyper: &l.hyper,
                             clip: l.clip,
-                            len: self.persistent[p].len(),
-                        }
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+                            grads: &a.grads,
+                            targets,
+                            offset: *offset,
+                            len: *len,
+                            members: members.clone(),
+                        });
+                    }
+                }
+            }
             let extras = Extras {
                 training,
                 updates,
@@ -267,8 +345,8 @@ impl Executor {
         let staging = plan.staging.as_ref().filter(|_| read);
         if let Some(staging) = staging {
             let mut off = 0u64;
-            for (buf, len) in &plan.outputs {
-                enc.copy_buffer_to_buffer(buf, 0, staging, off, (*len * 4) as u64);
+            for (buf, from, len) in &plan.outputs {
+                enc.copy_buffer_to_buffer(buf, *from, staging, off, (*len * 4) as u64);
                 off += (*len * 4) as u64;
             }
         }
@@ -277,11 +355,11 @@ impl Executor {
         let Some(staging) = staging else {
             return Ok(None);
         };
-        let total: usize = plan.outputs.iter().map(|(_, n)| n).sum();
+        let total: usize = plan.outputs.iter().map(|o| o.2).sum();
         let flat = self.ctx.map_read(staging, total)?;
         let mut res = Vec::with_capacity(plan.outputs.len());
         let mut off = 0;
-        for (_, len) in &plan.outputs {
+        for (_, _, len) in &plan.outputs {
             res.push(flat[off..off + len].to_vec());
             off += len;
         }
@@ -528,4 +606,46 @@ fn init_fill(init: Init, dims: &[usize], seed: u64) -> Fill {
             seed,
         },
     }
+}
+
+/// Lays out the trainable parameters in arenas (each within the adapter's largest binding)
+/// and allocates them; the caller initialises each parameter's view.
+fn param_arenas(ctx: &Context, nodes: &[Node]) -> Result<Vec<ParamArena>> {
+    // Offsets aligned for binding, and every slice a whole number of 16-byte vec4s.
+    let align = (ctx.limits.min_storage_buffer_offset_alignment as u64).max(16);
+    let max = ctx.max_binding_bytes();
+    let mut layouts: Vec<(u64, ArenaMembers)> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if !matches!(
+            node.op,
+            Op::Param {
+                trainable: true,
+                ..
+            }
+        ) {
+            continue;
+        }
+        let len: usize = node.shape.resolve(1).iter().product();
+        let bytes = (len.max(1) as u64 * 4).next_multiple_of(16);
+        let fits = |end: u64| end.next_multiple_of(align) + bytes <= max;
+        match layouts.last_mut().filter(|l| fits(l.0)) {
+            Some(l) => {
+                let offset = l.0.next_multiple_of(align);
+                l.1.push((NodeId(i), offset, len));
+                l.0 = offset + bytes;
+            }
+            None => layouts.push((bytes, vec![(NodeId(i), 0, len)])),
+        }
+    }
+    layouts
+        .into_iter()
+        .map(|(end, members)| {
+            let floats = (end / 4) as usize;
+            Ok(ParamArena {
+                buffer: ctx.storage("parameter arena", floats)?,
+                floats,
+                members,
+            })
+        })
+        .collect()
 }

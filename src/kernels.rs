@@ -399,19 +399,51 @@ impl Params {
     }
 }
 
-/// Workgroup counts for `n` invocations of a 256-wide 1-D kernel, folded into x and y so
-/// that no dimension exceeds the adapter's limit; kernels rebuild the index as
-/// `gid.x + gid.y * num_workgroups.x * 256`.
 /// Workgroup counts for one workgroup per item, `n` items (a 2-D grid past 65,535).
 pub(crate) fn groups_per_item(n: usize) -> [u32; 3] {
     let x = n.clamp(1, 65535);
     [x as u32, n.div_ceil(x).max(1) as u32, 1]
 }
 
+/// Workgroup counts for `n` invocations of a 256-wide 1-D kernel, folded into x and y so
+/// that no dimension exceeds the adapter's limit; kernels rebuild the index as
+/// `gid.x + gid.y * num_workgroups.x * 256`.
 pub(crate) fn groups_1d(n: usize) -> [u32; 3] {
     let wg = n.div_ceil(256).max(1);
     let x = wg.min(65535);
     [x as u32, wg.div_ceil(x) as u32, 1]
+}
+
+/// The part of a buffer that one binding sees: a whole buffer, or a tensor inside an arena.
+#[derive(Clone, Copy)]
+pub(crate) struct Slice<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the start of the buffer (a multiple of the adapter's offset alignment).
+    pub offset: u64,
+    /// Bytes seen; `None`: to the end of the buffer.
+    pub size: Option<wgpu::BufferSize>,
+}
+
+impl<'a> Slice<'a> {
+    /// `n` floats from byte `offset`, the size rounded up to 16 bytes (kernels that read
+    /// vec4s need it; they never read past `n` for a result).
+    pub fn floats(buffer: &'a wgpu::Buffer, offset: u64, n: usize) -> Slice<'a> {
+        Slice {
+            buffer,
+            offset,
+            size: wgpu::BufferSize::new((n.max(1) as u64 * 4).next_multiple_of(16)),
+        }
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Slice<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Slice<'a> {
+        Slice {
+            buffer,
+            offset: 0,
+            size: None,
+        }
+    }
 }
 
 /// Makes the bind group of one dispatch: the parameter block at `offset` in `params`, then
@@ -421,7 +453,7 @@ pub(crate) fn bind_group(
     kernel: Kernel,
     params: &wgpu::Buffer,
     offset: u64,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[Slice],
 ) -> wgpu::BindGroup {
     let pipeline = ctx.pipeline(kernel);
     let mut entries = vec![wgpu::BindGroupEntry {
@@ -442,7 +474,11 @@ pub(crate) fn bind_group(
             .expect("bind_group: fewer buffers than the signature");
         entries.push(wgpu::BindGroupEntry {
             binding: i as u32 + 1,
-            resource: buf.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: buf.buffer,
+                offset: buf.offset,
+                size: buf.size,
+            }),
         });
     }
     ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -457,7 +493,7 @@ pub(crate) fn run_once(
     ctx: &Context,
     kernel: Kernel,
     params: &Params,
-    buffers: &[&wgpu::Buffer],
+    buffers: &[Slice],
     groups: [u32; 3],
 ) -> Result<()> {
     let pbuf = ctx.buffer(

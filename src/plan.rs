@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::device::{Context, PARAMS_SIZE};
 use crate::graph::{Node, NodeId, Op, BINARY_FIRST};
-use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params};
+use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params, Slice};
 use crate::shape::strides;
 use crate::tensor::fill_params;
 use crate::{Error, Fill, Result};
@@ -20,18 +20,26 @@ pub(crate) enum Storage {
     Persistent(NodeId),
     /// A reusable intermediate buffer.
     Slot(usize),
+    /// A parameter's gradient, written in place in the gradient arena of update `.0` at
+    /// byte offset `.1`.
+    Grad(usize, u64),
 }
 
-/// A parameter update run after the forward and backward dispatches.
-pub(crate) struct UpdateDispatch<'a> {
+/// A learner update of parameters stored side by side in an arena: one dispatch over the
+/// byte range `[offset, offset + 4·len)` of the gradient, parameter and state arenas.
+pub(crate) struct ArenaUpdate<'a> {
     pub kernel: Kernel,
-    pub grad: NodeId,
-    /// Parameter then learner state buffers, all written in place.
-    pub targets: Vec<&'a wgpu::Buffer>,
     pub hyper: &'a wgpu::Buffer,
     /// Scalar node holding the gradient clipping factor.
     pub clip: NodeId,
+    /// Gradients, laid out like the parameters.
+    pub grads: &'a wgpu::Buffer,
+    /// The parameter arena then the learner-state arenas, all written in place.
+    pub targets: Vec<&'a wgpu::Buffer>,
+    pub offset: u64,
     pub len: usize,
+    /// Each parameter's gradient node and its byte offset in the arenas.
+    pub members: Vec<(NodeId, u64)>,
 }
 
 /// One recorded dispatch.
@@ -49,8 +57,9 @@ pub(crate) struct Plan {
     /// Input node, its buffer and its length in elements.
     pub inputs: Vec<(NodeId, wgpu::Buffer, usize)>,
     pub steps: Vec<Step>,
-    /// Buffers of the requested nodes and their lengths, copied to `staging` on request.
-    pub outputs: Vec<(wgpu::Buffer, usize)>,
+    /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
+    /// request.
+    pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
     pub staging: Option<wgpu::Buffer>,
     /// Bytes of intermediate buffers (excluding parameters and inputs).
     pub scratch_bytes: u64,
@@ -86,7 +95,7 @@ pub(crate) struct Extras<'a> {
     /// Run the training branch of mode switches (dropout on, batch statistics).
     pub training: bool,
     /// Learner updates, run after everything else.
-    pub updates: Vec<UpdateDispatch<'a>>,
+    pub updates: Vec<ArenaUpdate<'a>>,
     /// `(state, value)` copies run at the very end (running averages).
     pub assigns: Vec<(NodeId, NodeId)>,
     /// The executor's per-call uniform (step counter).
@@ -104,7 +113,10 @@ pub(crate) fn build(
 ) -> Result<Plan> {
     let training = extras.training;
     let mut targets = outputs.to_vec();
-    targets.extend(extras.updates.iter().flat_map(|u| [u.grad, u.clip]));
+    for u in &extras.updates {
+        targets.extend(u.members.iter().map(|m| m.0));
+        targets.push(u.clip);
+    }
     targets.extend(extras.assigns.iter().map(|a| a.1));
     let need = needed(nodes, &targets, training);
     let dims: Vec<Vec<usize>> = nodes.iter().map(|n| n.shape.resolve(batch)).collect();
@@ -136,6 +148,54 @@ pub(crate) fn build(
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         if let Some(x) = alias_of(&nodes[i].op) {
             alias_root[i] = alias_root[x.0];
+        }
+    }
+    // Gradients feeding an update are computed straight into the gradient arena where their
+    // value is a node of their own; the others are copied there after the backward pass. A
+    // dispatch may not read and write the same buffer, so no node written into the arena
+    // reads another such node, and a node shared by several gradients stays out of it.
+    let member_root = |g: NodeId| alias_root[g.0];
+    let mut uses: HashMap<usize, usize> = HashMap::new();
+    for u in &extras.updates {
+        for &(g, _) in &u.members {
+            *uses.entry(member_root(g)).or_default() += 1;
+        }
+    }
+    let mut claims: HashMap<usize, (usize, u64)> = HashMap::new();
+    for (k, u) in extras.updates.iter().enumerate() {
+        for &(g, off) in &u.members {
+            let root = member_root(g);
+            if storage[root].is_none() && uses[&root] == 1 {
+                claims.insert(root, (k, off));
+            }
+        }
+    }
+    loop {
+        let reads_claimed: Vec<usize> = claims
+            .keys()
+            .copied()
+            .filter(|&r| {
+                reads(&nodes[r].op, training)
+                    .iter()
+                    .any(|j| claims.contains_key(&alias_root[j.0]))
+            })
+            .collect();
+        if reads_claimed.is_empty() {
+            break;
+        }
+        for r in reads_claimed {
+            claims.remove(&r);
+        }
+    }
+    let mut grad_copies: Vec<(NodeId, usize, u64)> = Vec::new();
+    for (k, u) in extras.updates.iter().enumerate() {
+        for &(g, off) in &u.members {
+            match claims.get(&member_root(g)) {
+                Some(&(ck, coff)) if (ck, coff) == (k, off) => {
+                    storage[member_root(g)] = Some(Storage::Grad(k, off));
+                }
+                _ => grad_copies.push((g, k, off)),
+            }
         }
     }
     let mut slot_size: Vec<usize> = Vec::new();
@@ -194,22 +254,25 @@ pub(crate) fn build(
         slots.push(ctx.storage(&format!("slot {k}"), n)?);
     }
     let scratch_bytes = slot_size.iter().map(|&n| (n * 4) as u64).sum();
-    let buffer_of = |i: usize| -> &wgpu::Buffer {
+    let arena_slice =
+        |k: usize, offset: u64, n: usize| Slice::floats(extras.updates[k].grads, offset, n);
+    let buffer_of = |i: usize| -> Slice {
         match storage[i].expect("planned") {
-            Storage::Input(k) => &inputs[k].1,
-            Storage::Persistent(id) => &persistent[&id].buffer,
-            Storage::Slot(s) => &slots[s],
+            Storage::Input(k) => Slice::from(&inputs[k].1),
+            Storage::Persistent(id) => persistent[&id].slice(),
+            Storage::Slot(s) => Slice::from(&slots[s]),
+            Storage::Grad(k, off) => arena_slice(k, off, numel(i)),
         }
     };
 
     // The dispatches, in graph order, then the updates.
-    let mut specs: Vec<(Kernel, Params, Vec<&wgpu::Buffer>, [u32; 3])> = Vec::new();
+    let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, i)? else {
             continue;
         };
-        let mut bufs: Vec<&wgpu::Buffer> = nodes[i]
+        let mut bufs: Vec<Slice> = nodes[i]
             .op
             .inputs()
             .iter()
@@ -229,17 +292,31 @@ pub(crate) fn build(
         }
         bufs.push(buffer_of(i));
         if kernel == Kernel::Dropout {
-            bufs.push(extras.runtime);
+            bufs.push(Slice::from(extras.runtime));
         }
         specs.push((kernel, params, bufs, groups));
         labels.push(format!("{kernel:?} {:?}", dims[i]));
     }
+    let (copy_code, one) = crate::UnaryOp::Scale(1.0).code();
+    for &(g, k, off) in &grad_copies {
+        let n = numel(g.0);
+        let bufs = vec![buffer_of(g.0), arena_slice(k, off, n)];
+        let params = Params::new().u(n).u(copy_code).f(one);
+        specs.push((Kernel::Unary, params, bufs, groups_1d(n)));
+        labels.push(format!("gradient copy [{n}]"));
+    }
     for u in &extras.updates {
-        let mut bufs = vec![buffer_of(u.grad.0), u.hyper];
-        bufs.extend(u.targets.iter().copied());
+        let range = |buffer| Slice::floats(buffer, u.offset, u.len);
+        let mut bufs = vec![range(u.grads), Slice::from(u.hyper)];
+        bufs.extend(u.targets.iter().map(|&t| range(t)));
         bufs.push(buffer_of(u.clip.0));
         specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
-        labels.push(format!("{:?} update [{}]", u.kernel, u.len));
+        labels.push(format!(
+            "{:?} update of {} parameters [{}]",
+            u.kernel,
+            u.members.len(),
+            u.len
+        ));
     }
     for &(state, value) in &extras.assigns {
         let n = numel(state.0);
@@ -273,11 +350,14 @@ pub(crate) fn build(
     }
     ctx.queue.write_buffer(&params, 0, &blob);
 
-    let out_bufs: Vec<(wgpu::Buffer, usize)> = outputs
+    let out_bufs: Vec<(wgpu::Buffer, u64, usize)> = outputs
         .iter()
-        .map(|o| (buffer_of(o.0).clone(), numel(o.0)))
+        .map(|o| {
+            let b = buffer_of(o.0);
+            (b.buffer.clone(), b.offset, numel(o.0))
+        })
         .collect();
-    let total: usize = out_bufs.iter().map(|(_, n)| n).sum();
+    let total: usize = out_bufs.iter().map(|o| o.2).sum();
     let staging = if outputs.is_empty() {
         None
     } else {

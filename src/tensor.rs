@@ -1,7 +1,7 @@
 //! [`Tensor`]: an f32 buffer on the device with a concrete shape.
 
 use crate::device::Context;
-use crate::kernels::{groups_1d, run_once, Kernel, Params};
+use crate::kernels::{groups_1d, run_once, Kernel, Params, Slice};
 use crate::{Error, Result};
 
 /// How to fill a new tensor. Random fills run on the GPU from a counter-based generator, so
@@ -35,6 +35,8 @@ pub enum Fill {
 /// An f32 tensor living in a GPU buffer.
 pub struct Tensor {
     pub(crate) buffer: wgpu::Buffer,
+    /// Bytes from the start of `buffer` (non-zero for tensors inside an arena).
+    offset: u64,
     shape: Vec<usize>,
 }
 
@@ -60,8 +62,23 @@ impl Tensor {
         let buffer = ctx.storage(&format!("tensor {shape:?}"), n)?;
         Ok(Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
         })
+    }
+
+    /// A tensor stored in `buffer` from byte `offset` (aligned for binding).
+    pub(crate) fn view(buffer: &wgpu::Buffer, offset: u64, shape: &[usize]) -> Tensor {
+        Tensor {
+            buffer: buffer.clone(),
+            offset,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// What a kernel binding sees of this tensor.
+    pub(crate) fn slice(&self) -> Slice<'_> {
+        Slice::floats(&self.buffer, self.offset, self.len())
     }
 
     /// A new tensor filled on the device.
@@ -88,7 +105,7 @@ impl Tensor {
             ctx,
             Kernel::Fill,
             &fill_params(n, fill),
-            &[&self.buffer],
+            &[self.slice()],
             groups_1d(n),
         )
     }
@@ -103,13 +120,13 @@ impl Tensor {
             )));
         }
         ctx.queue
-            .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
     /// Downloads the contents (blocking).
     pub fn to_vec(&self, ctx: &Context) -> Result<Vec<f32>> {
-        ctx.read(&self.buffer, self.len())
+        ctx.read(&self.buffer, self.offset, self.len())
     }
 
     /// The shape.

@@ -143,3 +143,55 @@ fn sgd_and_momentum_match_a_host_reference() {
         }
     }
 }
+
+#[test]
+fn all_parameters_update_in_one_dispatch_even_with_shared_gradients() {
+    // Parameters live side by side in one arena and are updated by one dispatch. Here a and
+    // b receive the very same gradient node (a + b), and q's gradient is a reduction of the
+    // gradient of a + b + q: both need the gradient arena to stay consistent.
+    let ctx = ctx();
+    let g = Graph::new();
+    let x = g.input("x", &[4]).unwrap();
+    let a = g.parameter("a", &[4], Init::Const(0.5)).unwrap();
+    let b = g.parameter("b", &[4], Init::Const(-0.25)).unwrap();
+    let q = g.parameter("q", &[1], Init::Const(0.2)).unwrap();
+    let t = g.add(g.add(a, b).unwrap(), q).unwrap();
+    let loss = g.reduce_sum(g.mul(t, x).unwrap(), &[-1]).unwrap();
+    let mut tr = Trainer::new(&ctx, &g, loss, None, Sgd::new(0.1)).unwrap();
+    let xd = rand_vec(3 * 4, 17);
+    let mut want = ([0.5f64; 4], [-0.25f64; 4], 0.2f64);
+    for step in 0..3 {
+        tr.train_minibatch(&[(x, &xd)], false).unwrap();
+        // dL/dt_j is the batch mean of x[·, j].
+        let m: Vec<f64> = (0..4)
+            .map(|j| (0..3).map(|n| xd[n * 4 + j] as f64).sum::<f64>() / 3.0)
+            .collect();
+        for j in 0..4 {
+            want.0[j] -= 0.1 * m[j];
+            want.1[j] -= 0.1 * m[j];
+        }
+        want.2 -= 0.1 * m.iter().sum::<f64>();
+        let ex = tr.executor();
+        assert_close(
+            &format!("a step {step}"),
+            &ex.parameter(a).unwrap(),
+            &want.0,
+            1e-5,
+        );
+        assert_close(
+            &format!("b step {step}"),
+            &ex.parameter(b).unwrap(),
+            &want.1,
+            1e-5,
+        );
+        assert_close(
+            &format!("q step {step}"),
+            &ex.parameter(q).unwrap(),
+            &[want.2],
+            1e-5,
+        );
+    }
+    let profile = tr.executor().profile(&[], &[(x, &xd)], true).unwrap();
+    let updates = profile.iter().filter(|s| s.0.contains("update")).count();
+    assert_eq!(updates, 1, "{profile:?}");
+}

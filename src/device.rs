@@ -226,18 +226,27 @@ impl Context {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, offset, &staging, 0, (len * 4) as u64);
         self.submit(enc.finish());
-        self.map_read(&staging, len)
+        self.map_read(&staging, len, None)
     }
 
-    /// Maps a MAP_READ buffer and copies out its first `len` f32 values.
-    pub(crate) fn map_read(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    /// Maps a MAP_READ buffer and copies out its first `len` f32 values, waiting for
+    /// submission `after` (default: every submission so far).
+    pub(crate) fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        len: usize,
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<f32>> {
         let bytes = (len * 4) as u64;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: after,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(e.to_string()))?;
         rx.recv()
             .map_err(|e| Error::Gpu(e.to_string()))?

@@ -73,6 +73,17 @@ pub(crate) enum Pass {
     Train,
 }
 
+/// When a call's outputs are read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readback {
+    /// Not at all.
+    None,
+    /// Before the call returns.
+    Now,
+    /// By the next deferred call (or [`Executor::take_deferred`]).
+    Deferred,
+}
+
 /// A plan is specific to its outputs, its pass and the batch size.
 type PlanKey = (Vec<NodeId>, Pass, usize);
 
@@ -90,6 +101,17 @@ pub struct Executor {
     step: u32,
     /// Host time spent writing inputs, encoding and submitting in the last call.
     last_encode: std::time::Duration,
+    /// The deferred call not read yet.
+    pending: Option<Pending>,
+}
+
+/// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
+struct Pending {
+    staging: wgpu::Buffer,
+    /// Which of the plan's staging buffers (1 or 2).
+    slot: usize,
+    lens: Vec<usize>,
+    index: wgpu::SubmissionIndex,
 }
 
 impl Executor {
@@ -135,6 +157,7 @@ impl Executor {
             runtime,
             step: 0,
             last_encode: std::time::Duration::ZERO,
+            pending: None,
         })
     }
 
@@ -252,6 +275,20 @@ impl Executor {
         pass: Pass,
         read: bool,
     ) -> Result<Option<Vec<Vec<f32>>>> {
+        let read = if read { Readback::Now } else { Readback::None };
+        self.run_with(outputs, feed, pass, read)
+    }
+
+    /// [`Executor::run`] with a choice of readback. With [`Readback::Deferred`] the call
+    /// returns the outputs of the previous deferred call (`None` for the first), so the
+    /// host prepares the next step while the device runs this one.
+    pub(crate) fn run_with(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        read: Readback,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
         let training = pass != Pass::Eval;
         let update = pass == Pass::Train;
         for o in outputs {
@@ -342,7 +379,13 @@ impl Executor {
                 pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
             }
         }
-        let staging = plan.staging.as_ref().filter(|_| read);
+        // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
+        // a pending result is never overwritten before it is read.
+        let slot = match read {
+            Readback::Deferred => 1 + (self.pending.as_ref().is_some_and(|p| p.slot == 1) as usize),
+            _ => 0,
+        };
+        let staging = plan.staging.get(slot).filter(|_| read != Readback::None);
         if let Some(staging) = staging {
             let mut off = 0u64;
             for (buf, from, len) in &plan.outputs {
@@ -350,20 +393,58 @@ impl Executor {
                 off += (*len * 4) as u64;
             }
         }
-        self.ctx.submit(enc.finish());
+        let index = self.ctx.submit(enc.finish());
         self.last_encode = t_encode.elapsed();
-        let Some(staging) = staging else {
-            return Ok(None);
-        };
-        let total: usize = plan.outputs.iter().map(|o| o.2).sum();
-        let flat = self.ctx.map_read(staging, total)?;
-        let mut res = Vec::with_capacity(plan.outputs.len());
+        match (read, staging) {
+            (Readback::Now, Some(staging)) => {
+                let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
+                self.read_staging(staging, &lens, None).map(Some)
+            }
+            (Readback::Deferred, Some(staging)) => {
+                // Read the previous deferred step (waiting for it alone) while this one runs.
+                let lens = plan.outputs.iter().map(|o| o.2).collect();
+                let previous = self.pending.replace(Pending {
+                    staging: staging.clone(),
+                    slot,
+                    lens,
+                    index,
+                });
+                match previous {
+                    Some(p) => self
+                        .read_staging(&p.staging, &p.lens, Some(p.index))
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The outputs of the pending deferred call, if any (waits for it).
+    pub(crate) fn take_deferred(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
+        match self.pending.take() {
+            Some(p) => self
+                .read_staging(&p.staging, &p.lens, Some(p.index))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Maps a staging buffer holding outputs of lengths `lens` and splits it.
+    fn read_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        lens: &[usize],
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let flat = self.ctx.map_read(staging, lens.iter().sum(), after)?;
+        let mut res = Vec::with_capacity(lens.len());
         let mut off = 0;
-        for (_, _, len) in &plan.outputs {
+        for len in lens {
             res.push(flat[off..off + len].to_vec());
             off += len;
         }
-        Ok(Some(res))
+        Ok(res)
     }
 
     /// Checks the feed against the inputs the targets need and returns the batch size.

@@ -215,6 +215,7 @@ impl Trainer {
             bar.set_prefix(format!("{}/{}", epoch + 1, opts.epochs));
             let t0 = Instant::now();
             let (mut loss, mut metric, mut seen) = (0.0f64, 0.0f64, 0usize);
+            let mut in_flight: Option<usize> = None;
             for mb in MinibatchSource::epoch(
                 train_arc.clone(),
                 opts.batch,
@@ -223,18 +224,24 @@ impl Trainer {
                 4,
             ) {
                 let feed = bind(&names, inputs, &mb.streams)?;
-                let s = self.train_minibatch(&feed, true)?.expect("read requested");
-                loss += s.loss as f64 * mb.len as f64;
-                metric += s.metric.unwrap_or(f32::NAN) as f64 * mb.len as f64;
-                seen += mb.len;
+                // The loss of each step is read while the next one runs.
+                let previous = self.train_minibatch_pipelined(&feed)?;
+                if let Some(s) = previous {
+                    let len = in_flight.take().expect("a step was in flight");
+                    tally(s, len, &mut loss, &mut metric, &mut seen);
+                }
+                in_flight = Some(mb.len);
                 let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!(
                     "loss {:.4} metric {:.4} {:.0} ex/s",
-                    loss / seen as f64,
-                    metric / seen as f64,
+                    loss / seen.max(1) as f64,
+                    metric / seen.max(1) as f64,
                     rate
                 ));
                 bar.inc(1);
+            }
+            if let (Some(s), Some(len)) = (self.finish_minibatches()?, in_flight) {
+                tally(s, len, &mut loss, &mut metric, &mut seen);
             }
             bar.finish_and_clear();
             let seconds = t0.elapsed().as_secs_f64();
@@ -313,4 +320,11 @@ impl Trainer {
         }
         Ok(records)
     }
+}
+
+/// Adds one minibatch's statistics, weighted by its length, to an epoch's sums.
+fn tally(s: MinibatchStats, len: usize, loss: &mut f64, metric: &mut f64, seen: &mut usize) {
+    *loss += s.loss as f64 * len as f64;
+    *metric += s.metric.unwrap_or(f32::NAN) as f64 * len as f64;
+    *seen += len;
 }

@@ -60,7 +60,8 @@ pub(crate) struct Plan {
     /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
     /// request.
     pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
-    pub staging: Option<wgpu::Buffer>,
+    /// Readback buffers: `[immediate, deferred A, deferred B]`, or none without outputs.
+    pub staging: Vec<wgpu::Buffer>,
     /// Bytes of intermediate buffers (excluding parameters and inputs).
     pub scratch_bytes: u64,
     _keep: Vec<wgpu::Buffer>,
@@ -358,14 +359,19 @@ pub(crate) fn build(
         })
         .collect();
     let total: usize = out_bufs.iter().map(|o| o.2).sum();
+    // One staging buffer for immediate reads and two that deferred reads alternate between.
     let staging = if outputs.is_empty() {
-        None
+        Vec::new()
     } else {
-        Some(ctx.buffer(
-            "plan readback",
-            (total * 4) as u64,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        )?)
+        (0..3)
+            .map(|_| {
+                ctx.buffer(
+                    "plan readback",
+                    (total * 4) as u64,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                )
+            })
+            .collect::<Result<_>>()?
     };
     let mut keep = slots;
     keep.push(params);

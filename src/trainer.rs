@@ -2,7 +2,7 @@
 //! `train_minibatch` / `test_minibatch`.
 
 use crate::device::Context;
-use crate::executor::{Executor, Feed, Pass};
+use crate::executor::{Executor, Feed, Pass, Readback};
 use crate::graph::{Graph, NodeId};
 use crate::optim::Learner;
 use crate::Result;
@@ -79,10 +79,26 @@ impl Trainer {
         self.exec.set_hyper(self.learner.hyper(self.minibatches));
         let out = self.exec.run(&self.reported(), feed, Pass::Train, read)?;
         self.minibatches += 1;
-        Ok(out.map(|o| MinibatchStats {
-            loss: o[0][0],
-            metric: o.get(1).map(|m| m[0]),
-        }))
+        Ok(out.map(stats))
+    }
+
+    /// Like [`Trainer::train_minibatch`] with the loss read one step late: submits this
+    /// step and returns the statistics of the previous call of this method (`None` the first
+    /// time), so the host prepares the next minibatch while the device runs this one. Call
+    /// [`Trainer::finish_minibatches`] for the last step's statistics.
+    pub fn train_minibatch_pipelined(&mut self, feed: &Feed) -> Result<Option<MinibatchStats>> {
+        self.exec.set_hyper(self.learner.hyper(self.minibatches));
+        let out = self
+            .exec
+            .run_with(&self.reported(), feed, Pass::Train, Readback::Deferred)?;
+        self.minibatches += 1;
+        Ok(out.map(stats))
+    }
+
+    /// The statistics of the last [`Trainer::train_minibatch_pipelined`] step not yet
+    /// returned (waits for it).
+    pub fn finish_minibatches(&mut self) -> Result<Option<MinibatchStats>> {
+        Ok(self.exec.take_deferred()?.map(stats))
     }
 
     /// The mean metric on a minibatch, in evaluation mode, without training (CNTK's
@@ -124,5 +140,13 @@ impl Trainer {
     /// The executor holding the parameters (for inspection and checkpoints).
     pub fn executor(&mut self) -> &mut Executor {
         &mut self.exec
+    }
+}
+
+/// Loss and metric from a trainer's reported outputs.
+fn stats(o: Vec<Vec<f32>>) -> MinibatchStats {
+    MinibatchStats {
+        loss: o[0][0],
+        metric: o.get(1).map(|m| m[0]),
     }
 }

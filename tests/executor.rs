@@ -195,3 +195,35 @@ fn all_parameters_update_in_one_dispatch_even_with_shared_gradients() {
     let updates = profile.iter().filter(|s| s.0.contains("update")).count();
     assert_eq!(updates, 1, "{profile:?}");
 }
+
+#[test]
+fn pipelined_steps_report_the_same_losses_one_step_late() {
+    let make = |ctx: &wgrad::Context| {
+        let g = Graph::new();
+        let x = g.input("x", &[3]).unwrap();
+        let t = g.input("t", &[1]).unwrap();
+        let w = g.parameter("w", &[3, 1], Init::Const(0.5)).unwrap();
+        let d = g.sub(g.matmul(x, w).unwrap(), t).unwrap();
+        let loss = g.mul(d, d).unwrap();
+        let tr = Trainer::new(ctx, &g, loss, None, Sgd::new(0.05).momentum(0.9)).unwrap();
+        (tr, x, t)
+    };
+    let ctx = ctx();
+    let (mut plain, x, t) = make(&ctx);
+    let (mut piped, ..) = make(&ctx);
+    let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..6)
+        .map(|k| (rand_vec(4 * 3, 40 + k), rand_vec(4, 50 + k)))
+        .collect();
+    let mut want = Vec::new();
+    let mut got = Vec::new();
+    for (k, (xd, td)) in batches.iter().enumerate() {
+        let feed = [(x, &xd[..]), (t, &td[..])];
+        want.push(plain.train_minibatch(&feed, true).unwrap().unwrap().loss);
+        let previous = piped.train_minibatch_pipelined(&feed).unwrap();
+        assert_eq!(previous.is_none(), k == 0, "step {k}");
+        got.extend(previous.map(|s| s.loss));
+    }
+    got.extend(piped.finish_minibatches().unwrap().map(|s| s.loss));
+    assert!(piped.finish_minibatches().unwrap().is_none());
+    assert_eq!(got, want);
+}

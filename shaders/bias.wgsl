@@ -1,11 +1,11 @@
 // Per-channel bias with a fused activation, and its gradient's per-channel sum. The tensor is
 // viewed as [outer, C, INNER] (C = the channel axis). C, INNER and the activation are
 // pipeline constants, so the channel index of an element costs no integer division by a
-// runtime value (which CPU adapters cannot vectorise).
+// runtime value (which CPU adapters cannot vectorise). `activate` and ACT come from
+// activation.wgsl.
 
 override C: u32 = 1u;
 override INNER: u32 = 1u;
-override ACT: u32 = 0u;  // 0 none, 1 relu, 2 sigmoid, 3 tanh
 
 struct Params {
     n: u32,     // elements of the tensor
@@ -18,18 +18,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
-fn activate(v: f32) -> f32 {
-    switch ACT {
-        case 1u: { return max(v, 0.0); }
-        case 2u: {
-            let e = exp(-abs(v));
-            return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-        }
-        case 3u: { return tanh(v); }
-        default: { return v; }
-    }
-}
 
 // y = act(x + b[channel]), one invocation per element.
 @compute @workgroup_size(256)

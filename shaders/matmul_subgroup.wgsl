@@ -25,6 +25,21 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// The epilogue (see `epilogue`): a bias along rows or columns of C, then an activation
+// (activation.wgsl). Unused bias bindings are bound to A.
+override EPI: u32 = 0u;  // 0 none, 1 bias[column], 2 bias[row]
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+// What is stored for C[row, col] = v.
+fn epilogue(row: u32, col: u32, v: f32) -> f32 {
+    var r = v;
+    if (EPI == 1u) {
+        r += bias[col];
+    } else if (EPI == 2u) {
+        r += bias[row];
+    }
+    return activate(r);
+}
 
 // op(A)[row, k] with the row clamped into range.
 fn a_elem(abase: u32, row: u32, k: u32) -> f32 {
@@ -61,7 +76,7 @@ fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
     let base = cbase + row * p.n;
     for (var q = 0u; q < 4u; q++) {
         if (j + q < p.n) {
-            c[base + j + q] = v[q];
+            c[base + j + q] = epilogue(row, j + q, v[q]);
         }
     }
 }

@@ -83,8 +83,14 @@ impl Shader {
             Shader::Fill => include_str!("../shaders/fill.wgsl"),
             Shader::Unary => include_str!("../shaders/unary.wgsl"),
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
-            Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
-            Shader::MatmulSubgroup => include_str!("../shaders/matmul_subgroup.wgsl"),
+            Shader::Matmul => concat!(
+                include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/matmul.wgsl")
+            ),
+            Shader::MatmulSubgroup => concat!(
+                include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/matmul_subgroup.wgsl")
+            ),
             Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
@@ -98,7 +104,10 @@ impl Shader {
                 include_str!("../shaders/pool.wgsl")
             ),
             Shader::Copy => include_str!("../shaders/copy.wgsl"),
-            Shader::Bias => include_str!("../shaders/bias.wgsl"),
+            Shader::Bias => concat!(
+                include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/bias.wgsl")
+            ),
         }
     }
 }
@@ -109,12 +118,15 @@ pub(crate) enum Kernel {
     Fill,
     Unary,
     Binary,
-    /// Specialised for the transposes of A and B and whether each is read as vec4s.
+    /// Specialised for the transposes of A and B, whether each is read as vec4s, and the
+    /// epilogue (`epi`: 0 none, 1 bias per column, 2 bias per row; `act` as in BiasAct).
     Matmul {
         ta: bool,
         tb: bool,
         va: bool,
         vb: bool,
+        epi: u8,
+        act: u8,
     },
     /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes.
     MatmulSubgroup {
@@ -122,6 +134,8 @@ pub(crate) enum Kernel {
         tb: bool,
         vb: bool,
         sg: u8,
+        epi: u8,
+        act: u8,
     },
     Reduce,
     /// One workgroup per output (long axes, few outputs).
@@ -239,10 +253,9 @@ impl Kernel {
             | Kernel::OneHot
             | Kernel::ChannelSum { .. } => "r-w",
             Kernel::MaxPoolGrad(_) | Kernel::AvgPoolGrad(_) | Kernel::Concat => "rrw",
-            Kernel::Binary
-            | Kernel::Matmul { .. }
-            | Kernel::MatmulSubgroup { .. }
-            | Kernel::BiasAct { .. } => "rrw",
+            Kernel::Binary | Kernel::BiasAct { .. } => "rrw",
+            // A, B, C, then the epilogue's bias (A again when there is none).
+            Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrwr",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
@@ -290,11 +303,20 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::Matmul { ta, tb, va, vb } => vec![
+            Kernel::Matmul {
+                ta,
+                tb,
+                va,
+                vb,
+                epi,
+                act,
+            } => vec![
                 ("TA", ta as u8 as f64),
                 ("TB", tb as u8 as f64),
                 ("VA", va as u8 as f64),
                 ("VB", vb as u8 as f64),
+                ("EPI", epi as f64),
+                ("ACT", act as f64),
             ],
             Kernel::Im2Col(w)
             | Kernel::Col2Im(w)
@@ -319,10 +341,19 @@ impl Kernel {
             .into_iter()
             .map(|(k, v)| (k, v as f64))
             .collect(),
-            Kernel::MatmulSubgroup { ta, tb, vb, .. } => vec![
+            Kernel::MatmulSubgroup {
+                ta,
+                tb,
+                vb,
+                epi,
+                act,
+                ..
+            } => vec![
                 ("TA", ta as u8 as f64),
                 ("TB", tb as u8 as f64),
                 ("VB", vb as u8 as f64),
+                ("EPI", epi as f64),
+                ("ACT", act as f64),
             ],
             Kernel::BiasAct { c, inner, act } => vec![
                 ("C", c as f64),

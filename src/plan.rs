@@ -211,10 +211,42 @@ pub(crate) fn build(
     for t in &targets {
         pinned[alias_root[t.0]] = true;
     }
+    // A bias + activation whose operand is a matrix product read by nothing else becomes
+    // that product's epilogue: the product writes the biased, activated value directly.
+    // The product's operands are then read at the bias node's position.
+    let mut epilogue: HashMap<usize, (usize, u8)> = HashMap::new();
+    for i in (0..nodes.len()).filter(|&i| need[i]) {
+        let Op::BiasAct { x, axis, .. } = nodes[i].op else {
+            continue;
+        };
+        let m = alias_root[x.0];
+        // Readers through reshapes of the product are not dispatches.
+        let only_reader = reads_at[m]
+            .iter()
+            .all(|&r| r == i || alias_of(&nodes[r].op).is_some());
+        if !matches!(nodes[m].op, Op::Matmul { .. }) || pinned[m] || !only_reader {
+            continue;
+        }
+        let (dm, dx) = (&dims[m], &dims[i]);
+        let (rows, cols) = (dm[dm.len() - 2], dm[dm.len() - 1]);
+        let (c, inner) = (dx[axis], dx[axis + 1..].iter().product::<usize>());
+        let epi = if inner == 1 && c == cols {
+            1
+        } else if inner == cols && c == rows {
+            2
+        } else {
+            continue;
+        };
+        epilogue.insert(i, (m, epi));
+        for j in reads(&nodes[m].op, training) {
+            reads_at[alias_root[j.0]].push(i);
+        }
+    }
+    let fused: Vec<usize> = epilogue.values().map(|e| e.0).collect();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         if let Some(x) = alias_of(&nodes[i].op) {
             storage[i] = storage[x.0];
-        } else if storage[i].is_none() {
+        } else if storage[i].is_none() && !fused.contains(&i) {
             // Take the smallest free slot that fits, else grow the largest, else a new one.
             let n = numel(i);
             let pick = free
@@ -236,7 +268,11 @@ pub(crate) fn build(
         }
         // Release the slots whose last reader is this node.
         let mut released: Vec<usize> = Vec::new();
-        for j in reads(&nodes[i].op, training) {
+        let mut read_here = reads(&nodes[i].op, training);
+        if let Some(&(m, _)) = epilogue.get(&i) {
+            read_here.extend(reads(&nodes[m].op, training));
+        }
+        for j in read_here {
             let root = alias_root[j.0];
             let last = reads_at[root].iter().copied().max().unwrap_or(0);
             if last == i && !pinned[root] {
@@ -269,11 +305,16 @@ pub(crate) fn build(
     // The dispatches, in graph order, then the updates.
     let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
-    for i in (0..nodes.len()).filter(|&i| need[i]) {
-        let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, i)? else {
+    for i in (0..nodes.len()).filter(|&i| need[i] && !fused.contains(&i)) {
+        // A bias node with an epilogue runs its product's kernel.
+        let (source, fuse) = match (epilogue.get(&i), &nodes[i].op) {
+            (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, act_code(act), b))),
+            _ => (i, None),
+        };
+        let Some((mut kernel, params, groups)) = dispatch(ctx, nodes, &dims, source)? else {
             continue;
         };
-        let mut bufs: Vec<Slice> = nodes[i]
+        let mut bufs: Vec<Slice> = nodes[source]
             .op
             .inputs()
             .iter()
@@ -294,6 +335,17 @@ pub(crate) fn build(
         bufs.push(buffer_of(i));
         if kernel == Kernel::Dropout {
             bufs.push(Slice::from(extras.runtime));
+        }
+        if let Kernel::Matmul { epi, act, .. } | Kernel::MatmulSubgroup { epi, act, .. } =
+            &mut kernel
+        {
+            match fuse {
+                Some((e, a, bias)) => {
+                    (*epi, *act) = (e, a);
+                    bufs.push(buffer_of(bias.0));
+                }
+                None => bufs.push(bufs[0]),
+            }
         }
         specs.push((kernel, params, bufs, groups));
         labels.push(format!("{kernel:?} {:?}", dims[i]));
@@ -542,12 +594,7 @@ fn dispatch(
         }
         Op::BiasAct { axis, act, .. } => {
             let (_, c, inner) = around(out, axis);
-            let act = match act {
-                None => 0,
-                Some(crate::UnaryOp::Relu) => 1,
-                Some(crate::UnaryOp::Sigmoid) => 2,
-                Some(_) => 3,
-            };
+            let act = act_code(act);
             let (c, inner) = (c as u32, inner as u32);
             (
                 Kernel::BiasAct { c, inner, act },
@@ -609,6 +656,16 @@ fn dispatch(
             (kernel, params, groups_1d(rows))
         }
     }))
+}
+
+/// The kernels' activation code (see shaders/activation.wgsl).
+fn act_code(act: Option<crate::UnaryOp>) -> u8 {
+    match act {
+        None => 0,
+        Some(crate::UnaryOp::Relu) => 1,
+        Some(crate::UnaryOp::Sigmoid) => 2,
+        Some(_) => 3,
+    }
 }
 
 /// Whether a reduction (or softmax) of `rows` rows of length `len` runs one workgroup per
@@ -691,8 +748,17 @@ fn matmul_dispatch(
             tb,
             vb,
             sg: s as u8,
+            epi: 0,
+            act: 0,
         },
-        None => Kernel::Matmul { ta, tb, va, vb },
+        None => Kernel::Matmul {
+            ta,
+            tb,
+            va,
+            vb,
+            epi: 0,
+            act: 0,
+        },
     };
     Ok((kernel, p, groups.map(|g| g.max(1) as u32)))
 }

@@ -630,3 +630,77 @@ fn bias_act_and_channel_sum_gradients() {
         );
     }
 }
+
+#[test]
+fn bias_and_activation_fold_into_the_matmul_epilogue() {
+    // act(x·W + b) (bias per column) and act(W·colsᵀ + b) per batch item (bias per row, the
+    // convolution pattern): the product's kernel applies both, on the blocked kernel (few
+    // rows) and, on CPU adapters with subgroups, the subgroup kernel (≥ 48 rows).
+    let cases: Vec<(&str, Vec<Vec<usize>>)> = vec![
+        ("columns, 5 rows", vec![vec![5, 7], vec![7, 9], vec![9]]),
+        ("columns, 65 rows", vec![vec![65, 7], vec![7, 9], vec![9]]),
+        ("rows, batched", vec![vec![6, 11], vec![3, 13, 11], vec![6]]),
+        (
+            "rows, batched, 50 rows",
+            vec![vec![50, 11], vec![2, 13, 11], vec![50]],
+        ),
+    ];
+    for (name, shapes) in cases {
+        let rows = shapes[1].len() == 3;
+        let build = |g: &Graph, v: &[NodeId], act| {
+            if rows {
+                // Viewed as an image, as convolution does.
+                let y = g.matmul_t(v[0], v[1], false, true).unwrap();
+                let s = g.shape(y).resolve(1);
+                let y = g.reshape(y, Shape::fixed(&[s[0], s[1], s[2], 1])).unwrap();
+                g.bias_act(y, v[2], 1, act).unwrap()
+            } else {
+                g.bias_act(g.matmul(v[0], v[1]).unwrap(), v[2], -1, act)
+                    .unwrap()
+            }
+        };
+        let reference = |v: &[Vec<f64>], act| {
+            let (s0, s1) = (&shapes[0], &shapes[1]);
+            let y = matmul_ref(&v[0], s0, &v[1], s1, false, rows);
+            let dims = if rows {
+                vec![s1[0], s0[0], s1[1]]
+            } else {
+                vec![s0[0], s1[1]]
+            };
+            bias_act_ref(&y, &dims, &v[2], 1, act)
+        };
+        let mut d = rand_data(&shapes, 31);
+        d[2].iter_mut().for_each(|v| *v *= 0.1);
+        for act in FUSED {
+            let (got, _) = run(&shapes, &d, |g, v| build(g, v, act));
+            let want = reference(&d.iter().map(|x| to64(x)).collect::<Vec<_>>(), act);
+            assert_close(&format!("{name} {act:?}"), &got, &want, TOL);
+            // Gradients on the small cases; relu's kinks are left to the other activations.
+            if shapes[0][0] >= 48 || act == Some(UnaryOp::Relu) || act == Some(UnaryOp::Sigmoid) {
+                continue;
+            }
+            check_grad(
+                &format!("{name} {act:?} gradient"),
+                &shapes,
+                &d,
+                |g, v| build(g, v, act),
+                |v| reference(v, act),
+                GTOL,
+            );
+        }
+        // The fused plan has no separate bias dispatch.
+        let ctx = ctx();
+        let g = Graph::new();
+        let v = fixed_inputs(&g, &shapes);
+        let out = build(&g, &v, Some(UnaryOp::Tanh));
+        let mut ex = Executor::new(&ctx, &g).unwrap();
+        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+        let steps = ex.profile(&[out], &feed, false).unwrap();
+        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        assert!(
+            labels.iter().all(|l| !l.contains("BiasAct"))
+                && labels.iter().any(|l| l.contains("act: 3")),
+            "{name}: {labels:?}"
+        );
+    }
+}

@@ -6,13 +6,22 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wgrad::{Context, Executor, Graph, Init};
 
-/// (name, M, K, N): square sizes and the first layer of the MNIST MLP at batch 64.
-const SHAPES: [(&str, usize, usize, usize); 4] = [
+/// (name, M, K, N): square sizes and products of the MNIST models at batch 64 (the MLP's
+/// layers, the CNN's dense layer, and the CNN's second convolution as one product over the
+/// batch: 16 filters × 200 taps × 64·49 positions).
+const SHAPES: [(&str, usize, usize, usize); 8] = [
     ("256", 256, 256, 256),
     ("512", 512, 512, 512),
     ("1024", 1024, 1024, 1024),
+    ("2048", 2048, 2048, 2048),
     ("mlp1 64x784x400", 64, 784, 400),
+    ("mlp2 64x400x400", 64, 400, 400),
+    ("cnn dense 64x784x10", 64, 784, 10),
+    ("cnn conv2 16x200x3136", 16, 200, 3136),
 ];
+
+/// Run only where `WGRAD_BENCH_LARGE` is set (real GPUs): 137 GFLOP per product.
+const LARGE: (&str, usize, usize, usize) = ("4096", 4096, 4096, 4096);
 
 fn bench(c: &mut Criterion) {
     let ctx = Context::new()
@@ -22,7 +31,8 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(std::time::Duration::from_secs(3));
     group.warm_up_time(std::time::Duration::from_millis(500));
-    for (name, m, k, n) in SHAPES {
+    let large = std::env::var_os("WGRAD_BENCH_LARGE").map(|_| LARGE);
+    for (name, m, k, n) in SHAPES.into_iter().chain(large) {
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
 
         // wgrad: both operands are parameters, so nothing is uploaded per iteration.

@@ -17,3 +17,13 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+// The activation's derivative, from its output y (relu: from its input works as well).
+fn activation_slope(y: f32) -> f32 {
+    switch ACT {
+        case 1u: { return select(0.0, 1.0, y > 0.0); }
+        case 2u: { return y * (1.0 - y); }
+        case 3u: { return 1.0 - y * y; }
+        default: { return 1.0; }
+    }
+}
+

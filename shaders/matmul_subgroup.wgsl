@@ -25,20 +25,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The epilogue (see `epilogue`): a bias along rows or columns of C, then an activation
-// (activation.wgsl). Unused bias bindings are bound to A.
-override EPI: u32 = 0u;  // 0 none, 1 bias[column], 2 bias[row]
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
+// The epilogue (see `epilogue`): a bias along rows or columns of C then an activation, or
+// the factor an activation's gradient contributes (activation.wgsl). `side` is the bias or
+// the activation's output; where there is no epilogue it is bound to A.
+override EPI: u32 = 0u;  // 0 none, 1 bias[column], 2 bias[row], 3 times act'(side[index])
+@group(0) @binding(4) var<storage, read> side: array<f32>;
 
-// What is stored for C[row, col] = v.
-fn epilogue(row: u32, col: u32, v: f32) -> f32 {
-    var r = v;
-    if (EPI == 1u) {
-        r += bias[col];
-    } else if (EPI == 2u) {
-        r += bias[row];
+// What is stored for C[row, col] = v, at `index` in C.
+fn epilogue(row: u32, col: u32, index: u32, v: f32) -> f32 {
+    switch EPI {
+        case 1u: { return activate(v + side[col]); }
+        case 2u: { return activate(v + side[row]); }
+        case 3u: { return v * activation_slope(side[index]); }
+        default: { return activate(v); }
     }
-    return activate(r);
 }
 
 // op(A)[row, k] with the row clamped into range.
@@ -76,7 +76,7 @@ fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
     let base = cbase + row * p.n;
     for (var q = 0u; q < 4u; q++) {
         if (j + q < p.n) {
-            c[base + j + q] = epilogue(row, j + q, v[q]);
+            c[base + j + q] = epilogue(row, j + q, base + j + q, v[q]);
         }
     }
 }

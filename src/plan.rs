@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::device::{Context, PARAMS_SIZE};
-use crate::graph::{Node, NodeId, Op, BINARY_FIRST};
+use crate::graph::{BinaryOp, Node, NodeId, Op, BINARY_FIRST};
 use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params, Slice};
 use crate::shape::strides;
 use crate::tensor::fill_params;
@@ -212,12 +212,19 @@ pub(crate) fn build(
         pinned[alias_root[t.0]] = true;
     }
     // A bias + activation whose operand is a matrix product read by nothing else becomes
-    // that product's epilogue: the product writes the biased, activated value directly.
-    // The product's operands are then read at the bias node's position.
+    // that product's epilogue: the product writes the biased, activated value directly. So
+    // does an activation's gradient whose incoming gradient is such a product. The
+    // product's operands are then read at the fused node's position.
     let mut epilogue: HashMap<usize, (usize, u8)> = HashMap::new();
-    for i in (0..nodes.len()).filter(|&i| need[i]) {
-        let Op::BiasAct { x, axis, .. } = nodes[i].op else {
-            continue;
+    for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
+        let (x, epi_of) = match nodes[i].op {
+            Op::BiasAct { x, axis, .. } => (x, Some(axis)),
+            Op::Binary {
+                op: BinaryOp::ReluGrad | BinaryOp::SigmoidGrad | BinaryOp::TanhGrad,
+                a,
+                b,
+            } if dims[a.0] == dims[i] && dims[b.0] == dims[i] => (b, None),
+            _ => continue,
         };
         let m = alias_root[x.0];
         // Readers through reshapes of the product are not dispatches.
@@ -229,13 +236,19 @@ pub(crate) fn build(
         }
         let (dm, dx) = (&dims[m], &dims[i]);
         let (rows, cols) = (dm[dm.len() - 2], dm[dm.len() - 1]);
-        let (c, inner) = (dx[axis], dx[axis + 1..].iter().product::<usize>());
-        let epi = if inner == 1 && c == cols {
-            1
-        } else if inner == cols && c == rows {
-            2
-        } else {
-            continue;
+        let epi = match epi_of {
+            // The gradient's factor applies element by element.
+            None => 3,
+            Some(axis) => {
+                let (c, inner) = (dx[axis], dx[axis + 1..].iter().product::<usize>());
+                if inner == 1 && c == cols {
+                    1
+                } else if inner == cols && c == rows {
+                    2
+                } else {
+                    continue;
+                }
+            }
         };
         epilogue.insert(i, (m, epi));
         for j in reads(&nodes[m].op, training) {
@@ -309,6 +322,14 @@ pub(crate) fn build(
         // A bias node with an epilogue runs its product's kernel.
         let (source, fuse) = match (epilogue.get(&i), &nodes[i].op) {
             (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, act_code(act), b))),
+            (Some(&(m, epi)), &Op::Binary { op, a, .. }) => {
+                let act = match op {
+                    BinaryOp::ReluGrad => 1,
+                    BinaryOp::SigmoidGrad => 2,
+                    _ => 3,
+                };
+                (m, Some((epi, act, a)))
+            }
             _ => (i, None),
         };
         let Some((mut kernel, params, groups)) = dispatch(ctx, nodes, &dims, source)? else {

@@ -337,3 +337,81 @@ fn cross_entropy_gradient_of_a_mean_or_sum_over_rows() {
         assert_close(&format!("d {name}(ce)/dz"), &got, &want, 1e-4);
     }
 }
+
+#[test]
+fn activation_gradients_fold_into_the_incoming_product() {
+    // act(x·W1)·W2: the gradient reaching act is a product (g·W2ᵀ), whose kernel applies
+    // act's derivative in its epilogue. Each activation, a small and a ≥ 48-row batch.
+    for rows in [5usize, 50] {
+        let shapes = vec![vec![rows, 6], vec![6, 7], vec![7, 3]];
+        for (name, act) in [
+            ("relu", UnaryOp::Relu),
+            ("sigmoid", UnaryOp::Sigmoid),
+            ("tanh", UnaryOp::Tanh),
+        ] {
+            let f = move |v: f64| match act {
+                UnaryOp::Relu => v.max(0.0),
+                UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+                _ => v.tanh(),
+            };
+            let mut d = data(&shapes, 41);
+            if act == UnaryOp::Relu {
+                // Keep x·W1 away from relu's kink.
+                let h = matmul_ref(
+                    &to64(&d[0]),
+                    &[rows, 6],
+                    &to64(&d[1]),
+                    &[6, 7],
+                    false,
+                    false,
+                );
+                if h.iter().any(|v| v.abs() < 1e-2) {
+                    d[1].iter_mut().for_each(|v| *v += 0.013);
+                }
+            }
+            check_grad(
+                &format!("{name}(x·W1)·W2, {rows} rows"),
+                &shapes,
+                &d,
+                |g, x| {
+                    let h = g.unary(act, g.matmul(x[0], x[1]).unwrap()).unwrap();
+                    g.matmul(h, x[2]).unwrap()
+                },
+                |x| {
+                    let h: Vec<f64> = matmul_ref(&x[0], &[rows, 6], &x[1], &[6, 7], false, false)
+                        .into_iter()
+                        .map(f)
+                        .collect();
+                    matmul_ref(&h, &[rows, 7], &x[2], &[7, 3], false, false)
+                },
+                TOL,
+            );
+        }
+    }
+    // The plan has no separate activation-gradient dispatch.
+    let ctx = ctx();
+    let g = wgrad::Graph::new();
+    let x = g.input("x", &[6]).unwrap();
+    let w1 = g
+        .parameter("w1", &[6, 7], wgrad::Init::GlorotUniform)
+        .unwrap();
+    let w2 = g
+        .parameter("w2", &[7, 3], wgrad::Init::GlorotUniform)
+        .unwrap();
+    let out = g
+        .matmul(g.relu(g.matmul(x, w1).unwrap()).unwrap(), w2)
+        .unwrap();
+    let dw1 = g.grad(g.reduce_sum(out, &[]).unwrap(), &[w1]).unwrap()[0];
+    let mut ex = wgrad::Executor::new(&ctx, &g).unwrap();
+    let xd = rand_vec(5 * 6, 43);
+    let labels: Vec<String> = ex
+        .profile(&[dw1], &[(x, &xd)], false)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.contains("epi: 3")) && !labels.iter().any(|l| l == "Binary [5, 7]"),
+        "{labels:?}"
+    );
+}

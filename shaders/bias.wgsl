@@ -29,11 +29,8 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     y[i] = activate(x[i] + b[(i / INNER) % C]);
 }
 
-const SUM_LANES: u32 = 64u;
-var<workgroup> partial: array<f32, SUM_LANES>;
-
 // y[c] = Σ over outer and inner of x[·, c, ·]: one workgroup per channel, its lanes striding
-// over the channel's elements, then a tree sum in workgroup memory.
+// over the channel's elements, then combining their sums (lanes.wgsl).
 @compute @workgroup_size(64)
 fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lane: u32) {
@@ -43,19 +40,12 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     let count = p.n / C;  // elements per channel: outer · INNER
     var acc = 0.0;
-    for (var t = lane; t < count; t += SUM_LANES) {
+    for (var t = lane; t < count; t += LANES) {
         let o = t / INNER;
         acc += x[(o * C + c) * INNER + t % INNER];
     }
-    partial[lane] = acc;
-    workgroupBarrier();
-    for (var half = SUM_LANES / 2u; half > 0u; half /= 2u) {
-        if (lane < half) {
-            partial[lane] += partial[lane + half];
-        }
-        workgroupBarrier();
-    }
+    let total = combine(lane, acc, false);
     if (lane == 0u) {
-        y[c] = partial[0];
+        y[c] = total;
     }
 }

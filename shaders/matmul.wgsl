@@ -29,21 +29,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The epilogue (see `epilogue`): a bias along rows or columns of C then an activation, or
-// the factor an activation's gradient contributes (activation.wgsl). `side` is the bias or
-// the activation's output; where there is no epilogue it is bound to A.
-override EPI: u32 = 0u;  // 0 none, 1 bias[column], 2 bias[row], 3 times act'(side[index])
-@group(0) @binding(4) var<storage, read> side: array<f32>;
-
-// What is stored for C[row, col] = v, at `index` in C.
-fn epilogue(row: u32, col: u32, index: u32, v: f32) -> f32 {
-    switch EPI {
-        case 1u: { return activate(v + side[col]); }
-        case 2u: { return activate(v + side[row]); }
-        case 3u: { return v * activation_slope(side[index]); }
-        default: { return activate(v); }
-    }
-}
+// The epilogue (`epilogue`, `side`) comes from epilogue.wgsl.
 
 fn a_at(i: u32) -> f32 {
     return a[i / 4u][i % 4u];

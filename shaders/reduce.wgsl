@@ -39,9 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // The same reduction with one workgroup per output element, for long axes with few outputs:
-// the lanes stride over the axis, then combine their partial results in workgroup memory.
-const LANES: u32 = 64u;
-var<workgroup> partial: array<f32, LANES>;
+// the lanes stride over the axis, then combine their partial results (lanes.wgsl).
 
 @compute @workgroup_size(64)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -57,18 +55,8 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         let v = x[base + j * p.inner];
         acc = select(acc + v, max(acc, v), is_max);
     }
-    partial[lane] = acc;
-    workgroupBarrier();
-    for (var half = LANES / 2u; half > 0u; half /= 2u) {
-        if (lane < half) {
-            let a = partial[lane];
-            let b = partial[lane + half];
-            partial[lane] = select(a + b, max(a, b), is_max);
-        }
-        workgroupBarrier();
-    }
+    var r = combine(lane, acc, is_max);
     if (lane == 0u) {
-        var r = partial[0];
         if (p.op == 1u) {
             r = r / f32(p.len);
         }

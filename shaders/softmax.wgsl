@@ -39,26 +39,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // The same with one workgroup per row, for long rows: the row's maximum and its sum of
-// exponentials are each combined across the lanes in workgroup memory.
-const LANES: u32 = 64u;
-var<workgroup> partial: array<f32, LANES>;
-
-// Combines every lane's `v` by max (or sum) and returns the result to all lanes.
-fn combine(lane: u32, v: f32, is_max: bool) -> f32 {
-    partial[lane] = v;
-    workgroupBarrier();
-    for (var half = LANES / 2u; half > 0u; half /= 2u) {
-        if (lane < half) {
-            let a = partial[lane];
-            let b = partial[lane + half];
-            partial[lane] = select(a + b, max(a, b), is_max);
-        }
-        workgroupBarrier();
-    }
-    let r = partial[0];
-    workgroupBarrier();
-    return r;
-}
+// exponentials are each combined across the lanes (lanes.wgsl).
 
 @compute @workgroup_size(64)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -77,7 +77,8 @@ impl Shader {
         }
     }
 
-    /// The WGSL source, compiled into the crate (conv and pool get `window.wgsl` prepended).
+    /// The WGSL source, compiled into the crate, with the preludes it uses prepended
+    /// (`window`, `activation`, `epilogue`, `lanes`).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Fill => include_str!("../shaders/fill.wgsl"),
@@ -85,14 +86,22 @@ impl Shader {
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
             Shader::Matmul => concat!(
                 include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/epilogue.wgsl"),
                 include_str!("../shaders/matmul.wgsl")
             ),
             Shader::MatmulSubgroup => concat!(
                 include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/epilogue.wgsl"),
                 include_str!("../shaders/matmul_subgroup.wgsl")
             ),
-            Shader::Reduce => include_str!("../shaders/reduce.wgsl"),
-            Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
+            Shader::Reduce => concat!(
+                include_str!("../shaders/lanes.wgsl"),
+                include_str!("../shaders/reduce.wgsl")
+            ),
+            Shader::Softmax => concat!(
+                include_str!("../shaders/lanes.wgsl"),
+                include_str!("../shaders/softmax.wgsl")
+            ),
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../shaders/optim.wgsl"),
             Shader::Conv => concat!(
@@ -106,6 +115,7 @@ impl Shader {
             Shader::Copy => include_str!("../shaders/copy.wgsl"),
             Shader::Bias => concat!(
                 include_str!("../shaders/activation.wgsl"),
+                include_str!("../shaders/lanes.wgsl"),
                 include_str!("../shaders/bias.wgsl")
             ),
         }

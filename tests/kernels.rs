@@ -364,52 +364,37 @@ fn reduce_long_axis() {
     }
 }
 
-#[test]
-fn softmax_long_rows() {
-    // One workgroup per row: the maximum and the sum are combined across lanes.
-    for (dims, axis) in [
-        (vec![3usize, 1000], 1),
-        (vec![300, 2], 0),
-        (vec![2, 257, 3], 1),
-    ] {
-        let mut d = data_for(std::slice::from_ref(&dims), 14);
-        d[0].iter_mut().for_each(|v| *v *= 30.0);
-        for log in [false, true] {
-            let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
-                if log {
-                    g.log_softmax(xs[0], axis as isize).unwrap()
-                } else {
-                    g.softmax(xs[0], axis as isize).unwrap()
-                }
-            });
-            let want = softmax_ref(&to64(&d[0]), &dims, axis, log);
-            assert_close(
-                &format!("softmax log={log} {dims:?} axis {axis}"),
-                &got,
-                &want,
-                TOL,
-            );
-        }
+/// Softmax and log-softmax of large logits (the stable form matters) along `axis`.
+fn check_softmax(dims: &[usize], axis: usize, seed: u64) {
+    let dims = dims.to_vec();
+    let mut d = data_for(std::slice::from_ref(&dims), seed);
+    d[0].iter_mut().for_each(|v| *v *= 30.0);
+    for log in [false, true] {
+        let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
+            if log {
+                g.log_softmax(xs[0], axis as isize).unwrap()
+            } else {
+                g.softmax(xs[0], axis as isize).unwrap()
+            }
+        });
+        let want = softmax_ref(&to64(&d[0]), &dims, axis, log);
+        let what = format!("softmax log={log} {dims:?} axis {axis}");
+        assert_close(&what, &got, &want, TOL);
     }
 }
 
 #[test]
+fn softmax_long_rows() {
+    // One workgroup per row: the maximum and the sum are combined across lanes.
+    check_softmax(&[3, 1000], 1, 14);
+    check_softmax(&[300, 2], 0, 14);
+    check_softmax(&[2, 257, 3], 1, 14);
+}
+
+#[test]
 fn softmax_and_log_softmax_each_axis() {
-    let dims = vec![4usize, 6, 5];
-    let mut d = data_for(std::slice::from_ref(&dims), 13);
-    d[0].iter_mut().for_each(|v| *v *= 30.0); // large logits: the stable form matters
     for axis in 0..3 {
-        for log in [false, true] {
-            let got = run(std::slice::from_ref(&dims), &d, |g, xs| {
-                if log {
-                    g.log_softmax(xs[0], axis as isize).unwrap()
-                } else {
-                    g.softmax(xs[0], axis as isize).unwrap()
-                }
-            });
-            let want = softmax_ref(&to64(&d[0]), &dims, axis, log);
-            assert_close(&format!("softmax log={log} axis {axis}"), &got, &want, TOL);
-        }
+        check_softmax(&[4, 6, 5], axis, 13);
     }
 }
 

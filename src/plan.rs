@@ -255,7 +255,7 @@ pub(crate) fn build(
             reads_at[alias_root[j.0]].push(i);
         }
     }
-    let fused: Vec<usize> = epilogue.values().map(|e| e.0).collect();
+    let fused: std::collections::HashSet<usize> = epilogue.values().map(|e| e.0).collect();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         if let Some(x) = alias_of(&nodes[i].op) {
             storage[i] = storage[x.0];
@@ -319,16 +319,17 @@ pub(crate) fn build(
     let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
     for i in (0..nodes.len()).filter(|&i| need[i] && !fused.contains(&i)) {
-        // A bias node with an epilogue runs its product's kernel.
+        // A node with an epilogue runs its product's kernel, with the bias (or the
+        // activation's output) as the epilogue's side input.
         let (source, fuse) = match (epilogue.get(&i), &nodes[i].op) {
             (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, act_code(act), b))),
             (Some(&(m, epi)), &Op::Binary { op, a, .. }) => {
                 let act = match op {
-                    BinaryOp::ReluGrad => 1,
-                    BinaryOp::SigmoidGrad => 2,
-                    _ => 3,
+                    BinaryOp::ReluGrad => crate::UnaryOp::Relu,
+                    BinaryOp::SigmoidGrad => crate::UnaryOp::Sigmoid,
+                    _ => crate::UnaryOp::Tanh,
                 };
-                (m, Some((epi, act, a)))
+                (m, Some((epi, act_code(Some(act)), a)))
             }
             _ => (i, None),
         };
@@ -631,12 +632,7 @@ fn dispatch(
                 c: c as u32,
                 inner: inner as u32,
             };
-            let x = c.min(65535);
-            (
-                kernel,
-                Params::new().u(len),
-                [x as u32, c.div_ceil(x) as u32, 1],
-            )
+            (kernel, Params::new().u(len), groups_per_item(c))
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);

@@ -119,3 +119,32 @@ fn grad_of_non_scalar_is_an_error() {
     let e = g.grad(x, &[x]).unwrap_err().to_string();
     assert!(e.contains("scalar"), "{e}");
 }
+
+#[test]
+fn fused_ops_reject_bad_shapes() {
+    let g = Graph::new();
+    let x = g.input("x", &[3]).unwrap();
+    let b = g.parameter("b", &[4], Init::Zeros).unwrap();
+    let e = g.bias_act(x, b, -1, None).unwrap_err().to_string();
+    assert!(
+        e.starts_with("bias_act") && e.contains("[4]") && e.contains("[batch, 3]"),
+        "{e}"
+    );
+    let e = g.bias_act(x, b, 0, None).unwrap_err().to_string();
+    assert!(e.contains("batch axis"), "{e}");
+    let b3 = g.parameter("b3", &[3], Init::Zeros).unwrap();
+    let e = g
+        .bias_act(x, b3, -1, Some(wgrad::UnaryOp::Exp))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bias_act") && e.contains("Exp"), "{e}");
+    let e = g.channel_sum(x, 0).unwrap_err().to_string();
+    assert!(e.contains("channel_sum") && e.contains("batch axis"), "{e}");
+    let p = g.input("p", &[2, 3]).unwrap();
+    let q = g.parameter("q", &[3, 2], Init::Zeros).unwrap();
+    let e = g
+        .matmul_sum_batch_t(p, q, false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("matmul") && e.contains("[3, 2]"), "{e}");
+}

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Executor, Graph, Init, Sgd, Trainer};
+use wgrad::{Executor, Graph, Init, NodeId, Sgd, Trainer};
 
 fn small_model(g: &Graph) -> (wgrad::NodeId, wgrad::NodeId, wgrad::NodeId, wgrad::NodeId) {
     let x = g.input("x", &[3]).unwrap();
@@ -89,26 +89,26 @@ fn batch_size_may_change_between_calls() {
     }
 }
 
+/// Squared error of x·w against t, w: [3, 1] starting at 0.5, trained by `learner`:
+/// (trainer, x, t, w).
+fn regression(ctx: &wgrad::Context, learner: wgrad::Learner) -> (Trainer, NodeId, NodeId, NodeId) {
+    let g = Graph::new();
+    let x = g.input("x", &[3]).unwrap();
+    let t = g.input("t", &[1]).unwrap();
+    let w = g.parameter("w", &[3, 1], Init::Const(0.5)).unwrap();
+    let d = g.sub(g.matmul(x, w).unwrap(), t).unwrap();
+    let loss = g.mul(d, d).unwrap();
+    (Trainer::new(ctx, &g, loss, None, learner).unwrap(), x, t, w)
+}
+
 #[test]
 fn sgd_and_momentum_match_a_host_reference() {
     // Minimise mean((x·w - t)²) over a fixed batch; compare each step's weights with a
     // plain-Rust f64 implementation of the same updates.
     for momentum in [0.0f32, 0.9] {
         let ctx = ctx();
-        let g = Graph::new();
-        let x = g.input("x", &[3]).unwrap();
-        let t = g.input("t", &[1]).unwrap();
-        let w = g.parameter("w", &[3, 1], Init::Const(0.5)).unwrap();
-        let d = g.sub(g.matmul(x, w).unwrap(), t).unwrap();
-        let loss = g.mul(d, d).unwrap();
-        let mut tr = Trainer::new(
-            &ctx,
-            &g,
-            loss,
-            None,
-            Sgd::new(0.05).momentum(momentum).weight_decay(0.01),
-        )
-        .unwrap();
+        let learner = Sgd::new(0.05).momentum(momentum).weight_decay(0.01);
+        let (mut tr, x, t, w) = regression(&ctx, learner);
         let xd = rand_vec(4 * 3, 3);
         let td = rand_vec(4, 4);
         let mut wr = [0.5f64; 3];
@@ -198,19 +198,9 @@ fn all_parameters_update_in_one_dispatch_even_with_shared_gradients() {
 
 #[test]
 fn pipelined_steps_report_the_same_losses_one_step_late() {
-    let make = |ctx: &wgrad::Context| {
-        let g = Graph::new();
-        let x = g.input("x", &[3]).unwrap();
-        let t = g.input("t", &[1]).unwrap();
-        let w = g.parameter("w", &[3, 1], Init::Const(0.5)).unwrap();
-        let d = g.sub(g.matmul(x, w).unwrap(), t).unwrap();
-        let loss = g.mul(d, d).unwrap();
-        let tr = Trainer::new(ctx, &g, loss, None, Sgd::new(0.05).momentum(0.9)).unwrap();
-        (tr, x, t)
-    };
     let ctx = ctx();
-    let (mut plain, x, t) = make(&ctx);
-    let (mut piped, ..) = make(&ctx);
+    let (mut plain, x, t, _) = regression(&ctx, Sgd::new(0.05).momentum(0.9));
+    let (mut piped, ..) = regression(&ctx, Sgd::new(0.05).momentum(0.9));
     let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..6)
         .map(|k| (rand_vec(4 * 3, 40 + k), rand_vec(4, 50 + k)))
         .collect();

@@ -5,6 +5,9 @@
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// col2im with an activation (ACT, activation.wgsl) multiplies by its slope at `side`, the
+// activation's output: the gradient through the activation that produced the image.
+@group(0) @binding(3) var<storage, read> side: array<f32>;
 
 // One invocation per (image, output position, channel) writes that channel's KH·KW window.
 @compute @workgroup_size(256)
@@ -77,6 +80,9 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
             acc += x[rowbase + ow * ckk + kw];
         }
+    }
+    if (ACT != 0u) {
+        acc *= activation_slope(side[i]);
     }
     y[i] = acc;
 }

@@ -13,6 +13,9 @@ override TA: bool = false;
 override TB: bool = false;
 override VA: bool = false;  // vec4 loads of A: K % 4 == 0 (plain A) or M % 4 == 0 (transposed)
 override VB: bool = false;  // vec4 loads of B: N % 4 == 0 (plain B) or K % 4 == 0 (transposed)
+// B is the matrix im2col would make of the images in B, cols[position, tap] (window.wgsl),
+// read through the window instead of stored: op(B)[k, j] = cols[j, k] with TB, else cols[k, j].
+override GATHER: bool = false;
 
 struct Params {
     m: u32,
@@ -39,6 +42,15 @@ fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
 }
 
+// op(B)[k, j] under GATHER: zero in the padding.
+fn b_patch(bbase: u32, k: u32, j: u32) -> f32 {
+    var i = patch_index(k, j);
+    if (TB) {
+        i = patch_index(j, k);
+    }
+    return select(0.0, b_at(bbase + select(i, 0u, i == OUTSIDE)), i != OUTSIDE);
+}
+
 // op(A)[row, k] with the row clamped into range.
 fn a_elem(abase: u32, row: u32, k: u32) -> f32 {
     let r = min(row, p.m - 1u);
@@ -51,6 +63,9 @@ fn a_elem(abase: u32, row: u32, k: u32) -> f32 {
 // op(B)[k, col] with the column clamped into range.
 fn b_elem(bbase: u32, k: u32, col: u32) -> f32 {
     let j = min(col, p.n - 1u);
+    if (GATHER) {
+        return b_patch(bbase, k, j);
+    }
     if (TB) {
         return b_at(bbase + j * p.k + k);
     }

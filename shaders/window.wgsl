@@ -1,36 +1,24 @@
-// Shared by conv.wgsl and pool.wgsl, which src/kernels.rs prepends this file to.
+// Window geometry, shared by conv.wgsl, pool.wgsl and (for convolutions read straight from
+// the image) the matrix-product kernels, which src/kernels.rs prepends this file to.
 //
-// The window geometry is fixed per pipeline (override constants), so that the many integer
+// The geometry is fixed per pipeline (override constants), so that the many integer
 // divisions by it compile to multiplications: lavapipe has no vector integer division and
 // scalarises it, which made these kernels several times slower with the sizes in a uniform.
-// Only the batch size, which changes between calls, comes in the uniform.
+// The defaults only serve pipelines that do not use a window.
 
-override WC: u32;   // channels
-override WH: u32;   // input height
-override WW: u32;   // input width
-override KH: u32;   // kernel height
-override KW: u32;   // kernel width
-override SH: u32;   // strides
-override SW: u32;
-override PH: u32;   // leading padding
-override PW: u32;
-override DH: u32;   // dilations
-override DW: u32;
-override OH: u32;   // output height
-override OW: u32;   // output width
-
-struct Win {
-    n: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Win;
-
-fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
+override WC: u32 = 1u;   // channels
+override WH: u32 = 1u;   // input height
+override WW: u32 = 1u;   // input width
+override KH: u32 = 1u;   // kernel height
+override KW: u32 = 1u;   // kernel width
+override SH: u32 = 1u;   // strides
+override SW: u32 = 1u;
+override PH: u32 = 0u;   // leading padding
+override PW: u32 = 0u;
+override DH: u32 = 1u;   // dilations
+override DW: u32 = 1u;
+override OH: u32 = 1u;   // output height
+override OW: u32 = 1u;   // output width
 
 // The output positions whose windows can contain input pixel (ih, iw): rows oh with
 // oh·SH ≤ ih + PH ≤ oh·SH + (KH-1)·DH, and likewise columns, as (oh_lo, oh_hi, ow_lo, ow_hi),
@@ -47,4 +35,18 @@ fn covering(ih: u32, iw: u32) -> vec4<u32> {
         select(0u, (tw - span_w + SW - 1u) / SW, tw > span_w),
         min(tw / SW, OW - 1u),
     );
+}
+
+// Where element `tap` = (c·KH + kh)·KW + kw of the window of output position
+// `pos` = oh·OW + ow lies in one NCHW image, or OUTSIDE in the padding: the element
+// im2col writes at cols[pos, tap].
+const OUTSIDE: u32 = 0xffffffffu;
+fn patch_index(pos: u32, tap: u32) -> u32 {
+    let kw = tap % KW;
+    let kh = (tap / KW) % KH;
+    let c = tap / (KW * KH);
+    // Above or left of the image the unsigned subtraction wraps past the size.
+    let ih = (pos / OW) * SH + kh * DH - PH;
+    let iw = (pos % OW) * SW + kw * DW - PW;
+    return select(OUTSIDE, (c * WH + ih) * WW + iw, ih < WH && iw < WW);
 }

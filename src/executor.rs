@@ -599,8 +599,9 @@ impl Executor {
     }
 
     /// Runs the plan for `outputs` (in training mode when `training`, with the learner's
-    /// updates) one dispatch at a time, waiting for each, and returns each dispatch's label
-    /// and seconds. For finding hot spots; far slower than a normal step.
+    /// updates) one dispatch at a time, each repeated `PROFILE_REPEATS` times in one submit,
+    /// and returns each dispatch's label and mean seconds. For finding hot spots; far slower
+    /// than a normal step, and repeated updates change the parameters.
     pub fn profile(
         &mut self,
         outputs: &[NodeId],
@@ -626,11 +627,14 @@ impl Executor {
                 let mut p = enc.begin_compute_pass(&Default::default());
                 p.set_pipeline(&s.pipeline);
                 p.set_bind_group(0, &s.bind, &[]);
-                p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                for _ in 0..PROFILE_REPEATS {
+                    p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                }
             }
             self.ctx.submit(enc.finish());
             self.ctx.wait()?;
-            out.push((s.label.clone(), t0.elapsed().as_secs_f64()));
+            let secs = t0.elapsed().as_secs_f64() / PROFILE_REPEATS as f64;
+            out.push((s.label.clone(), secs));
         }
         Ok(out)
     }
@@ -654,6 +658,9 @@ impl Executor {
             .unwrap_or(0)
     }
 }
+
+/// How often `Executor::profile` repeats each dispatch to time it.
+const PROFILE_REPEATS: u32 = 20;
 
 /// The fill for a parameter initialiser. Fans follow the usual conventions: for a matrix
 /// `[in, out]`, fan_in = in and fan_out = out; for a filter `[out, in, k…]` the receptive

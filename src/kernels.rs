@@ -78,7 +78,8 @@ impl Shader {
     }
 
     /// The WGSL source, compiled into the crate, with the preludes it uses prepended
-    /// (`window`, `activation`, `epilogue`, `lanes`).
+    /// (`window`, `grid`, `activation`, `epilogue`, `lanes`; for the subgroup matmul, its
+    /// generated entry points).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Fill => include_str!("../shaders/fill.wgsl"),
@@ -87,13 +88,23 @@ impl Shader {
             Shader::Matmul => concat!(
                 include_str!("../shaders/activation.wgsl"),
                 include_str!("../shaders/epilogue.wgsl"),
+                include_str!("../shaders/window.wgsl"),
                 include_str!("../shaders/matmul.wgsl")
             ),
-            Shader::MatmulSubgroup => concat!(
-                include_str!("../shaders/activation.wgsl"),
-                include_str!("../shaders/epilogue.wgsl"),
-                include_str!("../shaders/matmul_subgroup.wgsl")
-            ),
+            Shader::MatmulSubgroup => {
+                static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                SOURCE.get_or_init(|| {
+                    let mut s = String::new();
+                    s.push_str(include_str!("../shaders/activation.wgsl"));
+                    s.push_str(include_str!("../shaders/epilogue.wgsl"));
+                    s.push_str(include_str!("../shaders/window.wgsl"));
+                    for &(lanes, rows) in SUBGROUP_BLOCKS {
+                        s.push_str(&subgroup_entry_point(lanes, rows));
+                    }
+                    s.push_str(include_str!("../shaders/matmul_subgroup.wgsl"));
+                    s
+                })
+            }
             Shader::Reduce => concat!(
                 include_str!("../shaders/lanes.wgsl"),
                 include_str!("../shaders/reduce.wgsl")
@@ -105,11 +116,14 @@ impl Shader {
             Shader::Loss => include_str!("../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../shaders/optim.wgsl"),
             Shader::Conv => concat!(
+                include_str!("../shaders/activation.wgsl"),
                 include_str!("../shaders/window.wgsl"),
+                include_str!("../shaders/grid.wgsl"),
                 include_str!("../shaders/conv.wgsl")
             ),
             Shader::Pool => concat!(
                 include_str!("../shaders/window.wgsl"),
+                include_str!("../shaders/grid.wgsl"),
                 include_str!("../shaders/pool.wgsl")
             ),
             Shader::Copy => include_str!("../shaders/copy.wgsl"),
@@ -128,8 +142,10 @@ pub(crate) enum Kernel {
     Fill,
     Unary,
     Binary,
-    /// Specialised for the transposes of A and B, whether each is read as vec4s, and the
-    /// epilogue (`epi`: 0 none, 1 bias per column, 2 bias per row; `act` as in BiasAct).
+    /// Specialised for the transposes of A and B, whether each is read as vec4s, the
+    /// epilogue (`epi`: 0 none, 1 bias per column, 2 bias per row, 3 activation slope;
+    /// `act` as in BiasAct), and `gather`: B is im2col of the images bound as B, read
+    /// through this window instead of stored.
     Matmul {
         ta: bool,
         tb: bool,
@@ -137,15 +153,19 @@ pub(crate) enum Kernel {
         vb: bool,
         epi: u8,
         act: u8,
+        gather: Option<Window>,
     },
-    /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes.
+    /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes computing
+    /// blocks of `rows` rows (one of `SUBGROUP_BLOCKS`).
     MatmulSubgroup {
         ta: bool,
         tb: bool,
         vb: bool,
         sg: u8,
+        rows: u8,
         epi: u8,
         act: u8,
+        gather: Option<Window>,
     },
     Reduce,
     /// One workgroup per output (long axes, few outputs).
@@ -164,7 +184,8 @@ pub(crate) enum Kernel {
     Dropout,
     /// Window kernels are specialised on their geometry.
     Im2Col(Window),
-    Col2Im(Window),
+    /// With an activation code: the result times that activation's slope at the side input.
+    Col2Im(Window, u8),
     MaxPool(Window),
     AvgPool(Window),
     MaxPoolGrad(Window),
@@ -191,7 +212,7 @@ impl Kernel {
     fn shader(self) -> Shader {
         match self {
             Kernel::Fill | Kernel::Dropout => Shader::Fill,
-            Kernel::Im2Col(_) | Kernel::Col2Im(_) => Shader::Conv,
+            Kernel::Im2Col(_) | Kernel::Col2Im(..) => Shader::Conv,
             Kernel::MaxPool(_)
             | Kernel::AvgPool(_)
             | Kernel::MaxPoolGrad(_)
@@ -224,10 +245,17 @@ impl Kernel {
             Kernel::RmsProp => "rmsprop",
             Kernel::Adagrad => "adagrad",
             Kernel::Dropout => "dropout",
-            Kernel::MatmulSubgroup { sg: 16, .. } => "main16",
-            Kernel::MatmulSubgroup { .. } => "main8",
+            Kernel::MatmulSubgroup { sg, rows, .. } => match (sg, rows) {
+                (8, 8) => "main8_r8",
+                (8, 16) => "main8_r16",
+                (8, 32) => "main8_r32",
+                (8, _) => "main8_r64",
+                (_, 16) => "main16_r16",
+                (_, 32) => "main16_r32",
+                _ => "main16_r64",
+            },
             Kernel::Im2Col(_) => "im2col",
-            Kernel::Col2Im(_) => "col2im",
+            Kernel::Col2Im(..) => "col2im",
             Kernel::MaxPool(_) => "max_forward",
             Kernel::AvgPool(_) => "avg_forward",
             Kernel::MaxPoolGrad(_) => "max_backward",
@@ -254,8 +282,10 @@ impl Kernel {
             | Kernel::ReduceWg
             | Kernel::Softmax
             | Kernel::SoftmaxWg
-            | Kernel::Im2Col(_)
-            | Kernel::Col2Im(_) => "rw",
+            | Kernel::Im2Col(_) => "rw",
+            // The gradient, the image, then the activation's output (the gradient again
+            // when there is none).
+            Kernel::Col2Im(..) => "rwr",
             Kernel::MaxPool(_)
             | Kernel::AvgPool(_)
             | Kernel::Slice
@@ -320,51 +350,48 @@ impl Kernel {
                 vb,
                 epi,
                 act,
-            } => vec![
-                ("TA", ta as u8 as f64),
-                ("TB", tb as u8 as f64),
-                ("VA", va as u8 as f64),
-                ("VB", vb as u8 as f64),
-                ("EPI", epi as f64),
-                ("ACT", act as f64),
-            ],
+                gather,
+            } => {
+                let mut v = vec![
+                    ("TA", ta as u8 as f64),
+                    ("TB", tb as u8 as f64),
+                    ("VA", va as u8 as f64),
+                    ("VB", vb as u8 as f64),
+                    ("EPI", epi as f64),
+                    ("ACT", act as f64),
+                ];
+                v.extend(gather_constants(gather));
+                v
+            }
             Kernel::Im2Col(w)
-            | Kernel::Col2Im(w)
             | Kernel::MaxPool(w)
             | Kernel::AvgPool(w)
             | Kernel::MaxPoolGrad(w)
-            | Kernel::AvgPoolGrad(w) => [
-                ("WC", w.c),
-                ("WH", w.h),
-                ("WW", w.w),
-                ("KH", w.kh),
-                ("KW", w.kw),
-                ("SH", w.sh),
-                ("SW", w.sw),
-                ("PH", w.ph),
-                ("PW", w.pw),
-                ("DH", w.dh),
-                ("DW", w.dw),
-                ("OH", w.oh),
-                ("OW", w.ow),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k, v as f64))
-            .collect(),
+            | Kernel::AvgPoolGrad(w) => window_constants(w),
+            Kernel::Col2Im(w, act) => {
+                let mut v = window_constants(w);
+                v.push(("ACT", act as f64));
+                v
+            }
             Kernel::MatmulSubgroup {
                 ta,
                 tb,
                 vb,
                 epi,
                 act,
+                gather,
                 ..
-            } => vec![
-                ("TA", ta as u8 as f64),
-                ("TB", tb as u8 as f64),
-                ("VB", vb as u8 as f64),
-                ("EPI", epi as f64),
-                ("ACT", act as f64),
-            ],
+            } => {
+                let mut v = vec![
+                    ("TA", ta as u8 as f64),
+                    ("TB", tb as u8 as f64),
+                    ("VB", vb as u8 as f64),
+                    ("EPI", epi as f64),
+                    ("ACT", act as f64),
+                ];
+                v.extend(gather_constants(gather));
+                v
+            }
             Kernel::BiasAct { c, inner, act } => vec![
                 ("C", c as f64),
                 ("INNER", inner as f64),
@@ -399,6 +426,99 @@ impl Kernel {
             cache: None,
         })
     }
+}
+
+/// The override constants of window.wgsl for `w`.
+fn window_constants(w: Window) -> Vec<(&'static str, f64)> {
+    [
+        ("WC", w.c),
+        ("WH", w.h),
+        ("WW", w.w),
+        ("KH", w.kh),
+        ("KW", w.kw),
+        ("SH", w.sh),
+        ("SW", w.sw),
+        ("PH", w.ph),
+        ("PW", w.pw),
+        ("DH", w.dh),
+        ("DW", w.dw),
+        ("OH", w.oh),
+        ("OW", w.ow),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v as f64))
+    .collect()
+}
+
+/// The constants that make a matrix product read B through a window (none without one).
+fn gather_constants(gather: Option<Window>) -> Vec<(&'static str, f64)> {
+    match gather {
+        Some(w) => {
+            let mut v = window_constants(w);
+            v.push(("GATHER", 1.0));
+            v
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The (subgroup size, rows per block) pairs of the subgroup matmul's entry points.
+pub(crate) const SUBGROUP_BLOCKS: &[(u32, u32)] = &[
+    (8, 8),
+    (8, 16),
+    (8, 32),
+    (8, 64),
+    (16, 16),
+    (16, 32),
+    (16, 64),
+];
+
+/// WGSL of the subgroup matmul's entry point `main{lanes}_r{rows}` (see
+/// matmul_subgroup.wgsl): lane `l` accumulates rows `i0 + r` of its 4 columns in `c{r}`,
+/// loading rows `i0 + q·lanes + l` of A and sharing them with subgroupBroadcast.
+fn subgroup_entry_point(lanes: u32, rows: u32) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(w, "@compute @workgroup_size({lanes}, 1, 1)");
+    let _ = writeln!(
+        w,
+        "fn main{lanes}_r{rows}(@builtin(workgroup_id) wid: vec3<u32>, \
+         @builtin(subgroup_invocation_id) lane: u32) {{"
+    );
+    let _ = writeln!(w, "    let i0 = wid.y * {rows}u;");
+    let _ = writeln!(w, "    let j = wid.x * {}u + lane * 4u;", 4 * lanes);
+    for r in 0..rows {
+        let _ = writeln!(w, "    var c{r} = vec4<f32>(0.0);");
+    }
+    let _ = writeln!(w, "    let bq = b_prepare(j);");
+    let _ = writeln!(
+        w,
+        "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
+         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
+         for (var k = 0u; k < p.k; k++) {{\n            let bv = b_row4(bbase, k, j, bq);"
+    );
+    for q in 0..rows / lanes {
+        let _ = writeln!(
+            w,
+            "            let a{q} = a_elem(abase, i0 + {}u + lane, k);",
+            q * lanes
+        );
+        for l in 0..lanes {
+            let _ = writeln!(
+                w,
+                "            c{} += subgroupBroadcast(a{q}, {l}u) * bv;",
+                q * lanes + l
+            );
+        }
+    }
+    let _ = writeln!(w, "        }}\n    }}\n    let cbase = wid.z * p.m * p.n;");
+    let _ = writeln!(w, "    if (j < p.n) {{");
+    for r in 0..rows {
+        let _ = writeln!(w, "        store4(cbase, i0 + {r}u, j, c{r});");
+    }
+    let _ = writeln!(w, "    }}\n}}\n");
+    s
 }
 
 /// A kernel's parameter block, written as 32-bit words in the order of its WGSL struct.

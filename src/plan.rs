@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::device::{Context, PARAMS_SIZE};
-use crate::graph::{BinaryOp, Node, NodeId, Op, BINARY_FIRST};
+use crate::graph::{BinaryOp, Node, NodeId, Op, Window, BINARY_FIRST};
 use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params, Slice};
 use crate::shape::strides;
 use crate::tensor::fill_params;
@@ -211,9 +211,36 @@ pub(crate) fn build(
     for t in &targets {
         pinned[alias_root[t.0]] = true;
     }
+    // An im2col read only as the B operand of matrix products is never stored: the products
+    // read the image through the window instead (implicit GEMM), and the image stays live
+    // until they have run.
+    let mut gathered: HashMap<usize, (NodeId, Window)> = HashMap::new();
+    for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none() && !pinned[i]) {
+        let Op::Im2Col { x, win } = nodes[i].op else {
+            continue;
+        };
+        let as_b = |r: usize| match nodes[r].op {
+            Op::Matmul { a, b, .. } => b.0 == i && a.0 != i,
+            // Not pᵀ·q, which reads the batch as one long matrix.
+            Op::MatmulSumBatch { p, q, tp, tq } => q.0 == i && p.0 != i && (!tp || tq),
+            _ => false,
+        };
+        if !reads_at[i].is_empty() && reads_at[i].iter().all(|&r| as_b(r)) {
+            gathered.insert(i, (x, win));
+            let readers = reads_at[i].clone();
+            reads_at[alias_root[x.0]].extend(readers);
+        }
+    }
+    // What node `i` reads, with gathered im2cols replaced by their images.
+    let reads_through = |i: usize| -> Vec<NodeId> {
+        reads(&nodes[i].op, training)
+            .into_iter()
+            .map(|j| gathered.get(&j.0).map_or(j, |g| g.0))
+            .collect()
+    };
     // A bias + activation whose operand is a matrix product read by nothing else becomes
     // that product's epilogue: the product writes the biased, activated value directly. So
-    // does an activation's gradient whose incoming gradient is such a product. The
+    // does an activation's gradient whose incoming gradient is such a product, or a col2im. The
     // product's operands are then read at the fused node's position.
     let mut epilogue: HashMap<usize, (usize, u8)> = HashMap::new();
     for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
@@ -231,7 +258,9 @@ pub(crate) fn build(
         let only_reader = reads_at[m]
             .iter()
             .all(|&r| r == i || alias_of(&nodes[r].op).is_some());
-        if !matches!(nodes[m].op, Op::Matmul { .. }) || pinned[m] || !only_reader {
+        // col2im takes an activation's gradient too.
+        let col2im = matches!(nodes[m].op, Op::Col2Im { .. }) && epi_of.is_none();
+        if !(matches!(nodes[m].op, Op::Matmul { .. }) || col2im) || pinned[m] || !only_reader {
             continue;
         }
         let (dm, dx) = (&dims[m], &dims[i]);
@@ -251,7 +280,7 @@ pub(crate) fn build(
             }
         };
         epilogue.insert(i, (m, epi));
-        for j in reads(&nodes[m].op, training) {
+        for j in reads_through(m) {
             reads_at[alias_root[j.0]].push(i);
         }
     }
@@ -259,7 +288,7 @@ pub(crate) fn build(
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         if let Some(x) = alias_of(&nodes[i].op) {
             storage[i] = storage[x.0];
-        } else if storage[i].is_none() && !fused.contains(&i) {
+        } else if storage[i].is_none() && !fused.contains(&i) && !gathered.contains_key(&i) {
             // Take the smallest free slot that fits, else grow the largest, else a new one.
             let n = numel(i);
             let pick = free
@@ -281,9 +310,9 @@ pub(crate) fn build(
         }
         // Release the slots whose last reader is this node.
         let mut released: Vec<usize> = Vec::new();
-        let mut read_here = reads(&nodes[i].op, training);
+        let mut read_here = reads_through(i);
         if let Some(&(m, _)) = epilogue.get(&i) {
-            read_here.extend(reads(&nodes[m].op, training));
+            read_here.extend(reads_through(m));
         }
         for j in read_here {
             let root = alias_root[j.0];
@@ -318,7 +347,8 @@ pub(crate) fn build(
     // The dispatches, in graph order, then the updates.
     let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
-    for i in (0..nodes.len()).filter(|&i| need[i] && !fused.contains(&i)) {
+    let skipped = |i: usize| fused.contains(&i) || gathered.contains_key(&i);
+    for i in (0..nodes.len()).filter(|&i| need[i] && !skipped(i)) {
         // A node with an epilogue runs its product's kernel, with the bias (or the
         // activation's output) as the epilogue's side input.
         let (source, fuse) = match (epilogue.get(&i), &nodes[i].op) {
@@ -333,15 +363,31 @@ pub(crate) fn build(
             }
             _ => (i, None),
         };
-        let Some((mut kernel, params, groups)) = dispatch(ctx, nodes, &dims, source)? else {
+        let Some((mut kernel, mut params, groups)) = dispatch(ctx, nodes, &dims, source)? else {
             continue;
         };
         let mut bufs: Vec<Slice> = nodes[source]
             .op
             .inputs()
             .iter()
-            .map(|j| buffer_of(j.0))
+            .map(|j| buffer_of(gathered.get(&j.0).map_or(j.0, |g| g.0 .0)))
             .collect();
+        // A product whose B is a gathered im2col reads the images, one per batch item.
+        let gather = nodes[source]
+            .op
+            .inputs()
+            .iter()
+            .find_map(|j| gathered.get(&j.0).map(|g| (j.0, g.1)));
+        if let Some((cols, win)) = gather {
+            if let Kernel::Matmul { gather, vb, .. } | Kernel::MatmulSubgroup { gather, vb, .. } =
+                &mut kernel
+            {
+                (*gather, *vb) = (Some(win), false);
+            }
+            if dims[cols].len() == 3 {
+                params.0[5] = (win.c * win.h * win.w) as u32; // b_batch
+            }
+        }
         if let Op::Expand { .. } | Op::Permute { .. } = nodes[i].op {
             bufs.push(bufs[0]);
         }
@@ -357,6 +403,15 @@ pub(crate) fn build(
         bufs.push(buffer_of(i));
         if kernel == Kernel::Dropout {
             bufs.push(Slice::from(extras.runtime));
+        }
+        if let Kernel::Col2Im(_, act) = &mut kernel {
+            match fuse {
+                Some((_, a, output)) => {
+                    *act = a;
+                    bufs.push(buffer_of(output.0));
+                }
+                None => bufs.push(bufs[0]),
+            }
         }
         if let Kernel::Matmul { epi, act, .. } | Kernel::MatmulSubgroup { epi, act, .. } =
             &mut kernel
@@ -478,7 +533,7 @@ fn dispatch(
         (outer, x[axis], inner)
     };
     // Window kernels take their geometry as pipeline constants; only the batch size varies.
-    let window = |_: &crate::graph::Window, n: usize| Params::new().u(n);
+    let window = |_: &Window, n: usize| Params::new().u(n);
     // [outer, len, inner] of the output around `axis`, with the operand's length there.
     let axis_params = |axis: usize, len_a: usize, begin: usize| {
         let (outer, len_out, inner) = around(out, axis);
@@ -496,7 +551,7 @@ fn dispatch(
             window(&win, d(x)[0]),
             groups_1d(n / (win.kh * win.kw)),
         ),
-        Op::Col2Im { win, .. } => (Kernel::Col2Im(win), window(&win, out[0]), groups_1d(n)),
+        Op::Col2Im { win, .. } => (Kernel::Col2Im(win, 0), window(&win, out[0]), groups_1d(n)),
         Op::Pool { x, win, max } => {
             let k = if max {
                 Kernel::MaxPool(win)
@@ -597,7 +652,7 @@ fn dispatch(
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch, 1], ta, tb)?
+            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch, 1], ta, tb, None)?
         }
         Op::MatmulSumBatch { p, q, tp, tq } => {
             let (dp, dq) = (d(p), d(q));
@@ -605,13 +660,13 @@ fn dispatch(
                 // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q is
                 // one product whose inner axis runs over batch and rows.
                 let k = dp[0] * dp[1];
-                matmul_dispatch(ctx, [dp[2], dq[2], k], [0, 0, 1, 1], true, false)?
+                matmul_dispatch(ctx, [dp[2], dq[2], k], [0, 0, 1, 1], true, false, None)?
             } else {
                 // Otherwise the kernel accumulates over the batch items itself.
                 let (m, k) = if tp { (dp[2], dp[1]) } else { (dp[1], dp[2]) };
                 let nn = if tq { dq[1] } else { dq[2] };
                 let items = [dp[1] * dp[2], dq[1] * dq[2], 1, dp[0]];
-                matmul_dispatch(ctx, [m, nn, k], items, tp, tq)?
+                matmul_dispatch(ctx, [m, nn, k], items, tp, tq, None)?
             }
         }
         Op::BiasAct { axis, act, .. } => {
@@ -739,17 +794,26 @@ fn matmul_dispatch(
     [a_batch, b_batch, batch, zsum]: [usize; 4],
     ta: bool,
     tb: bool,
+    gather: Option<Window>,
 ) -> Result<(Kernel, Params, [u32; 3])> {
-    // vec4 loads need the axis contiguous in memory to be a multiple of 4.
+    // vec4 loads need the axis contiguous in memory to be a multiple of 4 (and B stored).
     let va = (if ta { m } else { k }) % 4 == 0;
-    let vb = (if tb { k } else { nn }) % 4 == 0;
-    // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel; it computes 64
-    // rows per workgroup, so with fewer rows the 8×8-blocked kernel wastes less.
+    let vb = (if tb { k } else { nn }) % 4 == 0 && gather.is_none();
+    // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel, with the
+    // smallest block of rows that covers M (or 64).
     let sg = ctx
         .subgroup
-        .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16) && m >= 48);
+        .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16));
+    let rows = |s: u32| {
+        crate::kernels::SUBGROUP_BLOCKS
+            .iter()
+            .filter(|b| b.0 == s)
+            .map(|b| b.1 as usize)
+            .find(|&r| r >= m)
+            .unwrap_or(64)
+    };
     let groups = match sg {
-        Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(64), batch],
+        Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(rows(s)), batch],
         None => [nn.div_ceil(64), m.div_ceil(64), batch],
     };
     let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
@@ -765,8 +829,10 @@ fn matmul_dispatch(
             tb,
             vb,
             sg: s as u8,
+            rows: rows(s) as u8,
             epi: 0,
             act: 0,
+            gather,
         },
         None => Kernel::Matmul {
             ta,
@@ -775,6 +841,7 @@ fn matmul_dispatch(
             vb,
             epi: 0,
             act: 0,
+            gather,
         },
     };
     Ok((kernel, p, groups.map(|g| g.max(1) as u32)))

@@ -109,7 +109,14 @@ fn check_matmul(
 
 #[test]
 fn matmul_odd_shapes_every_transpose() {
-    for (m, k, n) in [(1, 1, 1), (3, 5, 7), (33, 65, 17), (129, 257, 95)] {
+    for (m, k, n) in [
+        (1, 1, 1),
+        (3, 5, 7),
+        (13, 6, 9),
+        (20, 9, 37),
+        (33, 65, 17),
+        (129, 257, 95),
+    ] {
         for ta in [false, true] {
             for tb in [false, true] {
                 check_matmul(None, m, k, n, ta, tb, false);

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Executor, Graph, NodeId, Padding, Shape, UnaryOp, WindowOpts};
+use wgrad::{Context, Executor, Graph, NodeId, Padding, Shape, UnaryOp, WindowOpts};
 
 const TOL: f64 = 1e-4;
 const GTOL: f64 = 2e-3;
@@ -26,11 +26,19 @@ fn run(
     data: &[Vec<f32>],
     build: impl Fn(&Graph, &[NodeId]) -> NodeId,
 ) -> (Vec<f32>, Shape) {
-    let ctx = ctx();
+    run_on(&ctx(), shapes, data, build)
+}
+
+fn run_on(
+    ctx: &Context,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> (Vec<f32>, Shape) {
     let g = Graph::new();
     let xs = fixed_inputs(&g, shapes);
     let out = build(&g, &xs);
-    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let mut ex = Executor::new(ctx, &g).unwrap();
     let feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
     (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
 }
@@ -101,10 +109,54 @@ fn conv_cases() -> Vec<(
 
 #[test]
 fn conv2d_matches_reference() {
+    conv2d_forward_on(&ctx());
+}
+
+#[test]
+fn conv2d_gradients() {
+    conv2d_gradients_on(&ctx());
+}
+
+/// The same checks on the kernels for adapters without subgroups (on lavapipe the default
+/// context uses the subgroup kernels).
+#[test]
+fn conv2d_without_subgroups() {
+    let ctx = ctx_without_subgroups();
+    conv2d_forward_on(&ctx);
+    conv2d_gradients_on(&ctx);
+}
+
+/// Convolution products read the image through the window: no im2col is stored, forward or
+/// backward (the input gradient still goes through col2im).
+#[test]
+fn conv2d_reads_images_without_im2col() {
+    let (name, xs, oc, k, opts, _) = conv_cases().remove(1);
+    let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
+    let d = rand_data(&shapes, 5);
+    let ctx = ctx();
+    let g = Graph::new();
+    let v = fixed_inputs(&g, &shapes);
+    let y = g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
+    let loss = g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap();
+    let grads = g.grad(loss, &v).unwrap();
+    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+    let steps = ex.profile(&grads, &feed, false).unwrap();
+    let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert!(
+        !labels.iter().any(|l| l.starts_with("Im2Col")),
+        "{name}: {labels:?}"
+    );
+    // The forward product and the filter gradient read the image.
+    let gathers = labels.iter().filter(|l| l.contains("gather: Some")).count();
+    assert_eq!(gathers, 2, "{name}: {labels:?}");
+}
+
+fn conv2d_forward_on(ctx: &Context) {
     for (name, xs, oc, k, opts, geo) in conv_cases() {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
         let d = rand_data(&shapes, 1);
-        let (got, shape) = run(&shapes, &d, |g, x| {
+        let (got, shape) = run_on(ctx, &shapes, &d, |g, x| {
             g.conv2d(x[0], x[1], Some(x[2]), opts).unwrap()
         });
         assert_eq!(
@@ -117,11 +169,11 @@ fn conv2d_matches_reference() {
     }
 }
 
-#[test]
-fn conv2d_gradients() {
+fn conv2d_gradients_on(ctx: &Context) {
     for (name, xs, oc, k, opts, geo) in conv_cases() {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
-        check_grad(
+        check_grad_on(
+            ctx,
             name,
             &shapes,
             &rand_data(&shapes, 2),
@@ -634,8 +686,7 @@ fn bias_act_and_channel_sum_gradients() {
 #[test]
 fn bias_and_activation_fold_into_the_matmul_epilogue() {
     // act(x·W + b) (bias per column) and act(W·colsᵀ + b) per batch item (bias per row, the
-    // convolution pattern): the product's kernel applies both, on the blocked kernel (few
-    // rows) and, on CPU adapters with subgroups, the subgroup kernel (≥ 48 rows).
+    // convolution pattern): the product's kernel applies both, with few and many rows.
     let cases: Vec<(&str, Vec<Vec<usize>>)> = vec![
         ("columns, 5 rows", vec![vec![5, 7], vec![7, 9], vec![9]]),
         ("columns, 65 rows", vec![vec![65, 7], vec![7, 9], vec![9]]),

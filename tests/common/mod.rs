@@ -214,7 +214,19 @@ pub fn check_grad(
     reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
     tol: f64,
 ) {
-    let ctx = ctx();
+    check_grad_on(&ctx(), name, shapes, data, build, reference, tol)
+}
+
+/// [`check_grad`] on a given context.
+pub fn check_grad_on(
+    ctx: &Context,
+    name: &str,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    tol: f64,
+) {
     let g = Graph::new();
     let xs: Vec<NodeId> = shapes
         .iter()
@@ -230,7 +242,7 @@ pub fn check_grad(
     let r = g.input_with_shape("r", g.shape(out)).unwrap();
     let loss = g.reduce_sum(g.mul(out, r).unwrap(), &[]).unwrap();
     let grads = g.grad(loss, &xs).unwrap();
-    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let mut ex = Executor::new(ctx, &g).unwrap();
     let mut feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
     feed.push((r, &r_data));
     // Training mode: ops with a training behaviour (batch norm) are checked as trained.

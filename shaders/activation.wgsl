@@ -1,6 +1,6 @@
 // Activation functions chosen by a pipeline constant, shared by the kernels that fuse an
-// activation into their output (prepended to bias.wgsl, conv.wgsl, matmul.wgsl and
-// matmul_subgroup.wgsl).
+// activation into their output (prepended to bias.wgsl, conv.wgsl, pool.wgsl, matmul.wgsl
+// and matmul_subgroup.wgsl).
 
 override ACT: u32 = 0u;  // 0 none, 1 relu, 2 sigmoid, 3 tanh
 

@@ -16,6 +16,8 @@ override VB: bool = false;  // vec4 loads of B: N % 4 == 0 (plain B) or K % 4 ==
 // B is the matrix im2col would make of the images in B, cols[position, tap] (window.wgsl),
 // read through the window instead of stored: op(B)[k, j] = cols[j, k] with TB, else cols[k, j].
 override GATHER: bool = false;
+// A is convolution filters read as for the input gradient (flipped_filter_index, window.wgsl).
+override FLIP_A: bool = false;
 
 struct Params {
     m: u32,
@@ -54,6 +56,9 @@ fn b_patch(bbase: u32, k: u32, j: u32) -> f32 {
 // op(A)[row, k] with the row clamped into range.
 fn a_elem(abase: u32, row: u32, k: u32) -> f32 {
     let r = min(row, p.m - 1u);
+    if (FLIP_A) {
+        return a_at(abase + flipped_filter_index(r, k, p.m));
+    }
     if (TA) {
         return a_at(abase + k * p.m + r);
     }

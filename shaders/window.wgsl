@@ -41,6 +41,15 @@ fn covering(ih: u32, iw: u32) -> vec4<u32> {
 // `pos` = oh·OW + ow lies in one NCHW image, or OUTSIDE in the padding: the element
 // im2col writes at cols[pos, tap].
 const OUTSIDE: u32 = 0xffffffffu;
+
+// The input gradient of a stride-1 convolution is a convolution of the output gradient with
+// the filters flipped and their channel axes swapped: the product's A is then
+// A[c, (o·KH + kh)·KW + kw] = w[o, c, KH-1-kh, KW-1-kw] for filters w [O, C, KH, KW];
+// this is where that element lies in w.
+fn flipped_filter_index(c: u32, k: u32, channels: u32) -> u32 {
+    let taps = KH * KW;
+    return (k / taps * channels + c) * taps + taps - 1u - k % taps;
+}
 fn patch_index(pos: u32, tap: u32) -> u32 {
     let kw = tap % KW;
     let kh = (tap / KW) % KH;

@@ -411,6 +411,14 @@ pub struct Window {
     pub ow: usize,
 }
 
+impl Window {
+    /// Whether the windows tile the image: stride equal to the kernel, no padding or
+    /// dilation, so every pixel lies in at most one window.
+    pub fn tiles(&self) -> bool {
+        (self.sh, self.sw, self.ph, self.pw, self.dh, self.dw) == (self.kh, self.kw, 0, 0, 1, 1)
+    }
+}
+
 impl Op {
     /// The nodes this op reads, in binding order.
     pub fn inputs(&self) -> Vec<NodeId> {

@@ -122,6 +122,7 @@ impl Shader {
                 include_str!("../shaders/conv.wgsl")
             ),
             Shader::Pool => concat!(
+                include_str!("../shaders/activation.wgsl"),
                 include_str!("../shaders/window.wgsl"),
                 include_str!("../shaders/grid.wgsl"),
                 include_str!("../shaders/pool.wgsl")
@@ -136,6 +137,19 @@ impl Shader {
     }
 }
 
+/// How a matrix product reads its operands, beyond stored (transposed) matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Gather {
+    /// Both operands are stored.
+    None,
+    /// B is the im2col of the images bound as B, read through the window, never stored.
+    Im2col(Window),
+    /// The input gradient of a stride-1 convolution: B is read like `Im2col` from the output
+    /// gradients through the transposed window, and A is the filters flipped with their
+    /// channel axes swapped (window.wgsl).
+    Transposed(Window),
+}
+
 /// One compute pipeline: a shader file and an entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
@@ -144,8 +158,7 @@ pub(crate) enum Kernel {
     Binary,
     /// Specialised for the transposes of A and B, whether each is read as vec4s, the
     /// epilogue (`epi`: 0 none, 1 bias per column, 2 bias per row, 3 activation slope;
-    /// `act` as in BiasAct), and `gather`: B is im2col of the images bound as B, read
-    /// through this window instead of stored.
+    /// `act` as in BiasAct), and how the operands are read (`gather`).
     Matmul {
         ta: bool,
         tb: bool,
@@ -153,7 +166,7 @@ pub(crate) enum Kernel {
         vb: bool,
         epi: u8,
         act: u8,
-        gather: Option<Window>,
+        gather: Gather,
     },
     /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes computing
     /// blocks of `rows` rows (one of `SUBGROUP_BLOCKS`).
@@ -165,7 +178,7 @@ pub(crate) enum Kernel {
         rows: u8,
         epi: u8,
         act: u8,
-        gather: Option<Window>,
+        gather: Gather,
     },
     Reduce,
     /// One workgroup per output (long axes, few outputs).
@@ -188,8 +201,9 @@ pub(crate) enum Kernel {
     Col2Im(Window, u8),
     MaxPool(Window),
     AvgPool(Window),
-    MaxPoolGrad(Window),
-    AvgPoolGrad(Window),
+    /// Pooling gradients, like col2im, with an activation code.
+    MaxPoolGrad(Window, u8),
+    AvgPoolGrad(Window, u8),
     Concat,
     Slice,
     Pad,
@@ -215,8 +229,8 @@ impl Kernel {
             Kernel::Im2Col(_) | Kernel::Col2Im(..) => Shader::Conv,
             Kernel::MaxPool(_)
             | Kernel::AvgPool(_)
-            | Kernel::MaxPoolGrad(_)
-            | Kernel::AvgPoolGrad(_) => Shader::Pool,
+            | Kernel::MaxPoolGrad(..)
+            | Kernel::AvgPoolGrad(..) => Shader::Pool,
             Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::BiasAct { .. } | Kernel::ChannelSum { .. } => Shader::Bias,
@@ -258,8 +272,10 @@ impl Kernel {
             Kernel::Col2Im(..) => "col2im",
             Kernel::MaxPool(_) => "max_forward",
             Kernel::AvgPool(_) => "avg_forward",
-            Kernel::MaxPoolGrad(_) => "max_backward",
-            Kernel::AvgPoolGrad(_) => "avg_backward",
+            Kernel::MaxPoolGrad(w, _) if w.tiles() => "max_backward_tiles",
+            Kernel::AvgPoolGrad(w, _) if w.tiles() => "avg_backward_tiles",
+            Kernel::MaxPoolGrad(..) => "max_backward",
+            Kernel::AvgPoolGrad(..) => "avg_backward",
             Kernel::Concat => "concat",
             Kernel::Slice => "slice",
             Kernel::Pad => "pad",
@@ -292,7 +308,10 @@ impl Kernel {
             | Kernel::Pad
             | Kernel::OneHot
             | Kernel::ChannelSum { .. } => "r-w",
-            Kernel::MaxPoolGrad(_) | Kernel::AvgPoolGrad(_) | Kernel::Concat => "rrw",
+            Kernel::Concat => "rrw",
+            // The image, the output gradient, the result, then the activation's output (the
+            // image again when there is none).
+            Kernel::MaxPoolGrad(..) | Kernel::AvgPoolGrad(..) => "rrwr",
             Kernel::Binary | Kernel::BiasAct { .. } => "rrw",
             // A, B, C, then the epilogue's bias (A again when there is none).
             Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrwr",
@@ -363,12 +382,8 @@ impl Kernel {
                 v.extend(gather_constants(gather));
                 v
             }
-            Kernel::Im2Col(w)
-            | Kernel::MaxPool(w)
-            | Kernel::AvgPool(w)
-            | Kernel::MaxPoolGrad(w)
-            | Kernel::AvgPoolGrad(w) => window_constants(w),
-            Kernel::Col2Im(w, act) => {
+            Kernel::Im2Col(w) | Kernel::MaxPool(w) | Kernel::AvgPool(w) => window_constants(w),
+            Kernel::Col2Im(w, act) | Kernel::MaxPoolGrad(w, act) | Kernel::AvgPoolGrad(w, act) => {
                 let mut v = window_constants(w);
                 v.push(("ACT", act as f64));
                 v
@@ -451,15 +466,16 @@ fn window_constants(w: Window) -> Vec<(&'static str, f64)> {
 }
 
 /// The constants that make a matrix product read B through a window (none without one).
-fn gather_constants(gather: Option<Window>) -> Vec<(&'static str, f64)> {
-    match gather {
-        Some(w) => {
-            let mut v = window_constants(w);
-            v.push(("GATHER", 1.0));
-            v
-        }
-        None => Vec::new(),
-    }
+fn gather_constants(gather: Gather) -> Vec<(&'static str, f64)> {
+    let (w, flip) = match gather {
+        Gather::None => return Vec::new(),
+        Gather::Im2col(w) => (w, false),
+        Gather::Transposed(w) => (w, true),
+    };
+    let mut v = window_constants(w);
+    v.push(("GATHER", 1.0));
+    v.push(("FLIP_A", flip as u8 as f64));
+    v
 }
 
 /// The (subgroup size, rows per block) pairs of the subgroup matmul's entry points.

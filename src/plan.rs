@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::device::{Context, PARAMS_SIZE};
 use crate::graph::{BinaryOp, Node, NodeId, Op, Window, BINARY_FIRST};
-use crate::kernels::{bind_group, groups_1d, groups_per_item, Kernel, Params, Slice};
+use crate::kernels::{bind_group, groups_1d, groups_per_item, Gather, Kernel, Params, Slice};
 use crate::shape::strides;
 use crate::tensor::fill_params;
 use crate::{Error, Fill, Result};
@@ -238,10 +238,61 @@ pub(crate) fn build(
             .map(|j| gathered.get(&j.0).map_or(j, |g| g.0))
             .collect()
     };
+    // The col2im of a product dYᵀ·W, the input gradient of a stride-1 convolution, becomes
+    // one product when nothing else reads the first: a convolution of dY with the flipped
+    // filters, read through the transposed window, so neither result is stored.
+    let mut transposed: HashMap<usize, (usize, Window)> = HashMap::new();
+    for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
+        let Op::Col2Im { x, win } = nodes[i].op else {
+            continue;
+        };
+        let m = x.0;
+        let Op::Matmul {
+            a,
+            b,
+            ta: true,
+            tb: false,
+        } = nodes[m].op
+        else {
+            continue;
+        };
+        let (span_h, span_w) = ((win.kh - 1) * win.dh, (win.kw - 1) * win.dw);
+        if pinned[m]
+            || reads_at[m] != [i]
+            || (win.sh, win.sw) != (1, 1)
+            || win.ph > span_h
+            || win.pw > span_w
+            || dims[a.0].len() != 3
+            || dims[b.0].len() != 2
+        {
+            continue;
+        }
+        let t = Window {
+            c: dims[b.0][0],
+            h: win.oh,
+            w: win.ow,
+            ph: span_h - win.ph,
+            pw: span_w - win.pw,
+            oh: win.h,
+            ow: win.w,
+            ..win
+        };
+        transposed.insert(i, (m, t));
+        for j in reads_through(m) {
+            reads_at[alias_root[j.0]].push(i);
+        }
+    }
+    // What node `i` reads, counting the reads of a product folded into it as its own.
+    let reads_folded = |i: usize| -> Vec<NodeId> {
+        match transposed.get(&i) {
+            Some(&(m, _)) => reads_through(m),
+            None => reads_through(i),
+        }
+    };
     // A bias + activation whose operand is a matrix product read by nothing else becomes
     // that product's epilogue: the product writes the biased, activated value directly. So
-    // does an activation's gradient whose incoming gradient is such a product, or a col2im. The
-    // product's operands are then read at the fused node's position.
+    // does an activation's gradient whose incoming gradient is such a product, a col2im or a
+    // pooling gradient. The product's operands are then read at the fused node's position.
     let mut epilogue: HashMap<usize, (usize, u8)> = HashMap::new();
     for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
         let (x, epi_of) = match nodes[i].op {
@@ -258,9 +309,10 @@ pub(crate) fn build(
         let only_reader = reads_at[m]
             .iter()
             .all(|&r| r == i || alias_of(&nodes[r].op).is_some());
-        // col2im takes an activation's gradient too.
-        let col2im = matches!(nodes[m].op, Op::Col2Im { .. }) && epi_of.is_none();
-        if !(matches!(nodes[m].op, Op::Matmul { .. }) || col2im) || pinned[m] || !only_reader {
+        // col2im and pooling gradients take an activation's gradient too.
+        let gathers = matches!(nodes[m].op, Op::Col2Im { .. } | Op::PoolGrad { .. });
+        let takes = matches!(nodes[m].op, Op::Matmul { .. }) || (gathers && epi_of.is_none());
+        if !takes || pinned[m] || !only_reader {
             continue;
         }
         let (dm, dx) = (&dims[m], &dims[i]);
@@ -280,11 +332,15 @@ pub(crate) fn build(
             }
         };
         epilogue.insert(i, (m, epi));
-        for j in reads_through(m) {
+        for j in reads_folded(m) {
             reads_at[alias_root[j.0]].push(i);
         }
     }
-    let fused: std::collections::HashSet<usize> = epilogue.values().map(|e| e.0).collect();
+    let fused: std::collections::HashSet<usize> = epilogue
+        .values()
+        .map(|e| e.0)
+        .chain(transposed.values().map(|t| t.0))
+        .collect();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
         if let Some(x) = alias_of(&nodes[i].op) {
             storage[i] = storage[x.0];
@@ -310,9 +366,9 @@ pub(crate) fn build(
         }
         // Release the slots whose last reader is this node.
         let mut released: Vec<usize> = Vec::new();
-        let mut read_here = reads_through(i);
+        let mut read_here = reads_folded(i);
         if let Some(&(m, _)) = epilogue.get(&i) {
-            read_here.extend(reads_through(m));
+            read_here.extend(reads_folded(m));
         }
         for j in read_here {
             let root = alias_root[j.0];
@@ -363,15 +419,41 @@ pub(crate) fn build(
             }
             _ => (i, None),
         };
-        let Some((mut kernel, mut params, groups)) = dispatch(ctx, nodes, &dims, source)? else {
-            continue;
+        let (mut kernel, mut params, groups, mut bufs) = match transposed.get(&source) {
+            // The filters as A, the output gradients through the transposed window as B.
+            Some(&(m, t)) => {
+                let Op::Matmul { a: dy, b: w, .. } = nodes[m].op else {
+                    unreachable!("a transposed convolution folds a product")
+                };
+                let size = [t.c * t.kh * t.kw, t.c * t.h * t.w];
+                let (kernel, params, groups) = matmul_dispatch(
+                    ctx,
+                    [dims[w.0][1] / (t.kh * t.kw), t.oh * t.ow, size[0]],
+                    [0, size[1], dims[dy.0][0], 1],
+                    false,
+                    true, // B's columns are the pixels, as in a forward convolution
+                    Gather::Transposed(t),
+                )?;
+                (
+                    kernel,
+                    params,
+                    groups,
+                    vec![buffer_of(w.0), buffer_of(dy.0)],
+                )
+            }
+            None => {
+                let Some((kernel, params, groups)) = dispatch(ctx, nodes, &dims, source)? else {
+                    continue;
+                };
+                let bufs: Vec<Slice> = nodes[source]
+                    .op
+                    .inputs()
+                    .iter()
+                    .map(|j| buffer_of(gathered.get(&j.0).map_or(j.0, |g| g.0 .0)))
+                    .collect();
+                (kernel, params, groups, bufs)
+            }
         };
-        let mut bufs: Vec<Slice> = nodes[source]
-            .op
-            .inputs()
-            .iter()
-            .map(|j| buffer_of(gathered.get(&j.0).map_or(j.0, |g| g.0 .0)))
-            .collect();
         // A product whose B is a gathered im2col reads the images, one per batch item.
         let gather = nodes[source]
             .op
@@ -382,7 +464,7 @@ pub(crate) fn build(
             if let Kernel::Matmul { gather, vb, .. } | Kernel::MatmulSubgroup { gather, vb, .. } =
                 &mut kernel
             {
-                (*gather, *vb) = (Some(win), false);
+                (*gather, *vb) = (Gather::Im2col(win), false);
             }
             if dims[cols].len() == 3 {
                 params.0[5] = (win.c * win.h * win.w) as u32; // b_batch
@@ -404,7 +486,9 @@ pub(crate) fn build(
         if kernel == Kernel::Dropout {
             bufs.push(Slice::from(extras.runtime));
         }
-        if let Kernel::Col2Im(_, act) = &mut kernel {
+        if let Kernel::Col2Im(_, act) | Kernel::MaxPoolGrad(_, act) | Kernel::AvgPoolGrad(_, act) =
+            &mut kernel
+        {
             match fuse {
                 Some((_, a, output)) => {
                     *act = a;
@@ -562,11 +646,18 @@ fn dispatch(
         }
         Op::PoolGrad { x, win, max, .. } => {
             let k = if max {
-                Kernel::MaxPoolGrad(win)
+                Kernel::MaxPoolGrad(win, 0)
             } else {
-                Kernel::AvgPoolGrad(win)
+                Kernel::AvgPoolGrad(win, 0)
             };
-            (k, window(&win, d(x)[0]), groups_1d(n))
+            // One invocation per pixel, or per tile when the windows tile the image.
+            let per = if win.tiles() {
+                let tiles = win.h.div_ceil(win.kh) * win.w.div_ceil(win.kw);
+                n / (win.h * win.w) * tiles
+            } else {
+                n
+            };
+            (k, window(&win, d(x)[0]), groups_1d(per))
         }
         Op::Concat { a, axis, .. } => (
             Kernel::Concat,
@@ -652,7 +743,14 @@ fn dispatch(
             let a_batch = if da.len() == 3 { ra * ca } else { 0 };
             let b_batch = if db.len() == 3 { rb * cb } else { 0 };
             let batch = if out.len() == 3 { out[0] } else { 1 };
-            matmul_dispatch(ctx, [m, nn, k], [a_batch, b_batch, batch, 1], ta, tb, None)?
+            matmul_dispatch(
+                ctx,
+                [m, nn, k],
+                [a_batch, b_batch, batch, 1],
+                ta,
+                tb,
+                Gather::None,
+            )?
         }
         Op::MatmulSumBatch { p, q, tp, tq } => {
             let (dp, dq) = (d(p), d(q));
@@ -660,13 +758,20 @@ fn dispatch(
                 // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q is
                 // one product whose inner axis runs over batch and rows.
                 let k = dp[0] * dp[1];
-                matmul_dispatch(ctx, [dp[2], dq[2], k], [0, 0, 1, 1], true, false, None)?
+                matmul_dispatch(
+                    ctx,
+                    [dp[2], dq[2], k],
+                    [0, 0, 1, 1],
+                    true,
+                    false,
+                    Gather::None,
+                )?
             } else {
                 // Otherwise the kernel accumulates over the batch items itself.
                 let (m, k) = if tp { (dp[2], dp[1]) } else { (dp[1], dp[2]) };
                 let nn = if tq { dq[1] } else { dq[2] };
                 let items = [dp[1] * dp[2], dq[1] * dq[2], 1, dp[0]];
-                matmul_dispatch(ctx, [m, nn, k], items, tp, tq, None)?
+                matmul_dispatch(ctx, [m, nn, k], items, tp, tq, Gather::None)?
             }
         }
         Op::BiasAct { axis, act, .. } => {
@@ -794,11 +899,12 @@ fn matmul_dispatch(
     [a_batch, b_batch, batch, zsum]: [usize; 4],
     ta: bool,
     tb: bool,
-    gather: Option<Window>,
+    gather: Gather,
 ) -> Result<(Kernel, Params, [u32; 3])> {
-    // vec4 loads need the axis contiguous in memory to be a multiple of 4 (and B stored).
-    let va = (if ta { m } else { k }) % 4 == 0;
-    let vb = (if tb { k } else { nn }) % 4 == 0 && gather.is_none();
+    // vec4 loads need the axis contiguous in memory to be a multiple of 4 (and the operand
+    // stored as a matrix).
+    let va = (if ta { m } else { k }) % 4 == 0 && !matches!(gather, Gather::Transposed(_));
+    let vb = (if tb { k } else { nn }) % 4 == 0 && gather == Gather::None;
     // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel, with the
     // smallest block of rows that covers M (or 64).
     let sg = ctx

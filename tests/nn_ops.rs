@@ -97,6 +97,14 @@ fn conv_cases() -> Vec<(
             g((3, 3), (1, 1), (0, 0), (2, 2), (5, 5)),
         ),
         (
+            "same, even kernel, stride 1",
+            [2, 3, 6, 7],
+            5,
+            (4, 4),
+            WindowOpts::default().padding(Padding::Same),
+            g((4, 4), (1, 1), (1, 1), (1, 1), (6, 7)),
+        ),
+        (
             "same, even kernel, stride 3",
             [1, 3, 10, 11],
             2,
@@ -127,29 +135,133 @@ fn conv2d_without_subgroups() {
 }
 
 /// Convolution products read the image through the window: no im2col is stored, forward or
-/// backward (the input gradient still goes through col2im).
+/// backward. The input gradient of a stride-1 convolution is one product through the
+/// transposed window; with larger strides it goes through col2im.
 #[test]
 fn conv2d_reads_images_without_im2col() {
-    let (name, xs, oc, k, opts, _) = conv_cases().remove(1);
-    let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
-    let d = rand_data(&shapes, 5);
+    let cases = conv_cases();
+    for (name, xs, oc, k, opts, _) in [cases[1], cases[4]] {
+        let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
+        let d = rand_data(&shapes, 5);
+        let ctx = ctx();
+        let g = Graph::new();
+        let v = fixed_inputs(&g, &shapes);
+        let y = g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
+        let loss = g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap();
+        let grads = g.grad(loss, &v).unwrap();
+        let mut ex = Executor::new(&ctx, &g).unwrap();
+        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+        let steps = ex.profile(&grads, &feed, false).unwrap();
+        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        let count = |what: &str| labels.iter().filter(|l| l.contains(what)).count();
+        assert_eq!(count("Im2Col"), 0, "{name}: {labels:?}");
+        // The forward product and the filter gradient read the image.
+        assert_eq!(count("gather: Im2col"), 2, "{name}: {labels:?}");
+        let stride_1 = name.contains("stride 1");
+        assert_eq!(
+            count("gather: Transposed"),
+            stride_1 as usize,
+            "{name}: {labels:?}"
+        );
+        assert_eq!(count("Col2Im"), !stride_1 as usize, "{name}: {labels:?}");
+    }
+}
+
+/// conv → tanh → conv with stride 1: the tanh gradient folds into the transposed product
+/// that computes the second convolution's input gradient, and every gradient still matches.
+#[test]
+fn conv_tanh_conv_gradients_fold_into_the_transposed_product() {
+    let same = WindowOpts::default().padding(Padding::Same);
+    let geo = Geo {
+        k: (3, 3),
+        s: (1, 1),
+        p: (1, 1),
+        d: (1, 1),
+        o: (6, 5),
+    };
+    let shapes = vec![
+        vec![2, 2, 6, 5],
+        vec![3, 2, 3, 3],
+        vec![3],
+        vec![2, 3, 3, 3],
+    ];
+    let build = |g: &Graph, v: &[NodeId]| {
+        let h = g.conv2d(v[0], v[1], None, same).unwrap();
+        let h = g.bias_act(h, v[2], 1, Some(UnaryOp::Tanh)).unwrap();
+        g.conv2d(h, v[3], None, same).unwrap()
+    };
+    let reference = |v: &[Vec<f64>]| {
+        let h = conv_ref(&v[0], [2, 2, 6, 5], &v[1], 3, Some(&v[2]), geo);
+        let h: Vec<f64> = h.iter().map(|x| x.tanh()).collect();
+        conv_ref(&h, [2, 3, 6, 5], &v[3], 2, None, geo)
+    };
+    let d = rand_data(&shapes, 8);
+    check_grad("conv tanh conv", &shapes, &d, build, reference, GTOL);
     let ctx = ctx();
     let g = Graph::new();
     let v = fixed_inputs(&g, &shapes);
-    let y = g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
-    let loss = g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap();
-    let grads = g.grad(loss, &v).unwrap();
+    let y = build(&g, &v);
+    let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
     let mut ex = Executor::new(&ctx, &g).unwrap();
     let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
     let steps = ex.profile(&grads, &feed, false).unwrap();
     let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
     assert!(
-        !labels.iter().any(|l| l.starts_with("Im2Col")),
-        "{name}: {labels:?}"
+        labels
+            .iter()
+            .any(|l| l.contains("epi: 3, act: 3") && l.contains("gather: Transposed")),
+        "{labels:?}"
     );
-    // The forward product and the filter gradient read the image.
-    let gathers = labels.iter().filter(|l| l.contains("gather: Some")).count();
-    assert_eq!(gathers, 2, "{name}: {labels:?}");
+}
+
+/// tanh → pooling (windows that tile the image, and overlapping ones): the tanh gradient
+/// folds into the pooling gradient, and the gradients still match.
+#[test]
+fn activation_gradient_folds_into_pooling_gradients() {
+    for (name, xs, k, opts, geo) in [pool_cases()[1], pool_cases()[2]] {
+        for max in [true, false] {
+            let shapes = vec![xs.to_vec(), vec![xs[1]]];
+            let build = |g: &Graph, v: &[NodeId]| {
+                let h = g.bias_act(v[0], v[1], 1, Some(UnaryOp::Tanh)).unwrap();
+                if max {
+                    g.max_pool2d(h, k, opts).unwrap()
+                } else {
+                    g.avg_pool2d(h, k, opts).unwrap()
+                }
+            };
+            let reference = |v: &[Vec<f64>]| {
+                let plane = xs[2] * xs[3];
+                let h: Vec<f64> = (0..v[0].len())
+                    .map(|i| (v[0][i] + v[1][i / plane % xs[1]]).tanh())
+                    .collect();
+                pool_ref(&h, xs, geo, max)
+            };
+            let d = rand_data(&shapes, 9);
+            check_grad(
+                &format!("{name} max={max}"),
+                &shapes,
+                &d,
+                build,
+                reference,
+                GTOL,
+            );
+            let ctx = ctx();
+            let g = Graph::new();
+            let v = fixed_inputs(&g, &shapes);
+            let y = build(&g, &v);
+            let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
+            let mut ex = Executor::new(&ctx, &g).unwrap();
+            let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+            let steps = ex.profile(&grads, &feed, false).unwrap();
+            let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+            assert!(
+                labels
+                    .iter()
+                    .any(|l| l.contains("PoolGrad") && l.contains("}, 3)")),
+                "{name}: {labels:?}"
+            );
+        }
+    }
 }
 
 fn conv2d_forward_on(ctx: &Context) {

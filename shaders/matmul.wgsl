@@ -26,7 +26,7 @@ struct Params {
     zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
     a_batch: u32,   // floats between batch items (0: shared)
     b_batch: u32,
-    _q0: u32,
+    alpha: f32,     // C = alpha · op(A) · op(B), before the epilogue
     _q1: u32,
 }
 
@@ -105,7 +105,7 @@ fn store_row(row: u32, j0: u32, cbase: u32, lo: vec4<f32>, hi: vec4<f32>) {
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var q = 0u; q < 8u; q++) {
         if (j0 + q < p.n) {
-            c[base + q] = epilogue(row, j0 + q, base + q, v[q]);
+            c[base + q] = epilogue(row, j0 + q, base + q, p.alpha * v[q]);
         }
     }
 }

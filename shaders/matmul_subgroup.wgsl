@@ -24,7 +24,7 @@ struct Params {
     zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
     a_batch: u32,   // floats between batch items (0: shared)
     b_batch: u32,
-    _q0: u32,
+    alpha: f32,     // C = alpha · op(A) · op(B), before the epilogue
     _q1: u32,
 }
 
@@ -113,7 +113,7 @@ fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
     let base = cbase + row * p.n;
     for (var q = 0u; q < 4u; q++) {
         if (j + q < p.n) {
-            c[base + j + q] = epilogue(row, j + q, base + j + q, v[q]);
+            c[base + j + q] = epilogue(row, j + q, base + j + q, p.alpha * v[q]);
         }
     }
 }

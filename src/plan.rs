@@ -231,11 +231,40 @@ pub(crate) fn build(
             reads_at[alias_root[x.0]].extend(readers);
         }
     }
-    // What node `i` reads, with gathered im2cols replaced by their images.
+    // A scaling read only by matrix products (directly, through reshapes or through gathered
+    // im2cols) is not a dispatch: the products scale their result (alpha), and the scaling
+    // shares its operand's buffer.
+    let mut scaled: HashMap<usize, (NodeId, f32)> = HashMap::new();
+    for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none() && !pinned[i]) {
+        let Op::Unary {
+            op: crate::UnaryOp::Scale(alpha),
+            x,
+        } = nodes[i].op
+        else {
+            continue;
+        };
+        let product = |r: usize| {
+            matches!(nodes[r].op, Op::Matmul { .. } | Op::MatmulSumBatch { .. })
+                || gathered.contains_key(&r)
+                || alias_of(&nodes[r].op).is_some()
+        };
+        if !reads_at[i].is_empty() && reads_at[i].iter().all(|&r| product(r)) {
+            scaled.insert(i, (x, alpha));
+            let readers = reads_at[i].clone();
+            reads_at[alias_root[x.0]].extend(readers);
+        }
+    }
+    // Where an operand's values come from: gathered im2cols read their images, and folded
+    // scalings their operands.
+    let source_of = |j: NodeId| -> NodeId {
+        let j = gathered.get(&j.0).map_or(j, |g| g.0);
+        scaled.get(&alias_root[j.0]).map_or(j, |s| s.0)
+    };
+    // What node `i` reads, operands traced to their sources.
     let reads_through = |i: usize| -> Vec<NodeId> {
         reads(&nodes[i].op, training)
             .into_iter()
-            .map(|j| gathered.get(&j.0).map_or(j, |g| g.0))
+            .map(source_of)
             .collect()
     };
     // The col2im of a product dYᵀ·W, the input gradient of a stride-1 convolution, becomes
@@ -342,7 +371,7 @@ pub(crate) fn build(
         .chain(transposed.values().map(|t| t.0))
         .collect();
     for i in (0..nodes.len()).filter(|&i| need[i]) {
-        if let Some(x) = alias_of(&nodes[i].op) {
+        if let Some(x) = alias_of(&nodes[i].op).or(scaled.get(&i).map(|s| s.0)) {
             storage[i] = storage[x.0];
         } else if storage[i].is_none() && !fused.contains(&i) && !gathered.contains_key(&i) {
             // Take the smallest free slot that fits, else grow the largest, else a new one.
@@ -403,7 +432,8 @@ pub(crate) fn build(
     // The dispatches, in graph order, then the updates.
     let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
-    let skipped = |i: usize| fused.contains(&i) || gathered.contains_key(&i);
+    let skipped =
+        |i: usize| fused.contains(&i) || gathered.contains_key(&i) || scaled.contains_key(&i);
     for i in (0..nodes.len()).filter(|&i| need[i] && !skipped(i)) {
         // A node with an epilogue runs its product's kernel, with the bias (or the
         // activation's output) as the epilogue's side input.
@@ -460,6 +490,19 @@ pub(crate) fn build(
             .inputs()
             .iter()
             .find_map(|j| gathered.get(&j.0).map(|g| (j.0, g.1)));
+        // Folded scalings of the operands scale the product.
+        let alpha: f32 = nodes[source]
+            .op
+            .inputs()
+            .iter()
+            .map(|j| {
+                let j = gathered.get(&j.0).map_or(*j, |g| g.0);
+                scaled.get(&alias_root[j.0]).map_or(1.0, |s| s.1)
+            })
+            .product();
+        if alpha != 1.0 {
+            params.0[6] = alpha.to_bits();
+        }
         if let Some((cols, win)) = gather {
             if let Kernel::Matmul { gather, vb, .. } | Kernel::MatmulSubgroup { gather, vb, .. } =
                 &mut kernel
@@ -928,7 +971,14 @@ fn matmul_dispatch(
             "matmul: {m}×{k} · {k}×{nn} (batch {batch}) needs workgroups {groups:?}, above the adapter's {max} per dimension"
         )));
     }
-    let p = Params::new().u(m).u(nn).u(k).u(zsum).u(a_batch).u(b_batch);
+    let p = Params::new()
+        .u(m)
+        .u(nn)
+        .u(k)
+        .u(zsum)
+        .u(a_batch)
+        .u(b_batch)
+        .f(1.0); // alpha
     let kernel = match sg {
         Some(s) => Kernel::MatmulSubgroup {
             ta,

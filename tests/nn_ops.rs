@@ -264,6 +264,69 @@ fn activation_gradient_folds_into_pooling_gradients() {
     }
 }
 
+/// A scaling read only by products (a dense layer's input, a convolution's image) becomes
+/// the products' alpha: no dispatch of its own, and the values and gradients still match.
+#[test]
+fn scaling_folds_into_products() {
+    let same = WindowOpts::default().padding(Padding::Same);
+    let geo = Geo {
+        k: (3, 3),
+        s: (1, 1),
+        p: (1, 1),
+        d: (1, 1),
+        o: (6, 5),
+    };
+    let conv = |g: &Graph, v: &[NodeId]| {
+        let x = g.scale(v[0], 0.37).unwrap();
+        g.conv2d(x, v[1], Some(v[2]), same).unwrap()
+    };
+    let conv_want = |v: &[Vec<f64>]| {
+        let x: Vec<f64> = v[0].iter().map(|a| a * 0.37).collect();
+        conv_ref(&x, [2, 2, 6, 5], &v[1], 3, Some(&v[2]), geo)
+    };
+    let dense = |g: &Graph, v: &[NodeId]| g.matmul(g.scale(v[0], -1.3).unwrap(), v[1]).unwrap();
+    let dense_want = |v: &[Vec<f64>]| {
+        let x: Vec<f64> = v[0].iter().map(|a| a * -1.3).collect();
+        matmul_ref(&x, &[5, 7], &v[1], &[7, 4], false, false)
+    };
+    let cases: Vec<(
+        &str,
+        Vec<Vec<usize>>,
+        &dyn Fn(&Graph, &[NodeId]) -> NodeId,
+        &dyn Fn(&[Vec<f64>]) -> Vec<f64>,
+    )> = vec![
+        (
+            "conv",
+            vec![vec![2, 2, 6, 5], vec![3, 2, 3, 3], vec![3]],
+            &conv,
+            &conv_want,
+        ),
+        ("dense", vec![vec![5, 7], vec![7, 4]], &dense, &dense_want),
+    ];
+    for (name, shapes, build, want) in cases {
+        let d = rand_data(&shapes, 11);
+        let (got, _) = run(&shapes, &d, build);
+        let v64: Vec<Vec<f64>> = d.iter().map(|x| to64(x)).collect();
+        assert_close(name, &got, &want(&v64), TOL);
+        check_grad(name, &shapes, &d, build, want, GTOL);
+        let ctx = ctx();
+        let g = Graph::new();
+        let v = fixed_inputs(&g, &shapes);
+        let y = build(&g, &v);
+        let grads = g
+            .grad(g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap(), &v[1..])
+            .unwrap();
+        let mut ex = Executor::new(&ctx, &g).unwrap();
+        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+        let steps = ex.profile(&grads, &feed, false).unwrap();
+        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        assert!(
+            !labels.iter().any(|l| l.starts_with("Unary")),
+            "{name}: {labels:?}"
+        );
+    }
+}
+
 fn conv2d_forward_on(ctx: &Context) {
     for (name, xs, oc, k, opts, geo) in conv_cases() {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];

@@ -29,6 +29,21 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     y[i] = activate(x[i] + b[(i / INNER) % C]);
 }
 
+// y[c] = Σ over outer of x[·, c] when INNER = 1 (the bias gradient of a dense layer): one
+// invocation per channel, neighbouring lanes reading neighbouring channels.
+@compute @workgroup_size(64)
+fn channel_sum_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= C) {
+        return;
+    }
+    var acc = 0.0;
+    for (var i = c; i < p.n; i += C) {
+        acc += x[i];
+    }
+    y[c] = acc;
+}
+
 // y[c] = Σ over outer and inner of x[·, c, ·]: one workgroup per channel, its lanes striding
 // over the channel's elements, then combining their sums (lanes.wgsl).
 @compute @workgroup_size(64)

@@ -8,6 +8,8 @@
 //   rmsprop:      v = ρ·v + (1-ρ)·g'²;  w -= lr·g' / (√v + ε)
 //   adagrad:      v += g'²;  w -= lr·g' / (√v + ε)
 // The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
+// Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
+// (src/executor.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
 
 struct Params {
     n: u32,
@@ -32,26 +34,26 @@ struct Hyper {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> h: Hyper;
-@group(0) @binding(3) var<storage, read_write> w: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> s1: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> s2: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> clip: array<f32>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
-// The regularised, clipped gradient of element i.
-fn grad(i: u32) -> f32 {
+// The regularised, clipped gradient of vec4 i.
+fn grad(i: u32) -> vec4<f32> {
     return clip[0] * g[i] + h.wd * w[i];
 }
 
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n) {
+    if (i >= (p.n + 3u) / 4u) {
         return;
     }
     w[i] = w[i] - h.lr * grad(i);
@@ -60,7 +62,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n) {
+    if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
@@ -72,7 +74,7 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n) {
+    if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
@@ -87,7 +89,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n) {
+    if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
@@ -99,7 +101,7 @@ fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
-    if (i >= p.n) {
+    if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);

@@ -282,6 +282,7 @@ impl Kernel {
             Kernel::OneHot => "one_hot",
             Kernel::ReduceWg | Kernel::SoftmaxWg => "main_wg",
             Kernel::BiasAct { .. } => "bias_act",
+            Kernel::ChannelSum { inner: 1, .. } => "channel_sum_columns",
             Kernel::ChannelSum { .. } => "channel_sum",
             _ => "main",
         }

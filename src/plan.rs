@@ -567,7 +567,9 @@ pub(crate) fn build(
         let mut bufs = vec![range(u.grads), Slice::from(u.hyper)];
         bufs.extend(u.targets.iter().map(|&t| range(t)));
         bufs.push(buffer_of(u.clip.0));
-        specs.push((u.kernel, Params::new().u(u.len), bufs, groups_1d(u.len)));
+        // One invocation per vec4 of parameters.
+        let groups = groups_1d(u.len.div_ceil(4));
+        specs.push((u.kernel, Params::new().u(u.len), bufs, groups));
         labels.push(format!(
             "{:?} update of {} parameters [{}]",
             u.kernel,
@@ -827,7 +829,7 @@ fn dispatch(
                 groups_1d(n),
             )
         }
-        // One workgroup per channel.
+        // One workgroup per channel, or one invocation per channel of a matrix's columns.
         Op::ChannelSum { x, axis } => {
             let (_, c, inner) = around(d(x), axis);
             let len = d(x).iter().product::<usize>();
@@ -835,7 +837,12 @@ fn dispatch(
                 c: c as u32,
                 inner: inner as u32,
             };
-            (kernel, Params::new().u(len), groups_per_item(c))
+            let groups = if inner == 1 {
+                [c.div_ceil(64) as u32, 1, 1]
+            } else {
+                groups_per_item(c)
+            };
+            (kernel, Params::new().u(len), groups)
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);

@@ -22,12 +22,13 @@ fn main() -> wgrad::Result<()> {
     let g = Graph::new();
     let (x, y, z) = mnist::graph(&g, &kind)?;
     let loss = g.cross_entropy_with_softmax(z, y)?;
-    let mut t = Trainer::new(&ctx, &g, loss, None, Learner::sgd(0.01))?;
+    let metric = g.classification_error(z, y)?;
+    let mut t = Trainer::new(&ctx, &g, loss, Some(metric), Learner::sgd(0.01))?;
     let xs: Vec<f32> = (0..64 * 784).map(|i| (i % 255) as f32).collect();
     let ys: Vec<f32> = (0..640).map(|i| (i % 11 == 0) as u8 as f32).collect();
     let feed = [(x, &xs[..]), (y, &ys[..])];
     t.train_minibatch(&feed, true)?;
-    let steps = t.executor().profile(&[loss], &feed, true)?;
+    let steps = t.executor().profile(&[loss, metric], &feed, true)?;
     let total: f64 = steps.iter().map(|s| s.1).sum();
     let mut rows = steps.clone();
     if !std::env::args().any(|a| a == "--in-order") {

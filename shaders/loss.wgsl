@@ -3,6 +3,7 @@
 //   ce_backward: dz[r, j] = g[r] * (softmax(z)_j * sum_k t_k - t_j)
 //                (g[0] · g_scale for every row when g_scalar is set: the gradient of a mean)
 //   class_error: err[r] = 1 if argmax(z) != argmax(t) else 0    (first maximum wins)
+//   ce_forward_error: both, in one pass
 
 struct Params {
     rows: u32,
@@ -29,6 +30,15 @@ fn logsumexp(base: u32) -> f32 {
     return m + log(s);
 }
 
+fn cross_entropy(base: u32) -> f32 {
+    let lse = logsumexp(base);
+    var loss = 0.0;
+    for (var j = 0u; j < p.classes; j++) {
+        loss += t[base + j] * (lse - z[base + j]);
+    }
+    return loss;
+}
+
 fn row_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
@@ -39,13 +49,7 @@ fn ce_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if (r >= p.rows) {
         return;
     }
-    let base = r * p.classes;
-    let lse = logsumexp(base);
-    var loss = 0.0;
-    for (var j = 0u; j < p.classes; j++) {
-        loss += t[base + j] * (lse - z[base + j]);
-    }
-    out[r] = loss;
+    out[r] = cross_entropy(r * p.classes);
 }
 
 @compute @workgroup_size(256)
@@ -66,13 +70,8 @@ fn ce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
 }
 
-@compute @workgroup_size(256)
-fn class_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = row_index(gid, nwg);
-    if (r >= p.rows) {
-        return;
-    }
-    let base = r * p.classes;
+// 1 where the row's first maximum score is not at its first maximum target, else 0.
+fn wrong(base: u32) -> f32 {
     var bz = 0u;
     var bt = 0u;
     for (var j = 1u; j < p.classes; j++) {
@@ -83,5 +82,28 @@ fn class_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
             bt = j;
         }
     }
-    out[r] = select(0.0, 1.0, bz != bt);
+    return select(0.0, 1.0, bz != bt);
+}
+
+@compute @workgroup_size(256)
+fn class_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_index(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    out[r] = wrong(r * p.classes);
+}
+
+// ce_forward and class_error of the same scores and targets in one pass (a trainer's loss
+// and metric): the error goes to `err`.
+@group(0) @binding(5) var<storage, read_write> err: array<f32>;
+
+@compute @workgroup_size(256)
+fn ce_forward_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_index(gid, nwg);
+    if (r >= p.rows) {
+        return;
+    }
+    out[r] = cross_entropy(r * p.classes);
+    err[r] = wrong(r * p.classes);
 }

@@ -187,6 +187,8 @@ pub(crate) enum Kernel {
     /// One workgroup per row (long rows).
     SoftmaxWg,
     CeForward,
+    /// Cross-entropy and classification error of the same rows (two outputs).
+    CeForwardError,
     CeBackward,
     ClassError,
     Sgd,
@@ -239,7 +241,10 @@ impl Kernel {
             Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
             Kernel::Reduce | Kernel::ReduceWg => Shader::Reduce,
             Kernel::Softmax | Kernel::SoftmaxWg => Shader::Softmax,
-            Kernel::CeForward | Kernel::CeBackward | Kernel::ClassError => Shader::Loss,
+            Kernel::CeForward
+            | Kernel::CeBackward
+            | Kernel::ClassError
+            | Kernel::CeForwardError => Shader::Loss,
             Kernel::Sgd
             | Kernel::SgdMomentum
             | Kernel::Adam
@@ -251,6 +256,7 @@ impl Kernel {
     fn entry(self) -> &'static str {
         match self {
             Kernel::CeForward => "ce_forward",
+            Kernel::CeForwardError => "ce_forward_error",
             Kernel::CeBackward => "ce_backward",
             Kernel::ClassError => "class_error",
             Kernel::Sgd => "sgd",
@@ -317,6 +323,7 @@ impl Kernel {
             // A, B, C, then the epilogue's bias (A again when there is none).
             Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrwr",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
+            Kernel::CeForwardError => "rr-ww",
             Kernel::CeBackward => "rrrw",
             Kernel::Sgd => "ruw--r",
             Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => "ruww-r",

@@ -365,6 +365,24 @@ pub(crate) fn build(
             reads_at[alias_root[j.0]].push(i);
         }
     }
+    // Cross-entropy and classification error of the same scores and targets (a trainer's loss
+    // and metric) are one pass: the loss's dispatch writes both, and the error's slot is
+    // taken with the loss's. Only for an error nothing in the plan reads.
+    let mut sibling: HashMap<usize, usize> = HashMap::new();
+    for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
+        let Op::CrossEntropy { z, t } = nodes[i].op else {
+            continue;
+        };
+        let error = (0..nodes.len()).find(|&j| {
+            need[j]
+                && storage[j].is_none()
+                && reads_at[j].is_empty()
+                && matches!(nodes[j].op, Op::ClassError { z: z2, t: t2 } if (z2, t2) == (z, t))
+        });
+        if let Some(j) = error {
+            sibling.insert(i, j);
+        }
+    }
     let fused: std::collections::HashSet<usize> = epilogue
         .values()
         .map(|e| e.0)
@@ -374,24 +392,26 @@ pub(crate) fn build(
         if let Some(x) = alias_of(&nodes[i].op).or(scaled.get(&i).map(|s| s.0)) {
             storage[i] = storage[x.0];
         } else if storage[i].is_none() && !fused.contains(&i) && !gathered.contains_key(&i) {
-            // Take the smallest free slot that fits, else grow the largest, else a new one.
-            let n = numel(i);
-            let pick = free
-                .iter()
-                .enumerate()
-                .filter(|(_, &s)| slot_size[s] >= n)
-                .min_by_key(|(_, &s)| slot_size[s])
-                .or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_size[s]))
-                .map(|(k, _)| k);
-            let slot = match pick {
-                Some(k) => free.swap_remove(k),
-                None => {
-                    slot_size.push(0);
-                    slot_size.len() - 1
-                }
-            };
-            slot_size[slot] = slot_size[slot].max(n);
-            storage[i] = Some(Storage::Slot(slot));
+            for k in std::iter::once(i).chain(sibling.get(&i).copied()) {
+                // Take the smallest free slot that fits, else grow the largest, else a new one.
+                let n = numel(k);
+                let pick = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| slot_size[s] >= n)
+                    .min_by_key(|(_, &s)| slot_size[s])
+                    .or_else(|| free.iter().enumerate().max_by_key(|(_, &s)| slot_size[s]))
+                    .map(|(k, _)| k);
+                let slot = match pick {
+                    Some(k) => free.swap_remove(k),
+                    None => {
+                        slot_size.push(0);
+                        slot_size.len() - 1
+                    }
+                };
+                slot_size[slot] = slot_size[slot].max(n);
+                storage[k] = Some(Storage::Slot(slot));
+            }
         }
         // Release the slots whose last reader is this node.
         let mut released: Vec<usize> = Vec::new();
@@ -432,8 +452,12 @@ pub(crate) fn build(
     // The dispatches, in graph order, then the updates.
     let mut specs: Vec<(Kernel, Params, Vec<Slice>, [u32; 3])> = Vec::new();
     let mut labels: Vec<String> = Vec::new();
-    let skipped =
-        |i: usize| fused.contains(&i) || gathered.contains_key(&i) || scaled.contains_key(&i);
+    let skipped = |i: usize| {
+        fused.contains(&i)
+            || gathered.contains_key(&i)
+            || scaled.contains_key(&i)
+            || sibling.values().any(|&j| j == i)
+    };
     for i in (0..nodes.len()).filter(|&i| need[i] && !skipped(i)) {
         // A node with an epilogue runs its product's kernel, with the bias (or the
         // activation's output) as the epilogue's side input.
@@ -517,15 +541,21 @@ pub(crate) fn build(
             bufs.push(bufs[0]);
         }
         if ctx.options.poison {
-            specs.push((
-                Kernel::Fill,
-                fill_params(numel(i), Fill::Nan),
-                vec![buffer_of(i)],
-                groups_1d(numel(i)),
-            ));
-            labels.push("poison".into());
+            for k in std::iter::once(i).chain(sibling.get(&i).copied()) {
+                specs.push((
+                    Kernel::Fill,
+                    fill_params(numel(k), Fill::Nan),
+                    vec![buffer_of(k)],
+                    groups_1d(numel(k)),
+                ));
+                labels.push("poison".into());
+            }
         }
         bufs.push(buffer_of(i));
+        if let Some(&j) = sibling.get(&i) {
+            kernel = Kernel::CeForwardError;
+            bufs.push(buffer_of(j));
+        }
         if kernel == Kernel::Dropout {
             bufs.push(Slice::from(extras.runtime));
         }

@@ -458,6 +458,38 @@ fn cross_entropy_with_softmax_and_classification_error() {
         want.contains(&0.0) && want.contains(&1.0),
         "both outcomes are exercised"
     );
+
+    // Asked for together (a trainer's loss and metric), one dispatch computes both.
+    let ctx = ctx();
+    let g = Graph::new();
+    let zi = g.input_with_shape("z", Shape::fixed(&shapes[0])).unwrap();
+    let ti = g.input_with_shape("t", Shape::fixed(&shapes[1])).unwrap();
+    let both = [
+        g.cross_entropy_with_softmax(zi, ti).unwrap(),
+        g.classification_error(zi, ti).unwrap(),
+    ];
+    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let feed = [(zi, &z[..]), (ti, &t[..])];
+    let got = ex.eval(&both, &feed).unwrap();
+    assert_eq!(
+        (&got[0], &got[1]),
+        (&ce, &err),
+        "loss and error in one pass"
+    );
+    let labels: Vec<String> = ex
+        .profile(&both, &feed, false)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.starts_with("CeForwardError")),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.iter().any(|l| l.starts_with("ClassError")),
+        "{labels:?}"
+    );
 }
 
 #[test]

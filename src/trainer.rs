@@ -19,7 +19,8 @@ pub struct MinibatchStats {
 /// Trains the parameters of a graph with a learner.
 ///
 /// `loss` and `metric` may be per-sample (e.g. `[batch]`) or scalars; the trainer averages
-/// them over the minibatch and differentiates the mean loss.
+/// them over the minibatch and differentiates the mean loss. It reads back the per-sample
+/// values and averages them on the host (a few hundred bytes, and no reduction dispatches).
 pub struct Trainer {
     pub(crate) exec: Executor,
     loss: NodeId,
@@ -38,10 +39,8 @@ impl Trainer {
         metric: Option<NodeId>,
         learner: Learner,
     ) -> Result<Trainer> {
-        let loss = graph.reduce_mean(loss, &[])?;
-        let metric = metric.map(|m| graph.reduce_mean(m, &[])).transpose()?;
         let params = graph.parameters();
-        let grads = graph.grad(loss, &params)?;
+        let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;
         let clip = match learner.clip_norm {
             None => graph.scalar(1.0),
             Some(c) => {
@@ -105,16 +104,12 @@ impl Trainer {
     /// `test_minibatch`); the mean loss when the trainer has no metric.
     pub fn test_minibatch(&mut self, feed: &Feed) -> Result<f32> {
         let m = self.metric.unwrap_or(self.loss);
-        Ok(self.exec.eval(&[m], feed)?[0][0])
+        Ok(mean(&self.exec.eval(&[m], feed)?[0]))
     }
 
     /// Mean loss and metric on a minibatch in evaluation mode.
     pub fn evaluate_minibatch(&mut self, feed: &Feed) -> Result<MinibatchStats> {
-        let o = self.exec.eval(&self.reported(), feed)?;
-        Ok(MinibatchStats {
-            loss: o[0][0],
-            metric: o.get(1).map(|m| m[0]),
-        })
+        Ok(stats(self.exec.eval(&self.reported(), feed)?))
     }
 
     /// Evaluates any nodes of the graph with the current parameters (evaluation mode).
@@ -143,10 +138,15 @@ impl Trainer {
     }
 }
 
-/// Loss and metric from a trainer's reported outputs.
+/// Mean loss and metric from a trainer's reported (per-sample) outputs.
 fn stats(o: Vec<Vec<f32>>) -> MinibatchStats {
     MinibatchStats {
-        loss: o[0][0],
-        metric: o.get(1).map(|m| m[0]),
+        loss: mean(&o[0]),
+        metric: o.get(1).map(|m| mean(m)),
     }
+}
+
+/// The mean of read-back values, summed in f64.
+fn mean(v: &[f32]) -> f32 {
+    (v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64) as f32
 }

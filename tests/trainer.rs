@@ -227,3 +227,48 @@ fn lbfgs_reaches_the_gradient_descent_optimum() {
     assert_close("lbfgs weights", &ex.parameter(w).unwrap(), &wr, 1e-3);
     assert_close("lbfgs bias", &ex.parameter(b).unwrap(), &br, 1e-3);
 }
+
+/// The fusions hold for the MNIST CNN (CNTK 103D): a whole training step, loss and metric
+/// included, is 15 dispatches (each costs about 45 µs on lavapipe), and the trainer's mean
+/// loss and metric are the means of the per-sample values.
+#[test]
+fn cnn_training_step_is_fifteen_dispatches() {
+    use wgrad::nn::Conv2d;
+    let ctx =
+        wgrad::Context::new().unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    let g = Graph::with_seed(3);
+    let x = g.input("x", &[784]).unwrap();
+    let y = g.input("y", &[10]).unwrap();
+    let image = g
+        .reshape(
+            g.scale(x, 1.0 / 255.0).unwrap(),
+            wgrad::Shape::batched(&[1, 28, 28]),
+        )
+        .unwrap();
+    let z = Sequential::new()
+        .add(Conv2d::new(8, (5, 5)).stride(2).same().relu())
+        .add(Conv2d::new(16, (5, 5)).stride(2).same().relu())
+        .add(Dense::new(10))
+        .build(&g, image)
+        .unwrap();
+    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+    let err = g.classification_error(z, y).unwrap();
+    let mut t = Trainer::new(&ctx, &g, loss, Some(err), Learner::sgd(0.01)).unwrap();
+    let xs: Vec<f32> = (0..16 * 784).map(|i| (i * 7 % 256) as f32).collect();
+    let ys: Vec<f32> = (0..160).map(|i| (i % 11 == 0) as u8 as f32).collect();
+    let feed = [(x, &xs[..]), (y, &ys[..])];
+    let per_sample = t.eval(&[loss, err], &feed).unwrap();
+    let stats = t.evaluate_minibatch(&feed).unwrap();
+    let mean = |v: &[f32]| v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64;
+    assert!((stats.loss as f64 - mean(&per_sample[0])).abs() < 1e-6);
+    assert!((stats.metric.unwrap() as f64 - mean(&per_sample[1])).abs() < 1e-6);
+    t.train_minibatch(&feed, true).unwrap();
+    let labels: Vec<String> = t
+        .executor()
+        .profile(&[loss, err], &feed, true)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(labels.len(), 15, "{labels:#?}");
+}

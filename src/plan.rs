@@ -60,7 +60,8 @@ pub(crate) struct Plan {
     /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
     /// request.
     pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
-    /// Readback buffers: `[immediate, deferred A, deferred B]`, or none without outputs.
+    /// Readback buffers: `[immediate]`, then `deferred A, deferred B` once a deferred read
+    /// has asked for them; none without outputs.
     pub staging: Vec<wgpu::Buffer>,
     /// Bytes of intermediate buffers (excluding parameters and inputs).
     pub scratch_bytes: u64,
@@ -647,19 +648,12 @@ pub(crate) fn build(
         })
         .collect();
     let total: usize = out_bufs.iter().map(|o| o.2).sum();
-    // One staging buffer for immediate reads and two that deferred reads alternate between.
+    // One staging buffer for immediate reads; the executor adds the two that deferred reads
+    // alternate between when a deferred read first asks for them.
     let staging = if outputs.is_empty() {
         Vec::new()
     } else {
-        (0..3)
-            .map(|_| {
-                ctx.buffer(
-                    "plan readback",
-                    (total * 4) as u64,
-                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                )
-            })
-            .collect::<Result<_>>()?
+        vec![readback_buffer(ctx, total)?]
     };
     let mut keep = slots;
     keep.push(params);
@@ -923,6 +917,15 @@ fn act_code(act: Option<crate::UnaryOp>) -> u8 {
         Some(crate::UnaryOp::Sigmoid) => 2,
         Some(_) => 3,
     }
+}
+
+/// A buffer the outputs of a plan (`floats` in all) are copied into and read back from.
+pub(crate) fn readback_buffer(ctx: &Context, floats: usize) -> Result<wgpu::Buffer> {
+    ctx.buffer(
+        "plan readback",
+        (floats * 4) as u64,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    )
 }
 
 /// Whether a reduction (or softmax) of `rows` rows of length `len` runs one workgroup per

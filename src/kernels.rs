@@ -148,9 +148,6 @@ pub(crate) enum Gather {
     /// gradients through the transposed window, and A is the filters flipped with their
     /// channel axes swapped (window.wgsl).
     Transposed(Window),
-    /// The input gradient of a strided convolution (this forward window, no dilation), one
-    /// phase of pixels per workgroup (matmul_subgroup.wgsl only).
-    Strided(Window),
 }
 
 /// One compute pipeline: a shader file and an entry point.
@@ -478,17 +475,14 @@ fn window_constants(w: Window) -> Vec<(&'static str, f64)> {
 
 /// The constants that make a matrix product read B through a window (none without one).
 fn gather_constants(gather: Gather) -> Vec<(&'static str, f64)> {
-    let (w, mode) = match gather {
+    let (w, flip) = match gather {
         Gather::None => return Vec::new(),
-        Gather::Im2col(w) => (w, "GATHER"),
-        Gather::Transposed(w) => (w, "FLIP_A"),
-        Gather::Strided(w) => (w, "STRIDED"),
+        Gather::Im2col(w) => (w, false),
+        Gather::Transposed(w) => (w, true),
     };
     let mut v = window_constants(w);
-    v.push((mode, 1.0));
-    if mode == "FLIP_A" {
-        v.push(("GATHER", 1.0));
-    }
+    v.push(("GATHER", 1.0));
+    v.push(("FLIP_A", flip as u8 as f64));
     v
 }
 
@@ -521,12 +515,11 @@ fn subgroup_entry_point(lanes: u32, rows: u32) -> String {
     for r in 0..rows {
         let _ = writeln!(w, "    var c{r} = vec4<f32>(0.0);");
     }
-    // b_item sets what a strided input gradient's workgroup works on (its phase).
-    let _ = writeln!(w, "    _ = b_item(wid.z);\n    let bq = b_prepare(j);");
+    let _ = writeln!(w, "    let bq = b_prepare(j);");
     let _ = writeln!(
         w,
         "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
-         let abase = z * p.a_batch;\n        let bbase = b_item(z) * p.b_batch;\n        \
+         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
          for (var k = 0u; k < p.k; k++) {{\n            let bv = b_row4(bbase, k, j, bq);"
     );
     for q in 0..rows / lanes {

@@ -268,12 +268,10 @@ pub(crate) fn build(
             .map(source_of)
             .collect()
     };
-    // The col2im of a product dYᵀ·W, the input gradient of a convolution, becomes one
-    // product when nothing else reads the first, so neither result is stored: with stride 1
-    // a convolution of dY with the flipped filters, read through the transposed window;
-    // with larger strides (no dilation, CPU adapters' subgroup kernel) one such product per
-    // phase of pixels, in one dispatch.
-    let mut transposed: HashMap<usize, (usize, Gather)> = HashMap::new();
+    // The col2im of a product dYᵀ·W, the input gradient of a stride-1 convolution, becomes
+    // one product when nothing else reads the first: a convolution of dY with the flipped
+    // filters, read through the transposed window, so neither result is stored.
+    let mut transposed: HashMap<usize, (usize, Window)> = HashMap::new();
     for i in (0..nodes.len()).filter(|&i| need[i] && storage[i].is_none()) {
         let Op::Col2Im { x, win } = nodes[i].op else {
             continue;
@@ -289,26 +287,27 @@ pub(crate) fn build(
             continue;
         };
         let (span_h, span_w) = ((win.kh - 1) * win.dh, (win.kw - 1) * win.dw);
-        if pinned[m] || reads_at[m] != [i] || dims[a.0].len() != 3 || dims[b.0].len() != 2 {
+        if pinned[m]
+            || reads_at[m] != [i]
+            || (win.sh, win.sw) != (1, 1)
+            || win.ph > span_h
+            || win.pw > span_w
+            || dims[a.0].len() != 3
+            || dims[b.0].len() != 2
+        {
             continue;
         }
-        let gather = if (win.sh, win.sw) == (1, 1) && win.ph <= span_h && win.pw <= span_w {
-            Gather::Transposed(Window {
-                c: dims[b.0][0],
-                h: win.oh,
-                w: win.ow,
-                ph: span_h - win.ph,
-                pw: span_w - win.pw,
-                oh: win.h,
-                ow: win.w,
-                ..win
-            })
-        } else if (win.dh, win.dw) == (1, 1) && subgroup_lanes(ctx).is_some() {
-            Gather::Strided(win)
-        } else {
-            continue;
+        let t = Window {
+            c: dims[b.0][0],
+            h: win.oh,
+            w: win.ow,
+            ph: span_h - win.ph,
+            pw: span_w - win.pw,
+            oh: win.h,
+            ow: win.w,
+            ..win
         };
-        transposed.insert(i, (m, gather));
+        transposed.insert(i, (m, t));
         for j in reads_through(m) {
             reads_at[alias_root[j.0]].push(i);
         }
@@ -477,31 +476,18 @@ pub(crate) fn build(
         };
         let (mut kernel, mut params, groups, mut bufs) = match transposed.get(&source) {
             // The filters as A, the output gradients through the transposed window as B.
-            Some(&(m, gather)) => {
+            Some(&(m, t)) => {
                 let Op::Matmul { a: dy, b: w, .. } = nodes[m].op else {
                     unreachable!("a transposed convolution folds a product")
                 };
-                let (o, items) = (dims[w.0][0], dims[dy.0][0]);
-                // [M, N, K] and the grid's z.
-                let (size, z) = match gather {
-                    Gather::Transposed(t) => {
-                        let k = t.c * t.kh * t.kw;
-                        ([dims[w.0][1] / (t.kh * t.kw), t.oh * t.ow, k], items)
-                    }
-                    Gather::Strided(v) => {
-                        let phase_pixels = v.h.div_ceil(v.sh) * v.w.div_ceil(v.sw);
-                        let taps = o * v.kh.div_ceil(v.sh) * v.kw.div_ceil(v.sw);
-                        ([v.c, phase_pixels, taps], items * v.sh * v.sw)
-                    }
-                    _ => unreachable!("only transposed gathers fold a col2im"),
-                };
+                let size = [t.c * t.kh * t.kw, t.c * t.h * t.w];
                 let (kernel, params, groups) = matmul_dispatch(
                     ctx,
-                    size,
-                    [0, o * dims[dy.0][2], z, 1],
+                    [dims[w.0][1] / (t.kh * t.kw), t.oh * t.ow, size[0]],
+                    [0, size[1], dims[dy.0][0], 1],
                     false,
                     true, // B's columns are the pixels, as in a forward convolution
-                    gather,
+                    Gather::Transposed(t),
                 )?;
                 (
                     kernel,
@@ -990,13 +976,6 @@ fn broadcast_params(
 /// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
 /// batch, zsum]` (floats between batch items of A and B, number of outputs, and the number
 /// of items summed into one output when `batch` is 1).
-/// The subgroup size of the subgroup-broadcast matmul kernel, on the adapters that use it
-/// (CPU adapters with 8- or 16-lane subgroups).
-fn subgroup_lanes(ctx: &Context) -> Option<u32> {
-    ctx.subgroup
-        .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16))
-}
-
 fn matmul_dispatch(
     ctx: &Context,
     [m, nn, k]: [usize; 3],
@@ -1011,7 +990,9 @@ fn matmul_dispatch(
     let vb = (if tb { k } else { nn }) % 4 == 0 && gather == Gather::None;
     // On CPU adapters with fixed-size subgroups, the subgroup-broadcast kernel, with the
     // smallest block of rows that covers M (or 64).
-    let sg = subgroup_lanes(ctx);
+    let sg = ctx
+        .subgroup
+        .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16));
     let rows = |s: u32| {
         crate::kernels::SUBGROUP_BLOCKS
             .iter()

@@ -167,51 +167,61 @@ fn conv2d_reads_images_without_im2col() {
     }
 }
 
-/// conv → tanh → conv with stride 1: the tanh gradient folds into the transposed product
-/// that computes the second convolution's input gradient, and every gradient still matches.
+/// conv → tanh → conv, the second with stride 1 and with stride 2: the tanh gradient folds
+/// into what computes the second convolution's input gradient (the product through the
+/// transposed window, or col2im), and every gradient still matches.
 #[test]
-fn conv_tanh_conv_gradients_fold_into_the_transposed_product() {
+fn conv_tanh_conv_gradients_fold_into_the_input_gradient() {
     let same = WindowOpts::default().padding(Padding::Same);
-    let geo = Geo {
+    let geo = |s, o| Geo {
         k: (3, 3),
-        s: (1, 1),
+        s: (s, s),
         p: (1, 1),
         d: (1, 1),
-        o: (6, 5),
+        o,
     };
-    let shapes = vec![
-        vec![2, 2, 6, 5],
-        vec![3, 2, 3, 3],
-        vec![3],
-        vec![2, 3, 3, 3],
-    ];
-    let build = |g: &Graph, v: &[NodeId]| {
-        let h = g.conv2d(v[0], v[1], None, same).unwrap();
-        let h = g.bias_act(h, v[2], 1, Some(UnaryOp::Tanh)).unwrap();
-        g.conv2d(h, v[3], None, same).unwrap()
-    };
-    let reference = |v: &[Vec<f64>]| {
-        let h = conv_ref(&v[0], [2, 2, 6, 5], &v[1], 3, Some(&v[2]), geo);
-        let h: Vec<f64> = h.iter().map(|x| x.tanh()).collect();
-        conv_ref(&h, [2, 3, 6, 5], &v[3], 2, None, geo)
-    };
-    let d = rand_data(&shapes, 8);
-    check_grad("conv tanh conv", &shapes, &d, build, reference, GTOL);
-    let ctx = ctx();
-    let g = Graph::new();
-    let v = fixed_inputs(&g, &shapes);
-    let y = build(&g, &v);
-    let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
-    let mut ex = Executor::new(&ctx, &g).unwrap();
-    let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-    let steps = ex.profile(&grads, &feed, false).unwrap();
-    let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
-    assert!(
-        labels
-            .iter()
-            .any(|l| l.contains("epi: 3, act: 3") && l.contains("gather: Transposed")),
-        "{labels:?}"
-    );
+    for stride in [1, 2] {
+        let second = WindowOpts::default()
+            .stride(stride)
+            .padding(Padding::Explicit(1, 1));
+        let out = if stride == 1 { (6, 5) } else { (3, 3) };
+        let shapes = vec![
+            vec![2, 2, 6, 5],
+            vec![3, 2, 3, 3],
+            vec![3],
+            vec![2, 3, 3, 3],
+        ];
+        let build = |g: &Graph, v: &[NodeId]| {
+            let h = g.conv2d(v[0], v[1], None, same).unwrap();
+            let h = g.bias_act(h, v[2], 1, Some(UnaryOp::Tanh)).unwrap();
+            g.conv2d(h, v[3], None, second).unwrap()
+        };
+        let reference = |v: &[Vec<f64>]| {
+            let h = conv_ref(&v[0], [2, 2, 6, 5], &v[1], 3, Some(&v[2]), geo(1, (6, 5)));
+            let h: Vec<f64> = h.iter().map(|x| x.tanh()).collect();
+            conv_ref(&h, [2, 3, 6, 5], &v[3], 2, None, geo(stride, out))
+        };
+        let d = rand_data(&shapes, 8);
+        let name = format!("conv tanh conv, stride {stride}");
+        check_grad(&name, &shapes, &d, build, reference, GTOL);
+        let ctx = ctx();
+        let g = Graph::new();
+        let v = fixed_inputs(&g, &shapes);
+        let y = build(&g, &v);
+        let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
+        let mut ex = Executor::new(&ctx, &g).unwrap();
+        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
+        let steps = ex.profile(&grads, &feed, false).unwrap();
+        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        let folded = |l: &&str| {
+            if stride == 1 {
+                l.contains("epi: 3, act: 3") && l.contains("gather: Transposed")
+            } else {
+                l.starts_with("Col2Im") && l.contains("}, 3)")
+            }
+        };
+        assert!(labels.iter().any(folded), "{name}: {labels:?}");
+    }
 }
 
 /// tanh → pooling (windows that tile the image, and overlapping ones): the tanh gradient

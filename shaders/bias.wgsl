@@ -49,7 +49,7 @@ fn channel_sum_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(64)
 fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lane: u32) {
-    let c = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    let c = workgroup_item(wid, nwg);
     if (c >= C) {
         return;
     }

@@ -1,5 +1,5 @@
-// Cooperation across the 64 lanes of a workgroup (prepended to reduce.wgsl, softmax.wgsl
-// and bias.wgsl).
+// Cooperation across the 64 lanes of a workgroup, and row addressing (prepended to
+// reduce.wgsl, softmax.wgsl and bias.wgsl).
 
 const LANES: u32 = 64u;
 var<workgroup> partial: array<f32, LANES>;
@@ -22,3 +22,14 @@ fn combine(lane: u32, v: f32, is_max: bool) -> f32 {
     return r;
 }
 
+// The item (output, row or channel) a workgroup works on when each works on one; uniform
+// across the workgroup.
+fn workgroup_item(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// Where row i of an [outer, len, inner] tensor (along its middle axis) starts; its elements
+// are `inner` apart.
+fn row_start(i: u32, len: u32, inner: u32) -> u32 {
+    return (i / inner) * len * inner + i % inner;
+}

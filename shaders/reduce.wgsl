@@ -18,8 +18,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.outer * p.inner) {
         return;
     }
-    let o = i / p.inner;
-    let base = o * p.len * p.inner + i % p.inner;
+    let base = row_start(i, p.len, p.inner);
     var acc: f32;
     if (p.op == 2u) {
         acc = x[base];
@@ -44,11 +43,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lane: u32) {
-    let i = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    let i = workgroup_item(wid, nwg);
     if (i >= p.outer * p.inner) {
         return;
     }
-    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    let base = row_start(i, p.len, p.inner);
     let is_max = p.op == 2u;
     var acc = select(0.0, x[base], is_max);
     for (var j = lane; j < p.len; j += LANES) {

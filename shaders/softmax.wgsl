@@ -18,7 +18,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.outer * p.inner) {
         return;
     }
-    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    let base = row_start(i, p.len, p.inner);
     var m = x[base];
     for (var j = 1u; j < p.len; j++) {
         m = max(m, x[base + j * p.inner]);
@@ -44,11 +44,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lane: u32) {
-    let i = wid.x + wid.y * nwg.x;  // uniform across the workgroup
+    let i = workgroup_item(wid, nwg);
     if (i >= p.outer * p.inner) {
         return;
     }
-    let base = (i / p.inner) * p.len * p.inner + i % p.inner;
+    let base = row_start(i, p.len, p.inner);
     var m = x[base];
     for (var j = lane; j < p.len; j += LANES) {
         m = max(m, x[base + j * p.inner]);

@@ -379,15 +379,8 @@ impl Kernel {
                 act,
                 gather,
             } => {
-                let mut v = vec![
-                    ("TA", ta as u8 as f64),
-                    ("TB", tb as u8 as f64),
-                    ("VA", va as u8 as f64),
-                    ("VB", vb as u8 as f64),
-                    ("EPI", epi as f64),
-                    ("ACT", act as f64),
-                ];
-                v.extend(gather_constants(gather));
+                let mut v = matmul_constants(ta, tb, vb, epi, act, gather);
+                v.push(("VA", va as u8 as f64));
                 v
             }
             Kernel::Im2Col(w) | Kernel::MaxPool(w) | Kernel::AvgPool(w) => window_constants(w),
@@ -404,17 +397,7 @@ impl Kernel {
                 act,
                 gather,
                 ..
-            } => {
-                let mut v = vec![
-                    ("TA", ta as u8 as f64),
-                    ("TB", tb as u8 as f64),
-                    ("VB", vb as u8 as f64),
-                    ("EPI", epi as f64),
-                    ("ACT", act as f64),
-                ];
-                v.extend(gather_constants(gather));
-                v
-            }
+            } => matmul_constants(ta, tb, vb, epi, act, gather),
             Kernel::BiasAct { c, inner, act } => vec![
                 ("C", c as f64),
                 ("INNER", inner as f64),
@@ -471,6 +454,26 @@ fn window_constants(w: Window) -> Vec<(&'static str, f64)> {
     .into_iter()
     .map(|(k, v)| (k, v as f64))
     .collect()
+}
+
+/// The override constants both matmul kernels share.
+fn matmul_constants(
+    ta: bool,
+    tb: bool,
+    vb: bool,
+    epi: u8,
+    act: u8,
+    gather: Gather,
+) -> Vec<(&'static str, f64)> {
+    let mut v = vec![
+        ("TA", ta as u8 as f64),
+        ("TB", tb as u8 as f64),
+        ("VB", vb as u8 as f64),
+        ("EPI", epi as f64),
+        ("ACT", act as f64),
+    ];
+    v.extend(gather_constants(gather));
+    v
 }
 
 /// The constants that make a matrix product read B through a window (none without one).

@@ -255,10 +255,14 @@ pub(crate) fn build(
             reads_at[alias_root[x.0]].extend(readers);
         }
     }
+    // What a product binds for operand j: a gathered im2col's image, else j.
+    let bound = |j: NodeId| -> NodeId { gathered.get(&j.0).map_or(j, |g| g.0) };
+    // The factor a folded scaling of operand j contributes to the product (1 without one).
+    let alpha_of = |j: NodeId| -> f32 { scaled.get(&alias_root[bound(j).0]).map_or(1.0, |s| s.1) };
     // Where an operand's values come from: gathered im2cols read their images, and folded
     // scalings their operands.
     let source_of = |j: NodeId| -> NodeId {
-        let j = gathered.get(&j.0).map_or(j, |g| g.0);
+        let j = bound(j);
         scaled.get(&alias_root[j.0]).map_or(j, |s| s.0)
     };
     // What node `i` reads, operands traced to their sources.
@@ -504,7 +508,7 @@ pub(crate) fn build(
                     .op
                     .inputs()
                     .iter()
-                    .map(|j| buffer_of(gathered.get(&j.0).map_or(j.0, |g| g.0 .0)))
+                    .map(|&j| buffer_of(bound(j).0))
                     .collect();
                 (kernel, params, groups, bufs)
             }
@@ -519,11 +523,8 @@ pub(crate) fn build(
         let alpha: f32 = nodes[source]
             .op
             .inputs()
-            .iter()
-            .map(|j| {
-                let j = gathered.get(&j.0).map_or(*j, |g| g.0);
-                scaled.get(&alias_root[j.0]).map_or(1.0, |s| s.1)
-            })
+            .into_iter()
+            .map(alpha_of)
             .product();
         if alpha != 1.0 {
             params.0[6] = alpha.to_bits();

@@ -43,6 +43,27 @@ fn run_on(
     (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
 }
 
+/// The dispatch labels of the plan computing the gradients of Σ y² (y: what `build` makes
+/// of fixed inputs with these shapes; y² keeps y itself in the plan) with respect to the
+/// inputs from `first` on.
+fn gradient_plan_labels(
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    first: usize,
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> Vec<String> {
+    let ctx = ctx();
+    let g = Graph::new();
+    let v = fixed_inputs(&g, shapes);
+    let y = build(&g, &v);
+    let loss = g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap();
+    let grads = g.grad(loss, &v[first..]).unwrap();
+    let mut ex = Executor::new(&ctx, &g).unwrap();
+    let feed: Vec<(NodeId, &[f32])> = v.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
+    let steps = ex.profile(&grads, &feed, false).unwrap();
+    steps.into_iter().map(|s| s.0).collect()
+}
+
 fn rand_data(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
     shapes
         .iter()
@@ -143,16 +164,9 @@ fn conv2d_reads_images_without_im2col() {
     for (name, xs, oc, k, opts, _) in [cases[1], cases[4]] {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
         let d = rand_data(&shapes, 5);
-        let ctx = ctx();
-        let g = Graph::new();
-        let v = fixed_inputs(&g, &shapes);
-        let y = g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap();
-        let loss = g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap();
-        let grads = g.grad(loss, &v).unwrap();
-        let mut ex = Executor::new(&ctx, &g).unwrap();
-        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-        let steps = ex.profile(&grads, &feed, false).unwrap();
-        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        let labels = gradient_plan_labels(&shapes, &d, 0, |g, v| {
+            g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap()
+        });
         let count = |what: &str| labels.iter().filter(|l| l.contains(what)).count();
         assert_eq!(count("Im2Col"), 0, "{name}: {labels:?}");
         // The forward product and the filter gradient read the image.
@@ -204,16 +218,8 @@ fn conv_tanh_conv_gradients_fold_into_the_input_gradient() {
         let d = rand_data(&shapes, 8);
         let name = format!("conv tanh conv, stride {stride}");
         check_grad(&name, &shapes, &d, build, reference, GTOL);
-        let ctx = ctx();
-        let g = Graph::new();
-        let v = fixed_inputs(&g, &shapes);
-        let y = build(&g, &v);
-        let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
-        let mut ex = Executor::new(&ctx, &g).unwrap();
-        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-        let steps = ex.profile(&grads, &feed, false).unwrap();
-        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
-        let folded = |l: &&str| {
+        let labels = gradient_plan_labels(&shapes, &d, 0, build);
+        let folded = |l: &String| {
             if stride == 1 {
                 l.contains("epi: 3, act: 3") && l.contains("gather: Transposed")
             } else {
@@ -255,15 +261,7 @@ fn activation_gradient_folds_into_pooling_gradients() {
                 reference,
                 GTOL,
             );
-            let ctx = ctx();
-            let g = Graph::new();
-            let v = fixed_inputs(&g, &shapes);
-            let y = build(&g, &v);
-            let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &v).unwrap();
-            let mut ex = Executor::new(&ctx, &g).unwrap();
-            let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-            let steps = ex.profile(&grads, &feed, false).unwrap();
-            let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+            let labels = gradient_plan_labels(&shapes, &d, 0, build);
             assert!(
                 labels
                     .iter()
@@ -319,17 +317,8 @@ fn scaling_folds_into_products() {
         let v64: Vec<Vec<f64>> = d.iter().map(|x| to64(x)).collect();
         assert_close(name, &got, &want(&v64), TOL);
         check_grad(name, &shapes, &d, build, want, GTOL);
-        let ctx = ctx();
-        let g = Graph::new();
-        let v = fixed_inputs(&g, &shapes);
-        let y = build(&g, &v);
-        let grads = g
-            .grad(g.reduce_sum(g.mul(y, y).unwrap(), &[]).unwrap(), &v[1..])
-            .unwrap();
-        let mut ex = Executor::new(&ctx, &g).unwrap();
-        let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-        let steps = ex.profile(&grads, &feed, false).unwrap();
-        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        // Not the input's gradient: its scaling back is a dispatch of its own.
+        let labels = gradient_plan_labels(&shapes, &d, 1, build);
         assert!(
             !labels.iter().any(|l| l.starts_with("Unary")),
             "{name}: {labels:?}"

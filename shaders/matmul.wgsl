@@ -19,22 +19,9 @@ override GATHER: bool = false;
 // A is convolution filters read as for the input gradient (flipped_filter_index, window.wgsl).
 override FLIP_A: bool = false;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
-    a_batch: u32,   // floats between batch items (0: shared)
-    b_batch: u32,
-    alpha: f32,     // C = alpha · op(A) · op(B), before the epilogue
-    _q1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The epilogue (`epilogue`, `side`) comes from epilogue.wgsl.
+// Params, p, C, the epilogue and store4 come from product.wgsl.
 
 fn a_at(i: u32) -> f32 {
     return a[i / 4u][i % 4u];
@@ -96,18 +83,10 @@ fn b_row4(bbase: u32, k: u32, col: u32) -> vec4<f32> {
     return vec4<f32>(b_elem(bbase, k, col), b_elem(bbase, k, col + 1u), b_elem(bbase, k, col + 2u), b_elem(bbase, k, col + 3u));
 }
 
-// Stores one row of the block (8 columns from j0), skipping what lies past the edge.
+// Stores one row of the block (8 columns from j0).
 fn store_row(row: u32, j0: u32, cbase: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    let base = cbase + row * p.n + j0;
-    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
-    for (var q = 0u; q < 8u; q++) {
-        if (j0 + q < p.n) {
-            c[base + q] = epilogue(row, j0 + q, base + q, p.alpha * v[q]);
-        }
-    }
+    store4(cbase, row, j0, lo);
+    store4(cbase, row, j0 + 4u, hi);
 }
 
 @compute @workgroup_size(8, 8, 1)

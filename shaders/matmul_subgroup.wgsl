@@ -17,22 +17,9 @@ override GATHER: bool = false;
 // A is convolution filters read as for the input gradient (flipped_filter_index, window.wgsl).
 override FLIP_A: bool = false;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
-    a_batch: u32,   // floats between batch items (0: shared)
-    b_batch: u32,
-    alpha: f32,     // C = alpha · op(A) · op(B), before the epilogue
-    _q1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-// The epilogue (`epilogue`, `side`) comes from epilogue.wgsl.
+// Params, p, C, the epilogue and store4 come from product.wgsl.
 
 // op(A)[row, k] with the row clamped into range.
 fn a_elem(abase: u32, row: u32, k: u32) -> f32 {
@@ -103,17 +90,4 @@ fn b_row4(bbase: u32, k: u32, j: u32, q: Cols4) -> vec4<f32> {
     }
     return vec4<f32>(b_at(bbase + k * p.n + min(j, n1)), b_at(bbase + k * p.n + min(j + 1u, n1)),
                      b_at(bbase + k * p.n + min(j + 2u, n1)), b_at(bbase + k * p.n + min(j + 3u, n1)));
-}
-
-// Stores 4 columns of one row, skipping what lies past the edge.
-fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    let base = cbase + row * p.n;
-    for (var q = 0u; q < 4u; q++) {
-        if (j + q < p.n) {
-            c[base + j + q] = epilogue(row, j + q, base + j + q, p.alpha * v[q]);
-        }
-    }
 }

@@ -19,6 +19,9 @@ pub(crate) const PARAMS_SIZE: u64 = 256;
 pub struct ContextOptions {
     /// Never use subgroup operations, even where the adapter offers them.
     pub no_subgroups: bool,
+    /// On CPU adapters, read matrix products' operands from storage buffers instead of
+    /// copying them into textures first (the faster default there).
+    pub no_textures: bool,
     /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
     /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
     pub poison: bool,

@@ -380,14 +380,7 @@ impl Executor {
             );
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in &plan.steps {
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind, &[]);
-                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-            }
-        }
+        plan::record(&plan.steps, &mut enc);
         // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
         // a pending result is never overwritten before it is read.
         let slot = match read {
@@ -632,6 +625,9 @@ impl Executor {
         for s in &plan.steps {
             let t0 = std::time::Instant::now();
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            for c in &s.copies {
+                c.record(&mut enc);
+            }
             {
                 let mut p = enc.begin_compute_pass(&Default::default());
                 p.set_pipeline(&s.pipeline);

@@ -22,6 +22,8 @@ pub enum Shader {
     Matmul,
     /// Batched matrix product sharing A through subgroup broadcasts (CPU adapters).
     MatmulSubgroup,
+    /// The same design reading both operands from textures (CPU adapters).
+    MatmulTexture,
     /// Reductions over one axis.
     Reduce,
     /// Softmax and log-softmax.
@@ -42,12 +44,13 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
         Shader::Matmul,
         Shader::MatmulSubgroup,
+        Shader::MatmulTexture,
         Shader::Reduce,
         Shader::Softmax,
         Shader::Loss,
@@ -66,6 +69,7 @@ impl Shader {
             Shader::Binary => "binary.wgsl",
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
+            Shader::MatmulTexture => "matmul_texture.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
@@ -87,7 +91,7 @@ impl Shader {
             Shader::Binary => include_str!("../shaders/binary.wgsl"),
             Shader::Matmul => concat!(
                 include_str!("../shaders/activation.wgsl"),
-                include_str!("../shaders/epilogue.wgsl"),
+                include_str!("../shaders/product.wgsl"),
                 include_str!("../shaders/window.wgsl"),
                 include_str!("../shaders/matmul.wgsl")
             ),
@@ -96,12 +100,25 @@ impl Shader {
                 SOURCE.get_or_init(|| {
                     let mut s = String::new();
                     s.push_str(include_str!("../shaders/activation.wgsl"));
-                    s.push_str(include_str!("../shaders/epilogue.wgsl"));
+                    s.push_str(include_str!("../shaders/product.wgsl"));
                     s.push_str(include_str!("../shaders/window.wgsl"));
                     for &(lanes, rows) in SUBGROUP_BLOCKS {
                         s.push_str(&subgroup_entry_point(lanes, rows));
                     }
                     s.push_str(include_str!("../shaders/matmul_subgroup.wgsl"));
+                    s
+                })
+            }
+            Shader::MatmulTexture => {
+                static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                SOURCE.get_or_init(|| {
+                    let mut s = String::new();
+                    s.push_str(include_str!("../shaders/activation.wgsl"));
+                    s.push_str(include_str!("../shaders/product.wgsl"));
+                    for &(lanes, rows, c4) in TEXTURE_BLOCKS {
+                        s.push_str(&texture_entry_point(lanes, rows, c4));
+                    }
+                    s.push_str(include_str!("../shaders/matmul_texture.wgsl"));
                     s
                 })
             }
@@ -180,6 +197,20 @@ pub(crate) enum Kernel {
         act: u8,
         gather: Gather,
     },
+    /// The subgroup variant reading A and B from textures (`va`: a texel holds 4 k-steps
+    /// of a row of plain A; `vb` as for the others), with `c4` vec4s of columns per lane;
+    /// `(sg, rows, c4)` is one of `TEXTURE_BLOCKS`.
+    MatmulTexture {
+        ta: bool,
+        tb: bool,
+        va: bool,
+        vb: bool,
+        sg: u8,
+        rows: u8,
+        c4: u8,
+        epi: u8,
+        act: u8,
+    },
     Reduce,
     /// One workgroup per output (long axes, few outputs).
     ReduceWg,
@@ -239,6 +270,7 @@ impl Kernel {
             Kernel::Binary => Shader::Binary,
             Kernel::Matmul { .. } => Shader::Matmul,
             Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
+            Kernel::MatmulTexture { .. } => Shader::MatmulTexture,
             Kernel::Reduce | Kernel::ReduceWg => Shader::Reduce,
             Kernel::Softmax | Kernel::SoftmaxWg => Shader::Softmax,
             Kernel::CeForward
@@ -274,6 +306,17 @@ impl Kernel {
                 (_, 32) => "main16_r32",
                 _ => "main16_r64",
             },
+            Kernel::MatmulTexture { sg, rows, c4, .. } => match (sg, rows, c4) {
+                (8, 8, _) => "tex8_r8_c1",
+                (8, 16, _) => "tex8_r16_c1",
+                (8, 32, _) => "tex8_r32_c1",
+                (8, _, 1) => "tex8_r64_c1",
+                (8, _, _) => "tex8_r64_c2",
+                (_, 16, _) => "tex16_r16_c1",
+                (_, 32, _) => "tex16_r32_c1",
+                (_, _, 1) => "tex16_r64_c1",
+                _ => "tex16_r64_c2",
+            },
             Kernel::Im2Col(_) => "im2col",
             Kernel::Col2Im(..) => "col2im",
             Kernel::MaxPool(_) => "max_forward",
@@ -295,7 +338,8 @@ impl Kernel {
     }
 
     /// Bindings after the parameter block, in order from binding 1: `r` read-only storage,
-    /// `w` read-write storage, `u` uniform, `-` unused by this entry point.
+    /// `w` read-write storage, `u` uniform, `t` float texture, `-` unused by this entry
+    /// point.
     pub(crate) fn signature(self) -> &'static str {
         match self {
             Kernel::Fill => "-w",
@@ -322,6 +366,8 @@ impl Kernel {
             Kernel::Binary | Kernel::BiasAct { .. } => "rrw",
             // A, B, C, then the epilogue's bias (A again when there is none).
             Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => "rrwr",
+            // The same from textures.
+            Kernel::MatmulTexture { .. } => "ttwr",
             Kernel::CeForward | Kernel::ClassError => "rr-w",
             Kernel::CeForwardError => "rr-ww",
             Kernel::CeBackward => "rrrw",
@@ -342,12 +388,18 @@ impl Kernel {
             has_dynamic_offset: false,
             min_binding_size: None,
         };
+        let texture = wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        };
         let mut entries = vec![(0, uniform)];
         for (i, c) in self.signature().chars().enumerate() {
             let ty = match c {
                 'r' => storage(true),
                 'w' => storage(false),
                 'u' => uniform,
+                't' => texture,
                 _ => continue,
             };
             entries.push((i as u32 + 1, ty));
@@ -398,6 +450,19 @@ impl Kernel {
                 gather,
                 ..
             } => matmul_constants(ta, tb, vb, epi, act, gather),
+            Kernel::MatmulTexture {
+                ta,
+                tb,
+                va,
+                vb,
+                epi,
+                act,
+                ..
+            } => {
+                let mut v = matmul_constants(ta, tb, vb, epi, act, Gather::None);
+                v.push(("VA", va as u8 as f64));
+                v
+            }
             Kernel::BiasAct { c, inner, act } => vec![
                 ("C", c as f64),
                 ("INNER", inner as f64),
@@ -548,6 +613,96 @@ fn subgroup_entry_point(lanes: u32, rows: u32) -> String {
     s
 }
 
+/// Texels per row of the textures the texture matmul reads (`TEXTURE_WIDTH` in
+/// matmul_texture.wgsl): 16 KiB, a multiple of the 256-byte row alignment of copies.
+pub(crate) const TEXTURE_WIDTH: usize = 1024;
+
+/// The (subgroup size, rows per block, vec4 columns per lane) triples of the texture
+/// matmul's entry points: the subgroup blocks with 4 columns per lane, and 8 columns for the
+/// 64-row blocks of wide products.
+pub(crate) const TEXTURE_BLOCKS: &[(u32, u32, u32)] = &[
+    (8, 8, 1),
+    (8, 16, 1),
+    (8, 32, 1),
+    (8, 64, 1),
+    (8, 64, 2),
+    (16, 16, 1),
+    (16, 32, 1),
+    (16, 64, 1),
+    (16, 64, 2),
+];
+
+/// WGSL of the texture matmul's entry point `tex{lanes}_r{rows}_c{c4}` (see
+/// matmul_texture.wgsl): lane `l` accumulates rows `i0 + r` of its columns `j + 4q ..` in
+/// `c{r}_{q}`, 4 k-steps at a time, sharing rows `i0 + g·lanes + l` of A through
+/// subgroupBroadcast. The k-steps are added in order, as in the subgroup kernel.
+fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let w = &mut s;
+    let _ = writeln!(w, "@compute @workgroup_size({lanes}, 1, 1)");
+    let _ = writeln!(
+        w,
+        "fn tex{lanes}_r{rows}_c{c4}(@builtin(workgroup_id) wid: vec3<u32>, \
+         @builtin(subgroup_invocation_id) lane: u32) {{"
+    );
+    let _ = writeln!(w, "    let i0 = wid.y * {rows}u;");
+    let _ = writeln!(
+        w,
+        "    let j = wid.x * {}u + lane * {}u;",
+        4 * c4 * lanes,
+        4 * c4
+    );
+    for r in 0..rows {
+        for q in 0..c4 {
+            let _ = writeln!(w, "    var c{r}_{q} = vec4<f32>(0.0);");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
+         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
+         for (var k = 0u; k < p.k; k += 4u) {{"
+    );
+    for q in 0..c4 {
+        let _ = writeln!(
+            w,
+            "            let b{q} = b_block(bbase, k, j + {}u);",
+            4 * q
+        );
+    }
+    for g in 0..rows / lanes {
+        let _ = writeln!(
+            w,
+            "            let a{g} = a_group(abase, i0 + {}u + lane, k);",
+            g * lanes
+        );
+        for l in 0..lanes {
+            let r = g * lanes + l;
+            let _ = writeln!(w, "            let s{r} = subgroupBroadcast(a{g}, {l}u);");
+            for q in 0..c4 {
+                for (u, x) in ["x", "y", "z", "w"].iter().enumerate() {
+                    let _ = writeln!(w, "            c{r}_{q} += s{r}.{x} * b{q}[{u}];");
+                }
+            }
+        }
+    }
+    let _ = writeln!(w, "        }}\n    }}\n    let cbase = wid.z * p.m * p.n;");
+    for q in 0..c4 {
+        let _ = writeln!(w, "    if (j + {}u < p.n) {{", 4 * q);
+        for r in 0..rows {
+            let _ = writeln!(
+                w,
+                "        store4(cbase, i0 + {r}u, j + {}u, c{r}_{q});",
+                4 * q
+            );
+        }
+        let _ = writeln!(w, "    }}");
+    }
+    let _ = writeln!(w, "}}\n");
+    s
+}
+
 /// A kernel's parameter block, written as 32-bit words in the order of its WGSL struct.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Params(pub Vec<u32>);
@@ -635,13 +790,14 @@ impl<'a> From<&'a wgpu::Buffer> for Slice<'a> {
 }
 
 /// Makes the bind group of one dispatch: the parameter block at `offset` in `params`, then
-/// `buffers` in the order of the kernel's signature (unused slots skipped).
+/// `buffers` and `textures` in the order of the kernel's signature (unused slots skipped).
 pub(crate) fn bind_group(
     ctx: &Context,
     kernel: Kernel,
     params: &wgpu::Buffer,
     offset: u64,
     buffers: &[Slice],
+    textures: &[&wgpu::TextureView],
 ) -> wgpu::BindGroup {
     let pipeline = ctx.pipeline(kernel);
     let mut entries = vec![wgpu::BindGroupEntry {
@@ -653,20 +809,29 @@ pub(crate) fn bind_group(
         }),
     }];
     let mut next = buffers.iter();
+    let mut next_texture = textures.iter();
     for (i, c) in kernel.signature().chars().enumerate() {
-        if c == '-' {
-            continue;
-        }
-        let buf = next
-            .next()
-            .expect("bind_group: fewer buffers than the signature");
+        let resource = match c {
+            '-' => continue,
+            't' => wgpu::BindingResource::TextureView(
+                next_texture
+                    .next()
+                    .expect("bind_group: fewer textures than the signature"),
+            ),
+            _ => {
+                let buf = next
+                    .next()
+                    .expect("bind_group: fewer buffers than the signature");
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: buf.buffer,
+                    offset: buf.offset,
+                    size: buf.size,
+                })
+            }
+        };
         entries.push(wgpu::BindGroupEntry {
             binding: i as u32 + 1,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: buf.buffer,
-                offset: buf.offset,
-                size: buf.size,
-            }),
+            resource,
         });
     }
     ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -690,7 +855,7 @@ pub(crate) fn run_once(
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
     ctx.queue.write_buffer(&pbuf, 0, &params.bytes());
-    let bg = bind_group(ctx, kernel, &pbuf, 0, buffers);
+    let bg = bind_group(ctx, kernel, &pbuf, 0, buffers, &[]);
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());

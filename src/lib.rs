@@ -43,6 +43,7 @@ mod plan;
 pub mod plot;
 pub mod shape;
 pub mod tensor;
+mod textures;
 pub mod trainer;
 
 pub use device::{AdapterSummary, Context, ContextOptions};

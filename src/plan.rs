@@ -9,6 +9,7 @@ use crate::graph::{BinaryOp, Node, NodeId, Op, Window, BINARY_FIRST};
 use crate::kernels::{bind_group, groups_1d, groups_per_item, Gather, Kernel, Params, Slice};
 use crate::shape::strides;
 use crate::tensor::fill_params;
+use crate::textures::{operand_texture, texture_product, TextureCopy};
 use crate::{Error, Fill, Result};
 
 /// Where a node's value lives during a step.
@@ -46,9 +47,32 @@ pub(crate) struct ArenaUpdate<'a> {
 pub(crate) struct Step {
     /// Kernel and output shape, for profiles.
     pub label: String,
+    /// Copies of the dispatch's operands into textures, made just before it (textures.rs).
+    pub copies: Vec<TextureCopy>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind: wgpu::BindGroup,
     pub groups: [u32; 3],
+}
+
+/// Records `steps` into `enc`: one compute pass, broken where texture copies come first.
+pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
+    let mut i = 0;
+    while i < steps.len() {
+        for c in &steps[i].copies {
+            c.record(enc);
+        }
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        loop {
+            let s = &steps[i];
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind, &[]);
+            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            i += 1;
+            if i == steps.len() || !steps[i].copies.is_empty() {
+                break;
+            }
+        }
+    }
 }
 
 /// A compiled plan (see the module docs).
@@ -63,7 +87,8 @@ pub(crate) struct Plan {
     /// Readback buffers: `[immediate]`, then `deferred A, deferred B` once a deferred read
     /// has asked for them; none without outputs.
     pub staging: Vec<wgpu::Buffer>,
-    /// Bytes of intermediate buffers (excluding parameters and inputs).
+    /// Bytes of intermediate buffers and operand textures (excluding parameters and
+    /// inputs).
     pub scratch_bytes: u64,
     _keep: Vec<wgpu::Buffer>,
 }
@@ -442,7 +467,7 @@ pub(crate) fn build(
     for (k, &n) in slot_size.iter().enumerate() {
         slots.push(ctx.storage(&format!("slot {k}"), n)?);
     }
-    let scratch_bytes = slot_size.iter().map(|&n| (n * 4) as u64).sum();
+    let scratch_bytes: u64 = slot_size.iter().map(|&n| (n * 4) as u64).sum();
     let arena_slice =
         |k: usize, offset: u64, n: usize| Slice::floats(extras.updates[k].grads, offset, n);
     let buffer_of = |i: usize| -> Slice {
@@ -626,18 +651,69 @@ pub(crate) fn build(
         PARAMS_SIZE * specs.len().max(1) as u64,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
+    // On CPU adapters, subgroup products read their operands from two textures, A's and
+    // B's, each sized for the largest operand it takes (textures.rs).
+    let products: Vec<_> = specs
+        .iter()
+        .map(|(kernel, p, bufs, groups)| match kernel {
+            Kernel::MatmulSubgroup { .. } => {
+                texture_product(ctx, *kernel, p, *groups, [bufs[0], bufs[1]])
+            }
+            _ => None,
+        })
+        .collect();
+    let mut textures = Vec::new();
+    let mut scratch_bytes = scratch_bytes;
+    if products.iter().any(|t| t.is_some()) {
+        for side in 0..2 {
+            let texels = products
+                .iter()
+                .flatten()
+                .map(|t| t.texels[side])
+                .max()
+                .unwrap_or(1);
+            let texture = operand_texture(ctx, texels)?;
+            scratch_bytes += texels.next_multiple_of(crate::kernels::TEXTURE_WIDTH) as u64 * 16;
+            let view = texture.create_view(&Default::default());
+            textures.push((texture, view));
+        }
+    }
     let mut blob = vec![0u8; PARAMS_SIZE as usize * specs.len()];
     let mut steps = Vec::with_capacity(specs.len());
-    for (k, (kernel, p, bufs, groups)) in specs.iter().enumerate() {
+    for (k, ((kernel, p, bufs, groups), product)) in specs.iter().zip(&products).enumerate() {
         let off = k * PARAMS_SIZE as usize;
         let bytes = p.bytes();
         blob[off..off + bytes.len()].copy_from_slice(&bytes);
-        steps.push(Step {
-            label: labels.get(k).cloned().unwrap_or_else(|| "assign".into()),
-            pipeline: ctx.pipeline(*kernel),
-            bind: bind_group(ctx, *kernel, &params, off as u64, bufs),
-            groups: *groups,
-        });
+        let mut label = labels.get(k).cloned().unwrap_or_else(|| "assign".into());
+        let step = match product {
+            Some(t) => {
+                label = label.replacen(&format!("{kernel:?}"), &format!("{:?}", t.kernel), 1);
+                let copies = (0..2)
+                    .map(|side| TextureCopy {
+                        buffer: bufs[side].buffer.clone(),
+                        offset: bufs[side].offset,
+                        texels: t.texels[side],
+                        texture: textures[side].0.clone(),
+                    })
+                    .collect();
+                let views = [&textures[0].1, &textures[1].1];
+                Step {
+                    label,
+                    copies,
+                    pipeline: ctx.pipeline(t.kernel),
+                    bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views),
+                    groups: t.groups,
+                }
+            }
+            None => Step {
+                label,
+                copies: Vec::new(),
+                pipeline: ctx.pipeline(*kernel),
+                bind: bind_group(ctx, *kernel, &params, off as u64, bufs, &[]),
+                groups: *groups,
+            },
+        };
+        steps.push(step);
     }
     ctx.queue.write_buffer(&params, 0, &blob);
 

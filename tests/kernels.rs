@@ -48,10 +48,12 @@ fn data_for(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Contexts with and without subgroup operations, made once.
-fn matmul_contexts() -> &'static (wgrad::Context, wgrad::Context) {
-    static CTX: std::sync::OnceLock<(wgrad::Context, wgrad::Context)> = std::sync::OnceLock::new();
-    CTX.get_or_init(|| (ctx(), ctx_without_subgroups()))
+/// Contexts for every matmul kernel, made once: the default (on CPU adapters, the texture
+/// kernel where the operands fit in textures), without textures (the storage-buffer subgroup
+/// kernel), and without subgroups (the blocked kernel).
+fn matmul_contexts() -> &'static [wgrad::Context; 3] {
+    static CTX: std::sync::OnceLock<[wgrad::Context; 3]> = std::sync::OnceLock::new();
+    CTX.get_or_init(|| [ctx(), ctx_without_textures(), ctx_without_subgroups()])
 }
 
 fn check_matmul(
@@ -80,31 +82,91 @@ fn check_matmul(
     let shapes = vec![sa.clone(), sb.clone()];
     let data = data_for(&shapes, (m * 31 + k * 7 + n) as u64);
     let want = matmul_ref(&to64(&data[0]), &sa, &to64(&data[1]), &sb, ta, tb);
-    // Both the subgroup kernel (where the adapter has subgroups) and the blocked kernel.
-    let plain = matmul_contexts().1.clone();
-    let got = run_on(&plain, &shapes, &data, |g, x| {
-        g.matmul_t(x[0], x[1], ta, tb).unwrap()
-    });
-    assert_close(
-        &format!("matmul without subgroups {sa:?} {ta} {sb:?} {tb}"),
-        &got,
-        &want,
-        TOL,
+    for (ctx, kernels) in
+        matmul_contexts()
+            .iter()
+            .zip(["default", "without textures", "without subgroups"])
+    {
+        let got = run_on(ctx, &shapes, &data, |g, x| {
+            g.matmul_t(x[0], x[1], ta, tb).unwrap()
+        });
+        assert_close(
+            &format!(
+                "matmul {sa:?}{} · {sb:?}{} ({kernels})",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
+            &got,
+            &want,
+            TOL,
+        );
+    }
+}
+
+/// Shapes for the texture kernel (CPU adapters): operands whose lengths are whole texels,
+/// with A read a texel per row (K % 4 == 0) or a float at a time (transposed, or K % 4 ≠ 0,
+/// the last k-steps masked), B a texel per row (N % 4 == 0), a texel per column (transposed,
+/// K % 4 == 0) or a float at a time, 8 columns per lane (N ≥ 512), and batches whose strides
+/// are not whole texels.
+#[test]
+fn matmul_texture_kernel_edges() {
+    for (m, k, n) in [(20, 12, 37), (6, 10, 14), (70, 8, 520), (64, 36, 36)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                check_matmul(None, m, k, n, ta, tb, false);
+            }
+        }
+    }
+    for ta in [false, true] {
+        for tb in [false, true] {
+            check_matmul(Some(4), 3, 3, 5, ta, tb, true);
+            check_matmul(Some(3), 6, 10, 14, ta, tb, false);
+        }
+    }
+}
+
+/// The kernel labels of a plan computing op(A)·op(B) for these shapes.
+fn matmul_plan_labels(
+    ctx: &wgrad::Context,
+    sa: &[usize],
+    sb: &[usize],
+    ta: bool,
+    tb: bool,
+) -> Vec<String> {
+    let g = Graph::new();
+    let a = g.input_with_shape("a", Shape::fixed(sa)).unwrap();
+    let b = g.input_with_shape("b", Shape::fixed(sb)).unwrap();
+    let y = g.matmul_t(a, b, ta, tb).unwrap();
+    let mut ex = Executor::new(ctx, &g).unwrap();
+    let (da, db) = (
+        rand_vec(sa.iter().product(), 1),
+        rand_vec(sb.iter().product(), 2),
     );
-    let ctx = matmul_contexts().0.clone();
-    let got = run_on(&ctx, &shapes, &data, |g, x| {
-        g.matmul_t(x[0], x[1], ta, tb).unwrap()
-    });
-    assert_close(
-        &format!(
-            "matmul {sa:?}{} · {sb:?}{}",
-            if ta { "ᵀ" } else { "" },
-            if tb { "ᵀ" } else { "" }
-        ),
-        &got,
-        &want,
-        TOL,
-    );
+    let feed: Vec<(NodeId, &[f32])> = vec![(a, &da[..]), (b, &db[..])];
+    ex.profile(&[y], &feed, false)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect()
+}
+
+/// On CPU adapters with subgroups, products whose operands are whole texels read them from
+/// textures, and the others from storage buffers; other adapters never use textures.
+#[test]
+fn matmul_reads_operands_from_textures_on_cpu_adapters() {
+    let [ctx, no_textures, _] = matmul_contexts();
+    let texture = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulTexture"));
+    let storage = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulSubgroup"));
+    let whole = matmul_plan_labels(ctx, &[20, 12], &[12, 37], false, false);
+    let odd = matmul_plan_labels(ctx, &[13, 6], &[6, 9], false, false);
+    if ctx.is_cpu() && ctx.subgroup_size().is_some() {
+        assert!(texture(&whole), "{whole:?}");
+        assert!(storage(&odd), "{odd:?}");
+        let without = matmul_plan_labels(no_textures, &[20, 12], &[12, 37], false, false);
+        assert!(storage(&without), "{without:?}");
+    } else {
+        assert!(!texture(&whole) && !texture(&odd), "{whole:?} {odd:?}");
+    }
 }
 
 #[test]
@@ -175,8 +237,7 @@ fn matmul_summed_over_the_batch() {
                 for (i, v) in per_item.iter().enumerate() {
                     want[i % (m * n)] += v;
                 }
-                let (with_sg, plain) = matmul_contexts();
-                for ctx in [with_sg, plain] {
+                for ctx in matmul_contexts() {
                     let got = run_on(ctx, &shapes, &data, |g, x| {
                         g.matmul_sum_batch_t(x[0], x[1], tp, tq).unwrap()
                     });

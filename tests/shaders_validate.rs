@@ -47,6 +47,6 @@ fn every_wgsl_file_is_compiled_in() {
     assert_eq!(
         files,
         Shader::ALL.len() + 5,
-        "the shader files and the window, grid, activation, epilogue and lanes preludes"
+        "the shader files and the window, grid, activation, product and lanes preludes"
     );
 }

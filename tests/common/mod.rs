@@ -23,6 +23,20 @@ pub fn ctx_without_subgroups() -> Context {
     match Context::with_options(ContextOptions {
         poison: true,
         no_subgroups: true,
+        ..Default::default()
+    }) {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),
+    }
+}
+
+/// Like [`ctx`] but reading matrix products' operands from storage buffers on CPU adapters
+/// (no texture copies), so that the storage-buffer subgroup kernel is tested too.
+pub fn ctx_without_textures() -> Context {
+    match Context::with_options(ContextOptions {
+        poison: true,
+        no_textures: true,
+        ..Default::default()
     }) {
         Ok(c) => c,
         Err(e) => panic!("GPU tests need a wgpu adapter: {e}"),

@@ -1,0 +1,160 @@
+//! Product operands read from textures on CPU adapters.
+//!
+//! lavapipe compiles each storage-buffer load into a loop over the lanes with a bounds branch
+//! per lane, but a texel fetch into one branchless gather (performance-notes.md). So on CPU
+//! adapters a plan copies the operands of its subgroup matrix products into two rgba32float
+//! textures just before each product (copies are memcpys, not dispatches), and the products
+//! run the texture kernel (matmul_texture.wgsl). A tensor is laid out flat: float `i` is
+//! component `i % 4` of texel `i / 4`, at `(texel % TEXTURE_WIDTH, texel / TEXTURE_WIDTH)`.
+
+use crate::device::Context;
+use crate::kernels::{Gather, Kernel, Params, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
+use crate::Result;
+
+/// Bytes per texel (rgba32float).
+const TEXEL_BYTES: u64 = 16;
+
+/// Copies `texels` texels of a buffer, from byte `offset`, to the start of a texture.
+pub(crate) struct TextureCopy {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub texels: usize,
+    pub texture: wgpu::Texture,
+}
+
+impl TextureCopy {
+    /// Records the copy: the full texture rows, then the partial last one.
+    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        let row_bytes = TEXTURE_WIDTH as u64 * TEXEL_BYTES;
+        let (full, rest) = (self.texels / TEXTURE_WIDTH, self.texels % TEXTURE_WIDTH);
+        let mut copy = |from: u64, y: usize, width: usize, height: usize| {
+            enc.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &self.buffer,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: self.offset + from,
+                        bytes_per_row: Some(row_bytes as u32),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &self.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: y as u32,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: width as u32,
+                    height: height as u32,
+                    depth_or_array_layers: 1,
+                },
+            )
+        };
+        if full > 0 {
+            copy(0, 0, TEXTURE_WIDTH, full);
+        }
+        if rest > 0 {
+            copy(full as u64 * row_bytes, full, rest, 1);
+        }
+    }
+}
+
+/// What a product reads through textures: its texture kernel and workgroups, and the texels
+/// of A and B to copy.
+pub(crate) struct TextureProduct {
+    pub kernel: Kernel,
+    pub groups: [u32; 3],
+    pub texels: [usize; 2],
+}
+
+/// The texture version of a subgroup product (`kernel`, `params`, `groups`, operands A
+/// and B), or `None` where it does not apply: other kernels, gathered operands, operands
+/// whose length is not a whole number of texels, unaligned, or too large for a texture.
+pub(crate) fn texture_product(
+    ctx: &Context,
+    kernel: Kernel,
+    params: &Params,
+    groups: [u32; 3],
+    operands: [Slice; 2],
+) -> Option<TextureProduct> {
+    let Kernel::MatmulSubgroup {
+        ta,
+        tb,
+        sg,
+        rows,
+        epi,
+        act,
+        gather: Gather::None,
+        ..
+    } = kernel
+    else {
+        return None;
+    };
+    if ctx.options.no_textures {
+        return None;
+    }
+    let p: Vec<usize> = params.0[..6].iter().map(|&w| w as usize).collect();
+    let [m, n, k, zsum, a_batch, b_batch] = p[..] else {
+        return None;
+    };
+    let items = if zsum > 1 { zsum } else { groups[2] as usize };
+    let floats = [(items - 1) * a_batch + m * k, (items - 1) * b_batch + k * n];
+    let max_texels = TEXTURE_WIDTH * ctx.limits.max_texture_dimension_2d as usize;
+    let fits = |f: usize, s: &Slice| {
+        f.is_multiple_of(4) && s.offset.is_multiple_of(TEXEL_BYTES) && f / 4 <= max_texels
+    };
+    if !fits(floats[0], &operands[0]) || !fits(floats[1], &operands[1]) {
+        return None;
+    }
+    let va = !ta && k.is_multiple_of(4) && a_batch.is_multiple_of(4);
+    let vb = (if tb { k } else { n }).is_multiple_of(4) && b_batch.is_multiple_of(4);
+    // 8 columns per lane where the product is wide enough to fill them.
+    let c4 = if rows == 64 && n >= 64 * sg as usize {
+        2
+    } else {
+        1
+    };
+    debug_assert!(TEXTURE_BLOCKS.contains(&(sg as u32, rows as u32, c4)));
+    Some(TextureProduct {
+        kernel: Kernel::MatmulTexture {
+            ta,
+            tb,
+            va,
+            vb,
+            sg,
+            rows,
+            c4: c4 as u8,
+            epi,
+            act,
+        },
+        groups: [
+            n.div_ceil(4 * c4 as usize * sg as usize) as u32,
+            groups[1],
+            groups[2],
+        ],
+        texels: floats.map(|f| f / 4),
+    })
+}
+
+/// The texture that holds up to `texels` texels of product operands.
+pub(crate) fn operand_texture(ctx: &Context, texels: usize) -> Result<wgpu::Texture> {
+    let height = texels.div_ceil(TEXTURE_WIDTH).max(1);
+    Ok(ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("product operand"),
+        size: wgpu::Extent3d {
+            width: TEXTURE_WIDTH as u32,
+            height: height as u32,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    }))
+}

@@ -15,7 +15,9 @@
 
 override TA: bool = false;
 override TB: bool = false;
-override VA: bool = false;  // A is plain and K % 4 == 0: a texel holds op(A)[row, k .. k + 4]
+// A is read a texel at a time: plain A with K % 4 == 0 (a texel holds op(A)[row, k .. k + 4]),
+// or transposed A with M % 4 == 0 in blocks of at least 4·lanes rows (4 rows at one k-step).
+override VA: bool = false;
 override VB: bool = false;  // N % 4 == 0 (plain B) or K % 4 == 0 (transposed): one texel per row
 
 const TEXTURE_WIDTH: u32 = 1024u;  // texels per texture row (TEXTURE_WIDTH in src/kernels.rs)
@@ -44,12 +46,19 @@ fn k_inside(k: u32) -> vec4<bool> {
 // op(A)[row, k .. k + 4], the row clamped into range and zero past K.
 fn a_group(abase: u32, row: u32, k: u32) -> vec4<f32> {
     let r = min(row, p.m - 1u);
-    if (VA) {
+    if (VA && !TA) {
         return a_texel((abase + r * p.k + k) / 4u);
     }
     let ks = min(k_steps(k), vec4<u32>(p.k - 1u));
     let i = vec4<u32>(abase) + select(vec4<u32>(r) * p.k + ks, ks * p.m + vec4<u32>(r), TA);
     return select(vec4<f32>(0.0), a_floats(i), k_inside(k));
+}
+
+// op(A)[row .. row + 4, kk] of transposed A (M % 4 == 0, row % 4 == 0), the rows clamped
+// into range and zero past K.
+fn a_rows4(abase: u32, row: u32, kk: u32) -> vec4<f32> {
+    let t = a_texel((abase + min(kk, p.k - 1u) * p.m + min(row, p.m - 4u)) / 4u);
+    return select(vec4<f32>(0.0), t, kk < p.k);
 }
 
 // Floats i of a texture-bound operand.

@@ -19,12 +19,24 @@ pub(crate) const PARAMS_SIZE: u64 = 256;
 pub struct ContextOptions {
     /// Never use subgroup operations, even where the adapter offers them.
     pub no_subgroups: bool,
-    /// On CPU adapters, read matrix products' operands from storage buffers instead of
-    /// copying them into textures first (the faster default there).
-    pub no_textures: bool,
+    /// When matrix products on CPU adapters read their operands from textures.
+    pub textures: OperandTextures,
     /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
     /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
     pub poison: bool,
+}
+
+/// When matrix products on CPU adapters copy their operands into textures and read them
+/// from there (lavapipe fetches texels far faster than it loads from storage buffers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OperandTextures {
+    /// Where it pays: where B is read 4 floats per texel.
+    #[default]
+    Auto,
+    /// Never: operands are read from storage buffers.
+    Never,
+    /// Wherever the operands fit, even where B is read a float at a time (for tests).
+    Always,
 }
 
 /// What the chosen adapter is.

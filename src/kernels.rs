@@ -197,9 +197,9 @@ pub(crate) enum Kernel {
         act: u8,
         gather: Gather,
     },
-    /// The subgroup variant reading A and B from textures (`va`: a texel holds 4 k-steps
-    /// of a row of plain A; `vb` as for the others), with `c4` vec4s of columns per lane;
-    /// `(sg, rows, c4)` is one of `TEXTURE_BLOCKS`.
+    /// The subgroup variant reading A and B from textures (`va`: a texel of A holds 4
+    /// k-steps of a row, or 4 rows of a k-step when transposed; `vb` as for the others),
+    /// with `c4` vec4s of columns per lane; `(sg, rows, c4)` is one of `TEXTURE_BLOCKS`.
     MatmulTexture {
         ta: bool,
         tb: bool,
@@ -634,8 +634,9 @@ pub(crate) const TEXTURE_BLOCKS: &[(u32, u32, u32)] = &[
 
 /// WGSL of the texture matmul's entry point `tex{lanes}_r{rows}_c{c4}` (see
 /// matmul_texture.wgsl): lane `l` accumulates rows `i0 + r` of its columns `j + 4q ..` in
-/// `c{r}_{q}`, 4 k-steps at a time, sharing rows `i0 + g·lanes + l` of A through
-/// subgroupBroadcast. The k-steps are added in order, as in the subgroup kernel.
+/// `c{r}_{q}`, 4 k-steps at a time, sharing rows `i0 + g·lanes + l` of A (or, transposed,
+/// rows `i0 + h·4·lanes + 4l ..`) through subgroupBroadcast. The k-steps are added in order,
+/// as in the subgroup kernel.
 fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -671,19 +672,61 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
             4 * q
         );
     }
+    // s{r}: op(A)[i0 + r, k .. k + 4], shared from the lane that loaded it.
+    for r in 0..rows {
+        let _ = writeln!(w, "            var s{r}: vec4<f32>;");
+    }
+    let xyzw = ["x", "y", "z", "w"];
+    if rows >= 4 * lanes {
+        // Transposed A with whole texels: lane l loads 4 rows at each of the 4 k-steps.
+        let _ = writeln!(w, "            if (TA && VA) {{");
+        for h in 0..rows / (4 * lanes) {
+            for u in 0..4 {
+                let _ = writeln!(
+                    w,
+                    "                let t{h}_{u} = a_rows4(abase, i0 + {}u + 4u * lane, k + {u}u);",
+                    h * 4 * lanes
+                );
+            }
+            for l in 0..lanes {
+                for u in 0..4 {
+                    let _ = writeln!(
+                        w,
+                        "                let e{h}_{u}_{l} = subgroupBroadcast(t{h}_{u}, {l}u);"
+                    );
+                }
+                for (c, x) in xyzw.iter().enumerate() {
+                    let _ = writeln!(
+                        w,
+                        "                s{} = vec4<f32>(e{h}_0_{l}.{x}, e{h}_1_{l}.{x}, e{h}_2_{l}.{x}, e{h}_3_{l}.{x});",
+                        h * 4 * lanes + 4 * l + c as u32
+                    );
+                }
+            }
+        }
+        let _ = writeln!(w, "            }} else {{");
+    } else {
+        let _ = writeln!(w, "            {{");
+    }
     for g in 0..rows / lanes {
         let _ = writeln!(
             w,
-            "            let a{g} = a_group(abase, i0 + {}u + lane, k);",
+            "                let a{g} = a_group(abase, i0 + {}u + lane, k);",
             g * lanes
         );
         for l in 0..lanes {
-            let r = g * lanes + l;
-            let _ = writeln!(w, "            let s{r} = subgroupBroadcast(a{g}, {l}u);");
-            for q in 0..c4 {
-                for (u, x) in ["x", "y", "z", "w"].iter().enumerate() {
-                    let _ = writeln!(w, "            c{r}_{q} += s{r}.{x} * b{q}[{u}];");
-                }
+            let _ = writeln!(
+                w,
+                "                s{} = subgroupBroadcast(a{g}, {l}u);",
+                g * lanes + l
+            );
+        }
+    }
+    let _ = writeln!(w, "            }}");
+    for r in 0..rows {
+        for q in 0..c4 {
+            for (u, x) in xyzw.iter().enumerate() {
+                let _ = writeln!(w, "            c{r}_{q} += s{r}.{x} * b{q}[{u}];");
             }
         }
     }

@@ -46,7 +46,7 @@ pub mod tensor;
 mod textures;
 pub mod trainer;
 
-pub use device::{AdapterSummary, Context, ContextOptions};
+pub use device::{AdapterSummary, Context, ContextOptions, OperandTextures};
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};
 pub use fit::{EarlyStopping, EpochRecord, FitOptions};

@@ -7,7 +7,7 @@
 //! run the texture kernel (matmul_texture.wgsl). A tensor is laid out flat: float `i` is
 //! component `i % 4` of texel `i / 4`, at `(texel % TEXTURE_WIDTH, texel / TEXTURE_WIDTH)`.
 
-use crate::device::Context;
+use crate::device::{Context, OperandTextures};
 use crate::kernels::{Gather, Kernel, Params, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
 use crate::Result;
 
@@ -94,7 +94,7 @@ pub(crate) fn texture_product(
     else {
         return None;
     };
-    if ctx.options.no_textures {
+    if ctx.options.textures == OperandTextures::Never {
         return None;
     }
     let p: Vec<usize> = params.0[..6].iter().map(|&w| w as usize).collect();
@@ -110,8 +110,20 @@ pub(crate) fn texture_product(
     if !fits(floats[0], &operands[0]) || !fits(floats[1], &operands[1]) {
         return None;
     }
-    let va = !ta && k.is_multiple_of(4) && a_batch.is_multiple_of(4);
+    // A texel of A holds 4 k-steps of a row, or (transposed) 4 rows of a k-step, which the
+    // kernel reads for blocks of at least 4 rows per lane.
+    let va = a_batch.is_multiple_of(4)
+        && match ta {
+            false => k.is_multiple_of(4),
+            true => m.is_multiple_of(4) && rows as u32 >= 4 * sg as u32,
+        };
     let vb = (if tb { k } else { n }).is_multiple_of(4) && b_batch.is_multiple_of(4);
+    // Where B is read a float at a time, each fetch gathers a whole texel for one float and
+    // costs about what a storage load does, so the copies would not pay (the MNIST CNN's
+    // products with 10 or 49 columns ran slower through textures).
+    if !vb && ctx.options.textures != OperandTextures::Always {
+        return None;
+    }
     // 8 columns per lane where the product is wide enough to fill them.
     let c4 = if rows == 64 && n >= 64 * sg as usize {
         2

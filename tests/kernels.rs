@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::{Executor, Fill, Graph, NodeId, ReduceOp, Shape, Tensor};
+use wgrad::{Executor, Fill, Graph, NodeId, OperandTextures, ReduceOp, Shape, Tensor};
 
 const TOL: f64 = 1e-4;
 
@@ -48,12 +48,18 @@ fn data_for(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Contexts for every matmul kernel, made once: the default (on CPU adapters, the texture
-/// kernel where the operands fit in textures), without textures (the storage-buffer subgroup
-/// kernel), and without subgroups (the blocked kernel).
+/// Contexts for every matmul kernel, made once: on CPU adapters the texture kernel wherever
+/// the operands fit in textures, the storage-buffer subgroup kernel, and without subgroups
+/// (the blocked kernel).
 fn matmul_contexts() -> &'static [wgrad::Context; 3] {
     static CTX: std::sync::OnceLock<[wgrad::Context; 3]> = std::sync::OnceLock::new();
-    CTX.get_or_init(|| [ctx(), ctx_without_textures(), ctx_without_subgroups()])
+    CTX.get_or_init(|| {
+        [
+            ctx_with_textures(OperandTextures::Always),
+            ctx_with_textures(OperandTextures::Never),
+            ctx_without_subgroups(),
+        ]
+    })
 }
 
 fn check_matmul(
@@ -85,7 +91,7 @@ fn check_matmul(
     for (ctx, kernels) in
         matmul_contexts()
             .iter()
-            .zip(["default", "without textures", "without subgroups"])
+            .zip(["textures", "without textures", "without subgroups"])
     {
         let got = run_on(ctx, &shapes, &data, |g, x| {
             g.matmul_t(x[0], x[1], ta, tb).unwrap()
@@ -150,22 +156,32 @@ fn matmul_plan_labels(
         .collect()
 }
 
-/// On CPU adapters with subgroups, products whose operands are whole texels read them from
-/// textures, and the others from storage buffers; other adapters never use textures.
+/// On CPU adapters with subgroups, products read their operands from textures by default
+/// where B is read a texel per row or column, and from storage buffers where B would be read
+/// a float at a time or an operand is not a whole number of texels; with `Always`, wherever
+/// the operands fit; with `Never`, not at all. Other adapters never use textures.
 #[test]
 fn matmul_reads_operands_from_textures_on_cpu_adapters() {
-    let [ctx, no_textures, _] = matmul_contexts();
+    let [always, never, _] = matmul_contexts();
+    let auto = ctx();
     let texture = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulTexture"));
     let storage = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulSubgroup"));
-    let whole = matmul_plan_labels(ctx, &[20, 12], &[12, 37], false, false);
-    let odd = matmul_plan_labels(ctx, &[13, 6], &[6, 9], false, false);
-    if ctx.is_cpu() && ctx.subgroup_size().is_some() {
-        assert!(texture(&whole), "{whole:?}");
-        assert!(storage(&odd), "{odd:?}");
-        let without = matmul_plan_labels(no_textures, &[20, 12], &[12, 37], false, false);
+    let texels = matmul_plan_labels(&auto, &[20, 12], &[12, 36], false, false);
+    let texels_t = matmul_plan_labels(&auto, &[12, 20], &[36, 12], true, true);
+    let floats = matmul_plan_labels(&auto, &[20, 12], &[12, 37], false, false);
+    let odd = matmul_plan_labels(&auto, &[13, 6], &[6, 9], false, false);
+    if auto.is_cpu() && auto.subgroup_size().is_some() {
+        assert!(
+            texture(&texels) && texture(&texels_t),
+            "{texels:?} {texels_t:?}"
+        );
+        assert!(storage(&floats) && storage(&odd), "{floats:?} {odd:?}");
+        let forced = matmul_plan_labels(always, &[20, 12], &[12, 37], false, false);
+        assert!(texture(&forced), "{forced:?}");
+        let without = matmul_plan_labels(never, &[20, 12], &[12, 36], false, false);
         assert!(storage(&without), "{without:?}");
     } else {
-        assert!(!texture(&whole) && !texture(&odd), "{whole:?} {odd:?}");
+        assert!(!texture(&texels) && !texture(&odd), "{texels:?} {odd:?}");
     }
 }
 

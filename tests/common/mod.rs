@@ -30,12 +30,13 @@ pub fn ctx_without_subgroups() -> Context {
     }
 }
 
-/// Like [`ctx`] but reading matrix products' operands from storage buffers on CPU adapters
-/// (no texture copies), so that the storage-buffer subgroup kernel is tested too.
-pub fn ctx_without_textures() -> Context {
+/// Like [`ctx`] with the given use of textures for matrix products' operands on CPU
+/// adapters, so that both the texture kernel's every read path and the storage-buffer
+/// subgroup kernel are tested.
+pub fn ctx_with_textures(textures: wgrad::OperandTextures) -> Context {
     match Context::with_options(ContextOptions {
         poison: true,
-        no_textures: true,
+        textures,
         ..Default::default()
     }) {
         Ok(c) => c,

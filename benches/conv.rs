@@ -2,11 +2,13 @@
 //! input gradient through col2im), forward and forward+backward, for the layers of the
 //! MNIST CNNs at batch 64 and a 3×3, 64→64 channel, 56×56 layer at batch 32. Criterion's
 //! "elem/s" is FLOP/s (2 per multiply-add; backward counts the input and filter gradients).
+//! On CPU adapters, the "-storage" rows read every operand from storage buffers instead of
+//! textures (`OperandTextures::Never`).
 //!
 //! Run: `cargo bench --bench conv`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgrad::{Context, Executor, Graph, Init, Padding, WindowOpts};
+use wgrad::{Context, ContextOptions, Executor, Graph, Init, OperandTextures, Padding, WindowOpts};
 
 /// (name, batch, in channels, size, out channels, kernel, stride, padding)
 type Layer = (
@@ -41,6 +43,17 @@ fn bench(c: &mut Criterion) {
     let ctx = Context::new()
         .expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
     eprintln!("adapter: {}", ctx.adapter());
+    // On CPU adapters, also with every operand read from storage buffers ("-storage").
+    let storage = Context::with_options(ContextOptions {
+        textures: OperandTextures::Never,
+        ..Default::default()
+    })
+    .unwrap();
+    let variants: Vec<(&str, &Context)> = if ctx.is_cpu() {
+        vec![("", &ctx), ("-storage", &storage)]
+    } else {
+        vec![("", &ctx)]
+    };
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(10);
     group.measurement_time(std::time::Duration::from_secs(3));
@@ -66,23 +79,28 @@ fn bench(c: &mut Criterion) {
         let oh = g.shape(y).resolve(1)[2];
         let macs = (n * co * oh * oh * ci * k * k) as u64;
         let grads = g.grad(g.reduce_sum(y, &[]).unwrap(), &[x, w]).unwrap();
-        let mut ex = Executor::new(&ctx, &g).unwrap();
         // The gradients of Σy do not need y itself: ask for it too.
         let step = [vec![y], grads].concat();
-        for (label, outputs, flops) in [("forward", vec![y], 2 * macs), ("fwd+bwd", step, 6 * macs)]
-        {
-            if let Err(e) = ex.launch(&outputs, &[]) {
-                eprintln!("{name} {label}: not run: {e}");
-                continue;
+        for &(variant, ctx) in &variants {
+            let mut ex = Executor::new(ctx, &g).unwrap();
+            for (label, outputs, flops) in [
+                ("forward", vec![y], 2 * macs),
+                ("fwd+bwd", step.clone(), 6 * macs),
+            ] {
+                let label = format!("{label}{variant}");
+                if let Err(e) = ex.launch(&outputs, &[]) {
+                    eprintln!("{name} {label}: not run: {e}");
+                    continue;
+                }
+                ctx.wait().unwrap();
+                group.throughput(Throughput::Elements(flops));
+                group.bench_function(BenchmarkId::new(label, name), |b| {
+                    b.iter(|| {
+                        ex.launch(&outputs, &[]).unwrap();
+                        ctx.wait().unwrap();
+                    })
+                });
             }
-            ctx.wait().unwrap();
-            group.throughput(Throughput::Elements(flops));
-            group.bench_function(BenchmarkId::new(label, name), |b| {
-                b.iter(|| {
-                    ex.launch(&outputs, &[]).unwrap();
-                    ctx.wait().unwrap();
-                })
-            });
         }
     }
     group.finish();

@@ -1,10 +1,12 @@
 //! matmul throughput through wgrad, beside the `matrixmultiply` crate's sgemm on the same
 //! CPU in the same run. Criterion's "elem/s" is FLOP/s here (2·M·N·K per product).
+//! On CPU adapters, "wgrad-storage" is the same product with its operands read from storage
+//! buffers instead of textures (`OperandTextures::Never`).
 //!
 //! Run: `cargo bench --bench matmul`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgrad::{Context, Executor, Graph, Init};
+use wgrad::{Context, ContextOptions, Executor, Graph, Init, OperandTextures};
 
 /// (name, M, K, N): square sizes and products of the MNIST models at batch 64 (the MLP's
 /// layers, the CNN's dense layer, and the CNN's second convolution as one product over the
@@ -27,6 +29,16 @@ fn bench(c: &mut Criterion) {
     let ctx = Context::new()
         .expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
     eprintln!("adapter: {}", ctx.adapter());
+    let storage = Context::with_options(ContextOptions {
+        textures: OperandTextures::Never,
+        ..Default::default()
+    })
+    .unwrap();
+    let variants: Vec<(&str, &Context)> = if ctx.is_cpu() {
+        vec![("wgrad", &ctx), ("wgrad-storage", &storage)]
+    } else {
+        vec![("wgrad", &ctx)]
+    };
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
     group.measurement_time(std::time::Duration::from_secs(3));
@@ -36,37 +48,39 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
 
         // wgrad: both operands are parameters, so nothing is uploaded per iteration.
-        let g = Graph::new();
-        let a = g
-            .parameter(
-                "a",
-                &[m, k],
-                Init::Uniform {
-                    low: -1.0,
-                    high: 1.0,
-                },
-            )
-            .unwrap();
-        let b = g
-            .parameter(
-                "b",
-                &[k, n],
-                Init::Uniform {
-                    low: -1.0,
-                    high: 1.0,
-                },
-            )
-            .unwrap();
-        let prod = g.matmul(a, b).unwrap();
-        let mut ex = Executor::new(&ctx, &g).unwrap();
-        ex.launch(&[prod], &[]).unwrap();
-        ctx.wait().unwrap();
-        group.bench_function(BenchmarkId::new("wgrad", name), |bench| {
-            bench.iter(|| {
-                ex.launch(&[prod], &[]).unwrap();
-                ctx.wait().unwrap();
-            })
-        });
+        for &(variant, ctx) in &variants {
+            let g = Graph::new();
+            let a = g
+                .parameter(
+                    "a",
+                    &[m, k],
+                    Init::Uniform {
+                        low: -1.0,
+                        high: 1.0,
+                    },
+                )
+                .unwrap();
+            let b = g
+                .parameter(
+                    "b",
+                    &[k, n],
+                    Init::Uniform {
+                        low: -1.0,
+                        high: 1.0,
+                    },
+                )
+                .unwrap();
+            let prod = g.matmul(a, b).unwrap();
+            let mut ex = Executor::new(ctx, &g).unwrap();
+            ex.launch(&[prod], &[]).unwrap();
+            ctx.wait().unwrap();
+            group.bench_function(BenchmarkId::new(variant, name), |bench| {
+                bench.iter(|| {
+                    ex.launch(&[prod], &[]).unwrap();
+                    ctx.wait().unwrap();
+                })
+            });
+        }
 
         // CPU baseline: matrixmultiply's sgemm (threaded).
         let av: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();

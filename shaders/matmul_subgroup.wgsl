@@ -37,42 +37,11 @@ fn b_at(i: u32) -> f32 {
     return b[i / 4u][i % 4u];
 }
 
-// Under GATHER, what the lane's 4 columns of op(B) fix for the whole k-loop, so that each
-// k-step only adds: with TB the columns are output positions, kept as the wrapped (top,
-// left) corners of their windows in u and v; otherwise they are taps, kept as (channel·WH,
-// kh·DH, kw·DW) in u, v and w.
-struct Cols4 {
-    u: vec4<u32>,
-    v: vec4<u32>,
-    w: vec4<u32>,
-}
-
-fn b_prepare(j: u32) -> Cols4 {
-    let cols = min(vec4<u32>(j, j + 1u, j + 2u, j + 3u), vec4<u32>(p.n - 1u));
-    if (TB) {
-        return Cols4(cols / OW * SH - PH, cols % OW * SW - PW, vec4<u32>(0u));
-    }
-    return Cols4(cols / (KW * KH) * WH, cols / KW % KH * DH, cols % KW * DW);
-}
-
-// op(B)[k, j .. j + 4] under GATHER, zero in the padding (rows above or left of the image
-// wrap past its size).
+// op(B)[k, j .. j + 4] under GATHER, zero in the padding.
 fn b_gather4(bbase: u32, k: u32, q: Cols4) -> vec4<f32> {
-    var plane: vec4<u32>;
-    var ih: vec4<u32>;
-    var iw: vec4<u32>;
-    if (TB) {
-        plane = vec4<u32>(k / (KW * KH) * WH);
-        ih = q.u + k / KW % KH * DH;
-        iw = q.v + k % KW * DW;
-    } else {
-        plane = q.u;
-        ih = q.v + (k / OW * SH - PH);
-        iw = q.w + (k % OW * SW - PW);
-    }
-    let inside = (ih < vec4<u32>(WH)) & (iw < vec4<u32>(WW));
-    let i = select(vec4<u32>(0u), (plane + ih) * WW + iw, inside) + vec4<u32>(bbase);
-    return select(vec4<f32>(0.0), vec4<f32>(b_at(i.x), b_at(i.y), b_at(i.z), b_at(i.w)), inside);
+    let g = gather4(k, q);
+    let i = g.i + vec4<u32>(bbase);
+    return select(vec4<f32>(0.0), vec4<f32>(b_at(i.x), b_at(i.y), b_at(i.z), b_at(i.w)), g.inside);
 }
 
 // op(B)[k, j .. j + 4] with columns clamped into range.

@@ -19,12 +19,15 @@ override TB: bool = false;
 // or transposed A with M % 4 == 0 in blocks of at least 4·lanes rows (4 rows at one k-step).
 override VA: bool = false;
 override VB: bool = false;  // N % 4 == 0 (plain B) or K % 4 == 0 (transposed): one texel per row
+// B is the matrix im2col would make of the images bound as B, read through the window
+// (window.wgsl, gather4 in product.wgsl) a float at a time.
+override GATHER: bool = false;
 
 const TEXTURE_WIDTH: u32 = 1024u;  // texels per texture row (TEXTURE_WIDTH in src/kernels.rs)
 
 @group(0) @binding(1) var a: texture_2d<f32>;
 @group(0) @binding(2) var b: texture_2d<f32>;
-// Params, p, C, the epilogue and store4 come from product.wgsl.
+// Params, p, C, the epilogue, store4 and the window reads come from product.wgsl.
 
 fn a_texel(t: u32) -> vec4<f32> {
     return textureLoad(a, vec2<u32>(t % TEXTURE_WIDTH, t / TEXTURE_WIDTH), 0);
@@ -77,9 +80,15 @@ fn b_row(bbase: u32, kk: u32, cols: vec4<u32>) -> vec4<f32> {
     return b_floats(vec4<u32>(bbase) + select(kk * p.n + cols, cols * p.k + vec4<u32>(kk), TB));
 }
 
+// op(B)[kk, j .. j + 4] under GATHER (`q` from b_prepare(j)).
+fn b_gathered(bbase: u32, kk: u32, q: Cols4) -> vec4<f32> {
+    let g = gather4(kk, q);
+    return select(vec4<f32>(0.0), b_floats(g.i + vec4<u32>(bbase)), g.inside);
+}
+
 // op(B)[k + u, j .. j + 4] as column u of the result, columns clamped into range and rows
-// past K zero.
-fn b_block(bbase: u32, k: u32, j: u32) -> mat4x4<f32> {
+// past K zero (`q` from b_prepare(j), for GATHER).
+fn b_block(bbase: u32, k: u32, j: u32, q: Cols4) -> mat4x4<f32> {
     let ks = min(k_steps(k), vec4<u32>(p.k - 1u));
     let cols = min(vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
     if (VB && TB) {
@@ -88,7 +97,10 @@ fn b_block(bbase: u32, k: u32, j: u32) -> mat4x4<f32> {
         return transpose(mat4x4<f32>(b_texel(at.x), b_texel(at.y), b_texel(at.z), b_texel(at.w)));
     }
     var m: mat4x4<f32>;
-    if (VB) {
+    if (GATHER) {
+        m = mat4x4<f32>(b_gathered(bbase, ks.x, q), b_gathered(bbase, ks.y, q),
+                        b_gathered(bbase, ks.z, q), b_gathered(bbase, ks.w, q));
+    } else if (VB) {
         // A texel holds 4 columns of one row.
         let at = (vec4<u32>(bbase) + ks * p.n + vec4<u32>(min(j, p.n - 4u))) / 4u;
         m = mat4x4<f32>(b_texel(at.x), b_texel(at.y), b_texel(at.z), b_texel(at.w));

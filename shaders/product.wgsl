@@ -1,6 +1,8 @@
 // What every matrix product kernel shares (prepended, after activation.wgsl, to matmul.wgsl,
 // matmul_subgroup.wgsl and matmul_texture.wgsl): the parameter block, the result C, the
-// epilogue and the store of 4 columns. Each kernel binds A and B (bindings 1 and 2) itself.
+// epilogue, the store of 4 columns, and where B's values lie when B is read through a
+// window (window.wgsl; GATHER). Each kernel binds A and B (bindings 1 and 2) and declares
+// TB itself.
 
 struct Params {
     m: u32,
@@ -44,4 +46,47 @@ fn store4(cbase: u32, row: u32, j: u32, v: vec4<f32>) {
             c[base + j + q] = epilogue(row, j + q, base + j + q, p.alpha * v[q]);
         }
     }
+}
+
+// Under GATHER, what the lane's 4 columns of op(B) fix for the whole k-loop, so that each
+// k-step only adds: with TB the columns are output positions, kept as the wrapped (top,
+// left) corners of their windows in u and v; otherwise they are taps, kept as (channel·WH,
+// kh·DH, kw·DW) in u, v and w.
+struct Cols4 {
+    u: vec4<u32>,
+    v: vec4<u32>,
+    w: vec4<u32>,
+}
+
+fn b_prepare(j: u32) -> Cols4 {
+    let cols = min(vec4<u32>(j, j + 1u, j + 2u, j + 3u), vec4<u32>(p.n - 1u));
+    if (TB) {
+        return Cols4(cols / OW * SH - PH, cols % OW * SW - PW, vec4<u32>(0u));
+    }
+    return Cols4(cols / (KW * KH) * WH, cols / KW % KH * DH, cols % KW * DW);
+}
+
+// Where op(B)[k, j .. j + 4] lies under GATHER: the indices of its floats from the start of
+// the image, and which of them lie inside it (the others are padding, read as zero; rows
+// above or left of the image wrap past its size).
+struct Gathered {
+    i: vec4<u32>,
+    inside: vec4<bool>,
+}
+
+fn gather4(k: u32, q: Cols4) -> Gathered {
+    var plane: vec4<u32>;
+    var ih: vec4<u32>;
+    var iw: vec4<u32>;
+    if (TB) {
+        plane = vec4<u32>(k / (KW * KH) * WH);
+        ih = q.u + k / KW % KH * DH;
+        iw = q.v + k % KW * DW;
+    } else {
+        plane = q.u;
+        ih = q.v + (k / OW * SH - PH);
+        iw = q.w + (k % OW * SW - PW);
+    }
+    let inside = (ih < vec4<u32>(WH)) & (iw < vec4<u32>(WW));
+    return Gathered(select(vec4<u32>(0u), (plane + ih) * WW + iw, inside), inside);
 }

@@ -115,6 +115,7 @@ impl Shader {
                     let mut s = String::new();
                     s.push_str(include_str!("../shaders/activation.wgsl"));
                     s.push_str(include_str!("../shaders/product.wgsl"));
+                    s.push_str(include_str!("../shaders/window.wgsl"));
                     for &(lanes, rows, c4) in TEXTURE_BLOCKS {
                         s.push_str(&texture_entry_point(lanes, rows, c4));
                     }
@@ -210,6 +211,8 @@ pub(crate) enum Kernel {
         c4: u8,
         epi: u8,
         act: u8,
+        /// `None` or `Im2col`.
+        gather: Gather,
     },
     Reduce,
     /// One workgroup per output (long axes, few outputs).
@@ -457,9 +460,12 @@ impl Kernel {
                 vb,
                 epi,
                 act,
+                gather,
                 ..
             } => {
-                let mut v = matmul_constants(ta, tb, vb, epi, act, Gather::None);
+                // No flipped filters here (no FLIP_A).
+                let mut v = matmul_constants(ta, tb, vb, epi, act, gather);
+                v.retain(|c| c.0 != "FLIP_A");
                 v.push(("VA", va as u8 as f64));
                 v
             }
@@ -659,6 +665,9 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
             let _ = writeln!(w, "    var c{r}_{q} = vec4<f32>(0.0);");
         }
     }
+    for q in 0..c4 {
+        let _ = writeln!(w, "    let bq{q} = b_prepare(j + {}u);", 4 * q);
+    }
     let _ = writeln!(
         w,
         "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
@@ -668,7 +677,7 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
     for q in 0..c4 {
         let _ = writeln!(
             w,
-            "            let b{q} = b_block(bbase, k, j + {}u);",
+            "            let b{q} = b_block(bbase, k, j + {}u, bq{q});",
             4 * q
         );
     }

@@ -72,8 +72,9 @@ pub(crate) struct TextureProduct {
 }
 
 /// The texture version of a subgroup product (`kernel`, `params`, `groups`, operands A
-/// and B), or `None` where it does not apply: other kernels, gathered operands, operands
-/// whose length is not a whole number of texels, unaligned, or too large for a texture.
+/// and B), or `None` where it does not apply: other kernels, flipped filters, operands
+/// whose length is not a whole number of texels, unaligned or too large for a texture, and
+/// (unless `OperandTextures::Always`) products where it would not pay.
 pub(crate) fn texture_product(
     ctx: &Context,
     kernel: Kernel,
@@ -88,7 +89,7 @@ pub(crate) fn texture_product(
         rows,
         epi,
         act,
-        gather: Gather::None,
+        gather,
         ..
     } = kernel
     else {
@@ -102,7 +103,13 @@ pub(crate) fn texture_product(
         return None;
     };
     let items = if zsum > 1 { zsum } else { groups[2] as usize };
-    let floats = [(items - 1) * a_batch + m * k, (items - 1) * b_batch + k * n];
+    // A gathered B is the images, one per batch item.
+    let b_floats = match gather {
+        Gather::None => (items - 1) * b_batch + k * n,
+        Gather::Im2col(w) if b_batch == w.c * w.h * w.w => items * b_batch,
+        _ => return None,
+    };
+    let floats = [(items - 1) * a_batch + m * k, b_floats];
     let max_texels = TEXTURE_WIDTH * ctx.limits.max_texture_dimension_2d as usize;
     let fits = |f: usize, s: &Slice| {
         f.is_multiple_of(4) && s.offset.is_multiple_of(TEXEL_BYTES) && f / 4 <= max_texels
@@ -117,11 +124,14 @@ pub(crate) fn texture_product(
             false => k.is_multiple_of(4),
             true => m.is_multiple_of(4) && rows as u32 >= 4 * sg as u32,
         };
-    let vb = (if tb { k } else { n }).is_multiple_of(4) && b_batch.is_multiple_of(4);
-    // Where B is read a float at a time, each fetch gathers a whole texel for one float and
-    // costs about what a storage load does, so the copies would not pay (the MNIST CNN's
-    // products with 10 or 49 columns ran slower through textures).
-    if !vb && ctx.options.textures != OperandTextures::Always {
+    let vb = gather == Gather::None
+        && (if tb { k } else { n }).is_multiple_of(4)
+        && b_batch.is_multiple_of(4);
+    // A float fetched alone from a texture costs about what a storage load does, so the
+    // copies pay only where an operand is read 4 floats per texel: B, or A when B is
+    // gathered through a window (a float at a time, wherever it is read from).
+    let pays = vb || (gather != Gather::None && va);
+    if !pays && ctx.options.textures != OperandTextures::Always {
         return None;
     }
     // 8 columns per lane where the product is wide enough to fill them.
@@ -142,6 +152,7 @@ pub(crate) fn texture_product(
             c4: c4 as u8,
             epi,
             act,
+            gather,
         },
         groups: [
             n.div_ceil(4 * c4 as usize * sg as usize) as u32,

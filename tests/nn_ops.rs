@@ -155,9 +155,22 @@ fn conv2d_without_subgroups() {
     conv2d_gradients_on(&ctx);
 }
 
+/// The same checks with every product that can read its operands from textures doing so
+/// (on CPU adapters: the texture kernel reading images through the window, filters a
+/// texel or a float at a time).
+#[test]
+fn conv2d_with_textures_wherever_they_fit() {
+    let ctx = ctx_with_textures(wgrad::OperandTextures::Always);
+    conv2d_forward_on(&ctx);
+    conv2d_gradients_on(&ctx);
+}
+
 /// Convolution products read the image through the window: no im2col is stored, forward or
 /// backward. The input gradient of a stride-1 convolution is one product through the
-/// transposed window; with larger strides it goes through col2im.
+/// transposed window; with larger strides it goes through col2im. On CPU adapters, a product
+/// whose A has whole texels per row reads it, and the images, from textures: the second
+/// case's forward product (filters of 3·4·4 taps), the first case's filter gradient (output
+/// gradients of 5·4 positions).
 #[test]
 fn conv2d_reads_images_without_im2col() {
     let cases = conv_cases();
@@ -178,6 +191,10 @@ fn conv2d_reads_images_without_im2col() {
             "{name}: {labels:?}"
         );
         assert_eq!(count("Col2Im"), !stride_1 as usize, "{name}: {labels:?}");
+        let c = ctx();
+        if c.is_cpu() && c.subgroup_size().is_some() {
+            assert_eq!(count("MatmulTexture"), 1, "{name}: {labels:?}");
+        }
     }
 }
 

@@ -126,6 +126,14 @@ fn conv_cases() -> Vec<(
             g((4, 4), (1, 1), (1, 1), (1, 1), (6, 7)),
         ),
         (
+            "wide, stride 1: 40 filters of 4·3·3 taps",
+            [2, 4, 6, 6],
+            40,
+            (3, 3),
+            WindowOpts::default().padding(Padding::Same),
+            g((3, 3), (1, 1), (1, 1), (1, 1), (6, 6)),
+        ),
+        (
             "same, even kernel, stride 3",
             [1, 3, 10, 11],
             2,
@@ -167,14 +175,14 @@ fn conv2d_with_textures_wherever_they_fit() {
 
 /// Convolution products read the image through the window: no im2col is stored, forward or
 /// backward. The input gradient of a stride-1 convolution is one product through the
-/// transposed window; with larger strides it goes through col2im. On CPU adapters, a product
-/// whose A has whole texels per row reads it, and the images, from textures: the second
-/// case's forward product (filters of 3·4·4 taps), the first case's filter gradient (output
-/// gradients of 5·4 positions).
+/// transposed window; with larger strides it goes through col2im. On CPU adapters, products
+/// of many filters whose A has whole texels per row read it, and the images, from textures:
+/// the wide case's forward product (40 filters of 36 taps) and filter gradient (40 × 36
+/// positions), not the narrow cases' products.
 #[test]
 fn conv2d_reads_images_without_im2col() {
     let cases = conv_cases();
-    for (name, xs, oc, k, opts, _) in [cases[1], cases[4]] {
+    for (name, xs, oc, k, opts, _) in [cases[1], cases[4], cases[5]] {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
         let d = rand_data(&shapes, 5);
         let labels = gradient_plan_labels(&shapes, &d, 0, |g, v| {
@@ -192,8 +200,10 @@ fn conv2d_reads_images_without_im2col() {
         );
         assert_eq!(count("Col2Im"), !stride_1 as usize, "{name}: {labels:?}");
         let c = ctx();
+        let wide = name.starts_with("wide");
         if c.is_cpu() && c.subgroup_size().is_some() {
-            assert_eq!(count("MatmulTexture"), 1, "{name}: {labels:?}");
+            let textures = 2 * wide as usize;
+            assert_eq!(count("MatmulTexture"), textures, "{name}: {labels:?}");
         }
     }
 }

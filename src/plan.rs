@@ -467,7 +467,7 @@ pub(crate) fn build(
     for (k, &n) in slot_size.iter().enumerate() {
         slots.push(ctx.storage(&format!("slot {k}"), n)?);
     }
-    let scratch_bytes: u64 = slot_size.iter().map(|&n| (n * 4) as u64).sum();
+    let mut scratch_bytes: u64 = slot_size.iter().map(|&n| (n * 4) as u64).sum();
     let arena_slice =
         |k: usize, offset: u64, n: usize| Slice::floats(extras.updates[k].grads, offset, n);
     let buffer_of = |i: usize| -> Slice {
@@ -663,7 +663,6 @@ pub(crate) fn build(
         })
         .collect();
     let mut textures = Vec::new();
-    let mut scratch_bytes = scratch_bytes;
     if products.iter().any(|t| t.is_some()) {
         for side in 0..2 {
             let texels = products

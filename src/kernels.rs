@@ -571,6 +571,38 @@ pub(crate) const SUBGROUP_BLOCKS: &[(u32, u32)] = &[
     (16, 64),
 ];
 
+/// Opens a generated matmul entry point `name`: one subgroup of `lanes` lanes per workgroup,
+/// block rows from `i0`, and the lane's first column `j` (`cols` columns per lane).
+fn open_entry_point(w: &mut String, name: &str, lanes: u32, rows: u32, cols: u32) {
+    use std::fmt::Write;
+    let _ = writeln!(w, "@compute @workgroup_size({lanes}, 1, 1)");
+    let _ = writeln!(
+        w,
+        "fn {name}(@builtin(workgroup_id) wid: vec3<u32>, \
+         @builtin(subgroup_invocation_id) lane: u32) {{"
+    );
+    let _ = writeln!(w, "    let i0 = wid.y * {rows}u;");
+    let _ = writeln!(w, "    let j = wid.x * {}u + lane * {cols}u;", cols * lanes);
+}
+
+/// Opens the loops over the batch items summed into this output (with their operands' bases
+/// `abase`, `bbase`) and over k, `k_step` at a time.
+fn open_loops(w: &mut String, k_step: u32) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        w,
+        "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
+         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
+         for (var k = 0u; k < p.k; k += {k_step}u) {{"
+    );
+}
+
+/// Closes the loops `open_loops` opened and sets `cbase`, where this output starts in C.
+fn close_loops(w: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(w, "        }}\n    }}\n    let cbase = wid.z * p.m * p.n;");
+}
+
 /// WGSL of the subgroup matmul's entry point `main{lanes}_r{rows}` (see
 /// matmul_subgroup.wgsl): lane `l` accumulates rows `i0 + r` of its 4 columns in `c{r}`,
 /// loading rows `i0 + q·lanes + l` of A and sharing them with subgroupBroadcast.
@@ -578,24 +610,13 @@ fn subgroup_entry_point(lanes: u32, rows: u32) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "@compute @workgroup_size({lanes}, 1, 1)");
-    let _ = writeln!(
-        w,
-        "fn main{lanes}_r{rows}(@builtin(workgroup_id) wid: vec3<u32>, \
-         @builtin(subgroup_invocation_id) lane: u32) {{"
-    );
-    let _ = writeln!(w, "    let i0 = wid.y * {rows}u;");
-    let _ = writeln!(w, "    let j = wid.x * {}u + lane * 4u;", 4 * lanes);
+    open_entry_point(w, &format!("main{lanes}_r{rows}"), lanes, rows, 4);
     for r in 0..rows {
         let _ = writeln!(w, "    var c{r} = vec4<f32>(0.0);");
     }
     let _ = writeln!(w, "    let bq = b_prepare(j);");
-    let _ = writeln!(
-        w,
-        "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
-         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
-         for (var k = 0u; k < p.k; k++) {{\n            let bv = b_row4(bbase, k, j, bq);"
-    );
+    open_loops(w, 1);
+    let _ = writeln!(w, "            let bv = b_row4(bbase, k, j, bq);");
     for q in 0..rows / lanes {
         let _ = writeln!(
             w,
@@ -610,7 +631,7 @@ fn subgroup_entry_point(lanes: u32, rows: u32) -> String {
             );
         }
     }
-    let _ = writeln!(w, "        }}\n    }}\n    let cbase = wid.z * p.m * p.n;");
+    close_loops(w);
     let _ = writeln!(w, "    if (j < p.n) {{");
     for r in 0..rows {
         let _ = writeln!(w, "        store4(cbase, i0 + {r}u, j, c{r});");
@@ -647,19 +668,7 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "@compute @workgroup_size({lanes}, 1, 1)");
-    let _ = writeln!(
-        w,
-        "fn tex{lanes}_r{rows}_c{c4}(@builtin(workgroup_id) wid: vec3<u32>, \
-         @builtin(subgroup_invocation_id) lane: u32) {{"
-    );
-    let _ = writeln!(w, "    let i0 = wid.y * {rows}u;");
-    let _ = writeln!(
-        w,
-        "    let j = wid.x * {}u + lane * {}u;",
-        4 * c4 * lanes,
-        4 * c4
-    );
+    open_entry_point(w, &format!("tex{lanes}_r{rows}_c{c4}"), lanes, rows, 4 * c4);
     for r in 0..rows {
         for q in 0..c4 {
             let _ = writeln!(w, "    var c{r}_{q} = vec4<f32>(0.0);");
@@ -668,12 +677,7 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
     for q in 0..c4 {
         let _ = writeln!(w, "    let bq{q} = b_prepare(j + {}u);", 4 * q);
     }
-    let _ = writeln!(
-        w,
-        "    for (var z = wid.z; z < wid.z + max(p.zsum, 1u); z++) {{\n        \
-         let abase = z * p.a_batch;\n        let bbase = z * p.b_batch;\n        \
-         for (var k = 0u; k < p.k; k += 4u) {{"
-    );
+    open_loops(w, 4);
     for q in 0..c4 {
         let _ = writeln!(
             w,
@@ -739,7 +743,7 @@ fn texture_entry_point(lanes: u32, rows: u32, c4: u32) -> String {
             }
         }
     }
-    let _ = writeln!(w, "        }}\n    }}\n    let cbase = wid.z * p.m * p.n;");
+    close_loops(w);
     for q in 0..c4 {
         let _ = writeln!(w, "    if (j + {}u < p.n) {{", 4 * q);
         for r in 0..rows {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::device::Context;
 use crate::graph::{Graph, Init, Node, NodeId, Op};
 use crate::kernels::Kernel;
+use crate::plan::summary::PlanSummary;
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
@@ -290,6 +291,78 @@ impl Executor {
         read: Readback,
     ) -> Result<Option<Vec<Vec<f32>>>> {
         let training = pass != Pass::Eval;
+        let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
+        let t_encode = std::time::Instant::now();
+        let plan = &self.plans[&key];
+        debug_assert_eq!(plan.batch, key.2);
+        for (id, buf, len) in &plan.inputs {
+            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
+            debug_assert_eq!(data.len(), *len);
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        if training {
+            self.step = self.step.wrapping_add(1);
+            self.ctx.queue.write_buffer(
+                &self.runtime,
+                0,
+                bytemuck::cast_slice(&[self.step, 0, 0, 0]),
+            );
+        }
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        plan::record(&plan.steps, &mut enc);
+        // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
+        // a pending result is never overwritten before it is read.
+        let slot = match read {
+            Readback::Deferred => 1 + (self.pending.as_ref().is_some_and(|p| p.slot == 1) as usize),
+            _ => 0,
+        };
+        let staging = plan.staging.get(slot).filter(|_| read != Readback::None);
+        if let Some(staging) = staging {
+            let mut off = 0u64;
+            for (buf, from, len) in &plan.outputs {
+                enc.copy_buffer_to_buffer(buf, *from, staging, off, (*len * 4) as u64);
+                off += (*len * 4) as u64;
+            }
+        }
+        let index = self.ctx.submit(enc.finish());
+        self.last_encode = t_encode.elapsed();
+        match (read, staging) {
+            (Readback::Now, Some(staging)) => {
+                let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
+                self.read_staging(staging, &lens, None).map(Some)
+            }
+            (Readback::Deferred, Some(staging)) => {
+                // Read the previous deferred step (waiting for it alone) while this one runs.
+                let lens = plan.outputs.iter().map(|o| o.2).collect();
+                let previous = self.pending.replace(Pending {
+                    staging: staging.clone(),
+                    slot,
+                    lens,
+                    index,
+                });
+                match previous {
+                    Some(p) => self
+                        .read_staging(&p.staging, &p.lens, Some(p.index))
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The key of the plan for `outputs` in `pass` at the feed's batch size, building the
+    /// plan first if needed (with the deferred readback buffers when `deferred`).
+    fn ensure_plan(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        deferred: bool,
+    ) -> Result<PlanKey> {
+        let training = pass != Pass::Eval;
         let update = pass == Pass::Train;
         for o in outputs {
             if o.0 >= self.nodes.len() {
@@ -352,7 +425,7 @@ impl Executor {
             )?;
             self.plans.insert(key.clone(), plan);
         }
-        if read == Readback::Deferred {
+        if deferred {
             let plan = self.plans.get_mut(&key).expect("planned");
             if plan.staging.len() == 1 {
                 let floats = plan.outputs.iter().map(|o| o.2).sum();
@@ -361,65 +434,7 @@ impl Executor {
                 }
             }
         }
-        let t_encode = std::time::Instant::now();
-        let plan = &self.plans[&key];
-        debug_assert_eq!(plan.batch, batch);
-        for (id, buf, len) in &plan.inputs {
-            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
-            debug_assert_eq!(data.len(), *len);
-            self.ctx
-                .queue
-                .write_buffer(buf, 0, bytemuck::cast_slice(data));
-        }
-        if training {
-            self.step = self.step.wrapping_add(1);
-            self.ctx.queue.write_buffer(
-                &self.runtime,
-                0,
-                bytemuck::cast_slice(&[self.step, 0, 0, 0]),
-            );
-        }
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        plan::record(&plan.steps, &mut enc);
-        // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
-        // a pending result is never overwritten before it is read.
-        let slot = match read {
-            Readback::Deferred => 1 + (self.pending.as_ref().is_some_and(|p| p.slot == 1) as usize),
-            _ => 0,
-        };
-        let staging = plan.staging.get(slot).filter(|_| read != Readback::None);
-        if let Some(staging) = staging {
-            let mut off = 0u64;
-            for (buf, from, len) in &plan.outputs {
-                enc.copy_buffer_to_buffer(buf, *from, staging, off, (*len * 4) as u64);
-                off += (*len * 4) as u64;
-            }
-        }
-        let index = self.ctx.submit(enc.finish());
-        self.last_encode = t_encode.elapsed();
-        match (read, staging) {
-            (Readback::Now, Some(staging)) => {
-                let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
-                self.read_staging(staging, &lens, None).map(Some)
-            }
-            (Readback::Deferred, Some(staging)) => {
-                // Read the previous deferred step (waiting for it alone) while this one runs.
-                let lens = plan.outputs.iter().map(|o| o.2).collect();
-                let previous = self.pending.replace(Pending {
-                    staging: staging.clone(),
-                    slot,
-                    lens,
-                    index,
-                });
-                match previous {
-                    Some(p) => self
-                        .read_staging(&p.staging, &p.lens, Some(p.index))
-                        .map(Some),
-                    None => Ok(None),
-                }
-            }
-            _ => Ok(None),
-        }
+        Ok(key)
     }
 
     /// The outputs of the pending deferred call, if any (waits for it).
@@ -642,6 +657,20 @@ impl Executor {
             out.push((s.label.clone(), secs));
         }
         Ok(out)
+    }
+
+    /// The plan for `outputs` (in training mode when `training`, with the learner's
+    /// updates) described as data: each dispatch's kernel, what was fused into it and what
+    /// it binds. Builds the plan if needed; runs nothing.
+    pub fn plan_summary(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        training: bool,
+    ) -> Result<PlanSummary> {
+        let pass = if training { Pass::Train } else { Pass::Eval };
+        let key = self.ensure_plan(outputs, feed, pass, false)?;
+        Ok(self.plans[&key].summary.clone())
     }
 
     /// Bytes of intermediate buffers of the largest plan built so far (parameters and

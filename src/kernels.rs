@@ -259,7 +259,8 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    fn shader(self) -> Shader {
+    /// The shader file holding this kernel.
+    pub(crate) fn shader(self) -> Shader {
         match self {
             Kernel::Fill | Kernel::Dropout => Shader::Fill,
             Kernel::Im2Col(_) | Kernel::Col2Im(..) => Shader::Conv,
@@ -288,7 +289,8 @@ impl Kernel {
         }
     }
 
-    fn entry(self) -> &'static str {
+    /// The entry point's name.
+    pub(crate) fn entry(self) -> &'static str {
         match self {
             Kernel::CeForward => "ce_forward",
             Kernel::CeForwardError => "ce_forward_error",

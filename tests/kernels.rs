@@ -131,14 +131,14 @@ fn matmul_texture_kernel_edges() {
     }
 }
 
-/// The kernel labels of a plan computing op(A)·op(B) for these shapes.
-fn matmul_plan_labels(
+/// The plan computing op(A)·op(B) for these shapes.
+fn matmul_plan(
     ctx: &wgrad::Context,
     sa: &[usize],
     sb: &[usize],
     ta: bool,
     tb: bool,
-) -> Vec<String> {
+) -> wgrad::PlanSummary {
     let g = Graph::new();
     let a = g.input_with_shape("a", Shape::fixed(sa)).unwrap();
     let b = g.input_with_shape("b", Shape::fixed(sb)).unwrap();
@@ -149,11 +149,7 @@ fn matmul_plan_labels(
         rand_vec(sb.iter().product(), 2),
     );
     let feed: Vec<(NodeId, &[f32])> = vec![(a, &da[..]), (b, &db[..])];
-    ex.profile(&[y], &feed, false)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.0)
-        .collect()
+    ex.plan_summary(&[y], &feed, false).unwrap()
 }
 
 /// On CPU adapters with subgroups, products read their operands from textures by default
@@ -164,24 +160,24 @@ fn matmul_plan_labels(
 fn matmul_reads_operands_from_textures_on_cpu_adapters() {
     let [always, never, _] = matmul_contexts();
     let auto = ctx();
-    let texture = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulTexture"));
-    let storage = |labels: &[String]| labels.iter().any(|l| l.starts_with("MatmulSubgroup"));
-    let texels = matmul_plan_labels(&auto, &[20, 12], &[12, 36], false, false);
-    let texels_t = matmul_plan_labels(&auto, &[12, 20], &[36, 12], true, true);
-    let floats = matmul_plan_labels(&auto, &[20, 12], &[12, 37], false, false);
-    let odd = matmul_plan_labels(&auto, &[13, 6], &[6, 9], false, false);
+    let texture = |p: &wgrad::PlanSummary| p.count_shader(wgrad::Shader::MatmulTexture) == 1;
+    let storage = |p: &wgrad::PlanSummary| p.count_shader(wgrad::Shader::MatmulSubgroup) == 1;
+    let texels = matmul_plan(&auto, &[20, 12], &[12, 36], false, false);
+    let texels_t = matmul_plan(&auto, &[12, 20], &[36, 12], true, true);
+    let floats = matmul_plan(&auto, &[20, 12], &[12, 37], false, false);
+    let odd = matmul_plan(&auto, &[13, 6], &[6, 9], false, false);
     if auto.is_cpu() && auto.subgroup_size().is_some() {
         assert!(
             texture(&texels) && texture(&texels_t),
-            "{texels:?} {texels_t:?}"
+            "{texels}\n{texels_t}"
         );
-        assert!(storage(&floats) && storage(&odd), "{floats:?} {odd:?}");
-        let forced = matmul_plan_labels(always, &[20, 12], &[12, 37], false, false);
-        assert!(texture(&forced), "{forced:?}");
-        let without = matmul_plan_labels(never, &[20, 12], &[12, 36], false, false);
-        assert!(storage(&without), "{without:?}");
+        assert!(storage(&floats) && storage(&odd), "{floats}\n{odd}");
+        let forced = matmul_plan(always, &[20, 12], &[12, 37], false, false);
+        assert!(texture(&forced), "{forced}");
+        let without = matmul_plan(never, &[20, 12], &[12, 36], false, false);
+        assert!(storage(&without), "{without}");
     } else {
-        assert!(!texture(&texels) && !texture(&odd), "{texels:?} {odd:?}");
+        assert!(!texture(&texels) && !texture(&odd), "{texels}\n{odd}");
     }
 }
 
@@ -553,20 +549,14 @@ fn cross_entropy_with_softmax_and_classification_error() {
         (&ce, &err),
         "loss and error in one pass"
     );
-    let labels: Vec<String> = ex
-        .profile(&both, &feed, false)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
-    assert!(
-        labels.iter().any(|l| l.starts_with("CeForwardError")),
-        "{labels:?}"
+    let plan = ex.plan_summary(&both, &feed, false).unwrap();
+    assert_eq!(plan.count_entry("ce_forward_error"), 1, "{plan}");
+    assert_eq!(
+        plan.count_fused(wgrad::Fused::ClassificationError),
+        1,
+        "{plan}"
     );
-    assert!(
-        !labels.iter().any(|l| l.starts_with("ClassError")),
-        "{labels:?}"
-    );
+    assert_eq!(plan.count_entry("class_error"), 0, "{plan}");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 
 mod common;
 use common::*;
-use wgrad::{Context, Executor, Graph, NodeId, Padding, Shape, UnaryOp, WindowOpts};
+use wgrad::{
+    Activation, Context, DispatchSummary, Executor, Fused, Graph, NodeId, Padding, PlanSummary,
+    Shader, Shape, UnaryOp, WindowOpts,
+};
 
 const TOL: f64 = 1e-4;
 const GTOL: f64 = 2e-3;
@@ -43,15 +46,15 @@ fn run_on(
     (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
 }
 
-/// The dispatch labels of the plan computing the gradients of Σ y² (y: what `build` makes
+/// The plan computing the gradients of Σ y² (y: what `build` makes
 /// of fixed inputs with these shapes; y² keeps y itself in the plan) with respect to the
 /// inputs from `first` on.
-fn gradient_plan_labels(
+fn gradient_plan(
     shapes: &[Vec<usize>],
     data: &[Vec<f32>],
     first: usize,
     build: impl Fn(&Graph, &[NodeId]) -> NodeId,
-) -> Vec<String> {
+) -> PlanSummary {
     let ctx = ctx();
     let g = Graph::new();
     let v = fixed_inputs(&g, shapes);
@@ -60,8 +63,7 @@ fn gradient_plan_labels(
     let grads = g.grad(loss, &v[first..]).unwrap();
     let mut ex = Executor::new(&ctx, &g).unwrap();
     let feed: Vec<(NodeId, &[f32])> = v.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
-    let steps = ex.profile(&grads, &feed, false).unwrap();
-    steps.into_iter().map(|s| s.0).collect()
+    ex.plan_summary(&grads, &feed, false).unwrap()
 }
 
 fn rand_data(shapes: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
@@ -185,25 +187,32 @@ fn conv2d_reads_images_without_im2col() {
     for (name, xs, oc, k, opts, _) in [cases[1], cases[4], cases[5]] {
         let shapes = vec![xs.to_vec(), vec![oc, xs[1], k.0, k.1], vec![oc]];
         let d = rand_data(&shapes, 5);
-        let labels = gradient_plan_labels(&shapes, &d, 0, |g, v| {
+        let plan = gradient_plan(&shapes, &d, 0, |g, v| {
             g.conv2d(v[0], v[1], Some(v[2]), opts).unwrap()
         });
-        let count = |what: &str| labels.iter().filter(|l| l.contains(what)).count();
-        assert_eq!(count("Im2Col"), 0, "{name}: {labels:?}");
+        assert_eq!(plan.count_entry("im2col"), 0, "{name}:\n{plan}");
         // The forward product and the filter gradient read the image.
-        assert_eq!(count("gather: Im2col"), 2, "{name}: {labels:?}");
+        assert_eq!(plan.count_fused(Fused::Im2colGather), 2, "{name}:\n{plan}");
         let stride_1 = name.contains("stride 1");
         assert_eq!(
-            count("gather: Transposed"),
+            plan.count_fused(Fused::TransposedWindow),
             stride_1 as usize,
-            "{name}: {labels:?}"
+            "{name}:\n{plan}"
         );
-        assert_eq!(count("Col2Im"), !stride_1 as usize, "{name}: {labels:?}");
+        assert_eq!(
+            plan.count_entry("col2im"),
+            !stride_1 as usize,
+            "{name}:\n{plan}"
+        );
         let c = ctx();
         let wide = name.starts_with("wide");
         if c.is_cpu() && c.subgroup_size().is_some() {
             let textures = 2 * wide as usize;
-            assert_eq!(count("MatmulTexture"), textures, "{name}: {labels:?}");
+            assert_eq!(
+                plan.count_shader(Shader::MatmulTexture),
+                textures,
+                "{name}:\n{plan}"
+            );
         }
     }
 }
@@ -245,15 +254,16 @@ fn conv_tanh_conv_gradients_fold_into_the_input_gradient() {
         let d = rand_data(&shapes, 8);
         let name = format!("conv tanh conv, stride {stride}");
         check_grad(&name, &shapes, &d, build, reference, GTOL);
-        let labels = gradient_plan_labels(&shapes, &d, 0, build);
-        let folded = |l: &String| {
+        let plan = gradient_plan(&shapes, &d, 0, build);
+        let tanh_grad = Fused::ActivationGrad(Activation::Tanh);
+        let folded = |d: &DispatchSummary| {
             if stride == 1 {
-                l.contains("epi: 3, act: 3") && l.contains("gather: Transposed")
+                d.has(tanh_grad) && d.has(Fused::TransposedWindow)
             } else {
-                l.starts_with("Col2Im") && l.contains("}, 3)")
+                d.entry == "col2im" && d.has(tanh_grad)
             }
         };
-        assert!(labels.iter().any(folded), "{name}: {labels:?}");
+        assert_eq!(plan.count(folded), 1, "{name}:\n{plan}");
     }
 }
 
@@ -288,13 +298,13 @@ fn activation_gradient_folds_into_pooling_gradients() {
                 reference,
                 GTOL,
             );
-            let labels = gradient_plan_labels(&shapes, &d, 0, build);
-            assert!(
-                labels
-                    .iter()
-                    .any(|l| l.contains("PoolGrad") && l.contains("}, 3)")),
-                "{name}: {labels:?}"
-            );
+            let plan = gradient_plan(&shapes, &d, 0, build);
+            let folded = |d: &DispatchSummary| {
+                d.shader == Shader::Pool
+                    && d.entry.contains("backward")
+                    && d.has(Fused::ActivationGrad(Activation::Tanh))
+            };
+            assert_eq!(plan.count(folded), 1, "{name}:\n{plan}");
         }
     }
 }
@@ -345,11 +355,8 @@ fn scaling_folds_into_products() {
         assert_close(name, &got, &want(&v64), TOL);
         check_grad(name, &shapes, &d, build, want, GTOL);
         // Not the input's gradient: its scaling back is a dispatch of its own.
-        let labels = gradient_plan_labels(&shapes, &d, 1, build);
-        assert!(
-            !labels.iter().any(|l| l.starts_with("Unary")),
-            "{name}: {labels:?}"
-        );
+        let plan = gradient_plan(&shapes, &d, 1, build);
+        assert_eq!(plan.count_shader(Shader::Unary), 0, "{name}:\n{plan}");
     }
 }
 
@@ -947,12 +954,12 @@ fn bias_and_activation_fold_into_the_matmul_epilogue() {
         let out = build(&g, &v, Some(UnaryOp::Tanh));
         let mut ex = Executor::new(&ctx, &g).unwrap();
         let feed: Vec<(NodeId, &[f32])> = v.iter().zip(&d).map(|(&x, d)| (x, &d[..])).collect();
-        let steps = ex.profile(&[out], &feed, false).unwrap();
-        let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
-        assert!(
-            labels.iter().all(|l| !l.contains("BiasAct"))
-                && labels.iter().any(|l| l.contains("act: 3")),
-            "{name}: {labels:?}"
+        let plan = ex.plan_summary(&[out], &feed, false).unwrap();
+        assert_eq!(plan.count_entry("bias_act"), 0, "{name}:\n{plan}");
+        assert_eq!(
+            plan.count_fused(Fused::Activation(Activation::Tanh)),
+            1,
+            "{name}:\n{plan}"
         );
     }
 }

@@ -1,0 +1,278 @@
+//! Emission: the GPU objects of a plan. Buffers for the inputs and slots, the parameter
+//! blocks in one uniform buffer, operand textures on CPU adapters, a bind group per
+//! dispatch and the readback buffer. After this the plan creates nothing per step.
+
+use std::collections::HashMap;
+
+use super::liveness::PlanGraph;
+use super::lower::{Buf, Dispatch};
+use super::summary::{Activation, DispatchSummary, Fused, PlanSummary};
+use super::{Extras, Plan, Step, Storage};
+use crate::device::{Context, PARAMS_SIZE};
+use crate::graph::NodeId;
+use crate::kernels::{bind_group, Gather, Kernel, Slice, TEXTURE_WIDTH};
+use crate::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
+use crate::Result;
+
+/// Where the plan's values live, as decided by the passes.
+pub(crate) struct Layout<'a> {
+    pub storage: &'a [Option<Storage>],
+    /// Each slot's size in floats.
+    pub slot_sizes: &'a [usize],
+    /// The fed inputs, in the order of `Storage::Input`.
+    pub inputs: &'a [NodeId],
+    pub persistent: &'a HashMap<NodeId, crate::Tensor>,
+}
+
+/// Creates the plan's buffers, bind groups and readback for `dispatches`.
+pub(crate) fn plan(
+    ctx: &Context,
+    g: &PlanGraph,
+    layout: &Layout,
+    dispatches: &[Dispatch],
+    extras: &Extras<'_>,
+    outputs: &[NodeId],
+    batch: usize,
+) -> Result<Plan> {
+    let mut inputs = Vec::with_capacity(layout.inputs.len());
+    for &id in layout.inputs {
+        let name = match g.op(id.0) {
+            crate::Op::Input { name } => name.clone(),
+            _ => unreachable!("inputs are input nodes"),
+        };
+        inputs.push((
+            id,
+            ctx.storage(&format!("input {name}"), g.numel(id.0))?,
+            g.numel(id.0),
+        ));
+    }
+    let mut slots = Vec::with_capacity(layout.slot_sizes.len());
+    for (k, &n) in layout.slot_sizes.iter().enumerate() {
+        slots.push(ctx.storage(&format!("slot {k}"), n)?);
+    }
+    let mut scratch_bytes: u64 = layout.slot_sizes.iter().map(|&n| (n * 4) as u64).sum();
+    let node_slice = |i: usize| -> Slice {
+        match layout.storage[i].expect("planned") {
+            Storage::Input(k) => Slice::from(&inputs[k].1),
+            Storage::Persistent(id) => layout.persistent[&id].slice(),
+            Storage::Slot(s) => Slice::from(&slots[s]),
+            Storage::Grad(k, off) => Slice::floats(extras.updates[k].grads, off, g.numel(i)),
+        }
+    };
+    let slice = |b: &Buf| -> Slice {
+        match *b {
+            Buf::Node(i) => node_slice(i),
+            Buf::Arena {
+                update,
+                offset,
+                len,
+            } => Slice::floats(extras.updates[update].grads, offset, len),
+            Buf::UpdateGrads(k) => {
+                let u = &extras.updates[k];
+                Slice::floats(u.grads, u.offset, u.len)
+            }
+            Buf::UpdateHyper(k) => Slice::from(extras.updates[k].hyper),
+            Buf::UpdateTarget(k, t) => {
+                let u = &extras.updates[k];
+                Slice::floats(u.targets[t], u.offset, u.len)
+            }
+            Buf::Runtime => Slice::from(extras.runtime),
+        }
+    };
+    let bound: Vec<Vec<Slice>> = dispatches
+        .iter()
+        .map(|d| d.buffers.iter().map(slice).collect())
+        .collect();
+
+    let params = ctx.buffer(
+        "plan params",
+        PARAMS_SIZE * dispatches.len().max(1) as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    )?;
+    // On CPU adapters, subgroup products read their operands from two textures, A's and
+    // B's, each sized for the largest operand it takes (textures.rs).
+    let products: Vec<_> = dispatches
+        .iter()
+        .zip(&bound)
+        .map(|(d, bufs)| match d.kernel {
+            Kernel::MatmulSubgroup { .. } => {
+                texture_product(ctx, d.kernel, &d.params, d.groups, [bufs[0], bufs[1]])
+            }
+            _ => None,
+        })
+        .collect();
+    let textures = operand_textures(ctx, &products)?;
+    scratch_bytes += textures.iter().map(|t| t.2).sum::<u64>();
+    let mut blob = vec![0u8; PARAMS_SIZE as usize * dispatches.len()];
+    let mut steps = Vec::with_capacity(dispatches.len());
+    let mut summary = Vec::with_capacity(dispatches.len());
+    for (k, ((d, bufs), product)) in dispatches.iter().zip(&bound).zip(&products).enumerate() {
+        let off = k * PARAMS_SIZE as usize;
+        let bytes = d.params.bytes();
+        blob[off..off + bytes.len()].copy_from_slice(&bytes);
+        let step = match product {
+            Some(t) => {
+                let label =
+                    d.label
+                        .replacen(&format!("{:?}", d.kernel), &format!("{:?}", t.kernel), 1);
+                let copies = (0..2)
+                    .map(|side| TextureCopy {
+                        buffer: bufs[side].buffer.clone(),
+                        offset: bufs[side].offset,
+                        texels: t.texels[side],
+                        texture: textures[side].0.clone(),
+                    })
+                    .collect();
+                let views = [&textures[0].1, &textures[1].1];
+                summary.push(describe(d, t.kernel, &bufs[2..], 2));
+                Step {
+                    label,
+                    copies,
+                    pipeline: ctx.pipeline(t.kernel),
+                    bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views),
+                    groups: t.groups,
+                }
+            }
+            None => {
+                summary.push(describe(d, d.kernel, bufs, 0));
+                Step {
+                    label: d.label.clone(),
+                    copies: Vec::new(),
+                    pipeline: ctx.pipeline(d.kernel),
+                    bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[]),
+                    groups: d.groups,
+                }
+            }
+        };
+        steps.push(step);
+    }
+    ctx.queue.write_buffer(&params, 0, &blob);
+
+    let out_bufs: Vec<(wgpu::Buffer, u64, usize)> = outputs
+        .iter()
+        .map(|o| {
+            let b = node_slice(o.0);
+            (b.buffer.clone(), b.offset, g.numel(o.0))
+        })
+        .collect();
+    let staging = staging_buffers(ctx, &out_bufs)?;
+    let mut keep = slots;
+    keep.push(params);
+    Ok(Plan {
+        batch,
+        inputs,
+        steps,
+        outputs: out_bufs,
+        staging,
+        scratch_bytes,
+        summary: PlanSummary {
+            dispatches: summary,
+            scratch_bytes,
+        },
+        _keep: keep,
+    })
+}
+
+/// The summary of dispatch `d` run as `kernel` with `bufs` bound (and `copies` operands
+/// copied into textures first).
+fn describe(d: &Dispatch, kernel: Kernel, bufs: &[Slice], copies: usize) -> DispatchSummary {
+    let bytes = bufs
+        .iter()
+        .map(|s| s.size.map_or(s.buffer.size() - s.offset, |n| n.get()))
+        .sum();
+    let mut fused = fused_parts(kernel);
+    if d.alpha != 1.0 {
+        fused.push(Fused::Alpha(d.alpha));
+    }
+    DispatchSummary {
+        role: d.role,
+        shader: kernel.shader(),
+        entry: kernel.entry(),
+        output: d.output.clone(),
+        fused,
+        buffers: bufs.len(),
+        bytes,
+        operand_copies: copies,
+    }
+}
+
+/// What a kernel's specialisation says was folded into it.
+fn fused_parts(kernel: Kernel) -> Vec<Fused> {
+    let activation = |code: u8| match code {
+        1 => Some(Activation::Relu),
+        2 => Some(Activation::Sigmoid),
+        3 => Some(Activation::Tanh),
+        _ => None,
+    };
+    let mut parts = Vec::new();
+    let (epi, act, gather) = match kernel {
+        Kernel::Matmul {
+            epi, act, gather, ..
+        }
+        | Kernel::MatmulSubgroup {
+            epi, act, gather, ..
+        }
+        | Kernel::MatmulTexture {
+            epi, act, gather, ..
+        } => (epi, act, gather),
+        Kernel::Col2Im(_, act) | Kernel::MaxPoolGrad(_, act) | Kernel::AvgPoolGrad(_, act) => {
+            parts.extend(activation(act).map(Fused::ActivationGrad));
+            return parts;
+        }
+        Kernel::CeForwardError => return vec![Fused::ClassificationError],
+        _ => return parts,
+    };
+    match gather {
+        Gather::None => {}
+        Gather::Im2col(_) => parts.push(Fused::Im2colGather),
+        Gather::Transposed(_) => parts.push(Fused::TransposedWindow),
+    }
+    match epi {
+        1 => parts.push(Fused::BiasPerColumn),
+        2 => parts.push(Fused::BiasPerRow),
+        _ => {}
+    }
+    match (epi, activation(act)) {
+        (3, Some(a)) => parts.push(Fused::ActivationGrad(a)),
+        (_, Some(a)) => parts.push(Fused::Activation(a)),
+        _ => {}
+    }
+    parts
+}
+
+/// The two operand textures (A's and B's) of the products that read textures, each sized
+/// for the largest operand it takes, with their views and bytes; none without such products.
+fn operand_textures(
+    ctx: &Context,
+    products: &[Option<TextureProduct>],
+) -> Result<Vec<(wgpu::Texture, wgpu::TextureView, u64)>> {
+    let mut textures = Vec::new();
+    if products.iter().any(|t| t.is_some()) {
+        for side in 0..2 {
+            let texels = products
+                .iter()
+                .flatten()
+                .map(|t| t.texels[side])
+                .max()
+                .unwrap_or(1);
+            let texture = operand_texture(ctx, texels)?;
+            let bytes = texels.next_multiple_of(TEXTURE_WIDTH) as u64 * 16;
+            let view = texture.create_view(&Default::default());
+            textures.push((texture, view, bytes));
+        }
+    }
+    Ok(textures)
+}
+
+/// One staging buffer for immediate reads of `outputs`; the executor adds the two that
+/// deferred reads alternate between when a deferred read first asks for them.
+fn staging_buffers(
+    ctx: &Context,
+    outputs: &[(wgpu::Buffer, u64, usize)],
+) -> Result<Vec<wgpu::Buffer>> {
+    if outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let total: usize = outputs.iter().map(|o| o.2).sum();
+    Ok(vec![super::readback_buffer(ctx, total)?])
+}

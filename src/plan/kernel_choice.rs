@@ -1,0 +1,431 @@
+//! Kernel choice: for one node at one batch size, the kernel, its parameter block and its
+//! workgroup counts. Depends on the adapter only through [`Target`], so it runs without a
+//! GPU.
+
+use super::liveness::PlanGraph;
+use crate::device::Context;
+use crate::graph::{NodeId, Op, BINARY_FIRST};
+use crate::kernels::{groups_1d, groups_per_item, Gather, Kernel, Params, SUBGROUP_BLOCKS};
+use crate::shape::strides;
+use crate::{Error, Result};
+
+/// What kernel choice needs to know of the adapter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    /// The subgroup size where products use the subgroup-broadcast kernel (CPU adapters
+    /// with fixed 8- or 16-lane subgroups).
+    pub subgroup: Option<u32>,
+    /// The adapter's limit of workgroups per dimension.
+    pub max_groups: usize,
+    /// Fill each written buffer with NaN first (`ContextOptions::poison`).
+    pub poison: bool,
+}
+
+impl Target {
+    /// The facts of `ctx`'s adapter.
+    pub fn of(ctx: &Context) -> Target {
+        Target {
+            subgroup: ctx
+                .subgroup
+                .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16)),
+            max_groups: ctx.limits.max_compute_workgroups_per_dimension as usize,
+            poison: ctx.options.poison,
+        }
+    }
+}
+
+/// A kernel, its parameter block and its workgroup counts.
+pub(crate) type Choice = (Kernel, Params, [u32; 3]);
+
+/// `[outer, len, inner]` around an axis.
+fn around(x: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer: usize = x[..axis].iter().product();
+    let inner: usize = x[axis + 1..].iter().product();
+    (outer, x[axis], inner)
+}
+
+/// The kernel computing node `i`; `None` for nodes that need no dispatch (leaves, reshapes
+/// and mode switches).
+pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Option<Choice>> {
+    let out = &g.dims[i];
+    let n: usize = out.iter().product();
+    let d = |x: NodeId| &g.dims[x.0];
+    Ok(Some(match *g.op(i) {
+        Op::Input { .. }
+        | Op::Param { .. }
+        | Op::Const { .. }
+        | Op::Reshape { .. }
+        | Op::Mode { .. } => return Ok(None),
+        Op::Im2Col { .. } | Op::Col2Im { .. } | Op::Pool { .. } | Op::PoolGrad { .. } => {
+            window_dispatch(g, i)
+        }
+        Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Pad { .. }
+        | Op::Permute { .. }
+        | Op::OneHot { .. } => movement_dispatch(g, i)?,
+        Op::Dropout { p, seed, .. } => {
+            let scale = 1.0 / (1.0 - p);
+            let params = Params::new()
+                .u(n)
+                .u(0)
+                .u((seed & 0xffff_ffff) as usize)
+                .u((seed >> 32) as usize)
+                .f(p)
+                .f(scale);
+            (Kernel::Dropout, params, groups_1d(n))
+        }
+        Op::Unary { op, .. } => {
+            let (code, alpha) = op.code();
+            let params = Params::new().u(n).u(code).f(alpha);
+            (Kernel::Unary, params, groups_1d(n))
+        }
+        Op::Binary { op, a, b } => (
+            Kernel::Binary,
+            broadcast_params(n, out, d(a), d(b), op.code(), 1.0)?,
+            groups_1d(n),
+        ),
+        Op::Expand { x, mean_axis } => {
+            let alpha = mean_axis.map_or(1.0, |ax| 1.0 / out[ax] as f32);
+            (
+                Kernel::Binary,
+                broadcast_params(n, out, d(x), d(x), BINARY_FIRST, alpha)?,
+                groups_1d(n),
+            )
+        }
+        Op::Matmul { .. } | Op::MatmulSumBatch { .. } => product_dispatch(t, g, i)?,
+        Op::BiasAct { axis, act, .. } => {
+            let (_, c, inner) = around(out, axis);
+            let (c, inner, act) = (c as u32, inner as u32, act_code(act));
+            (
+                Kernel::BiasAct { c, inner, act },
+                Params::new().u(n),
+                groups_1d(n),
+            )
+        }
+        // One workgroup per channel, or one invocation per channel of a matrix's columns.
+        Op::ChannelSum { x, axis } => {
+            let (_, c, inner) = around(d(x), axis);
+            let len = d(x).iter().product::<usize>();
+            let kernel = Kernel::ChannelSum {
+                c: c as u32,
+                inner: inner as u32,
+            };
+            let groups = if inner == 1 {
+                [c.div_ceil(64) as u32, 1, 1]
+            } else {
+                groups_per_item(c)
+            };
+            (kernel, Params::new().u(len), groups)
+        }
+        Op::Reduce { op, x, axis } => {
+            let (outer, len, inner) = around(d(x), axis);
+            let params = Params::new().u(outer).u(len).u(inner).u(op as usize);
+            if cooperate(outer * inner, len) {
+                (Kernel::ReduceWg, params, groups_per_item(outer * inner))
+            } else {
+                (Kernel::Reduce, params, groups_1d(outer * inner))
+            }
+        }
+        Op::Softmax { x, axis, log } => {
+            let (outer, len, inner) = around(d(x), axis);
+            let params = Params::new().u(outer).u(len).u(inner).u(log as usize);
+            if cooperate(outer * inner, len) {
+                (Kernel::SoftmaxWg, params, groups_per_item(outer * inner))
+            } else {
+                (Kernel::Softmax, params, groups_1d(outer * inner))
+            }
+        }
+        Op::CrossEntropy { .. } | Op::CrossEntropyGrad { .. } | Op::ClassError { .. } => {
+            loss_dispatch(g, i)
+        }
+    }))
+}
+
+/// Window kernels take their geometry as pipeline constants; only the batch size varies.
+fn window_dispatch(g: &PlanGraph, i: usize) -> Choice {
+    let n: usize = g.dims[i].iter().product();
+    let batch = |x: NodeId| Params::new().u(g.dims[x.0][0]);
+    match *g.op(i) {
+        // One invocation per window (kh·kw outputs).
+        Op::Im2Col { x, win } => (
+            Kernel::Im2Col(win),
+            batch(x),
+            groups_1d(n / (win.kh * win.kw)),
+        ),
+        Op::Col2Im { win, .. } => (
+            Kernel::Col2Im(win, 0),
+            Params::new().u(g.dims[i][0]),
+            groups_1d(n),
+        ),
+        Op::Pool { x, win, max } => {
+            let k = if max {
+                Kernel::MaxPool(win)
+            } else {
+                Kernel::AvgPool(win)
+            };
+            (k, batch(x), groups_1d(n))
+        }
+        Op::PoolGrad { x, win, max, .. } => {
+            let k = if max {
+                Kernel::MaxPoolGrad(win, 0)
+            } else {
+                Kernel::AvgPoolGrad(win, 0)
+            };
+            // One invocation per pixel, or per tile when the windows tile the image.
+            let per = if win.tiles() {
+                let tiles = win.h.div_ceil(win.kh) * win.w.div_ceil(win.kw);
+                n / (win.h * win.w) * tiles
+            } else {
+                n
+            };
+            (k, batch(x), groups_1d(per))
+        }
+        _ => unreachable!("window_dispatch takes window ops"),
+    }
+}
+
+/// Concat, slice, pad, permutation and one-hot.
+fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
+    let out = &g.dims[i];
+    let n: usize = out.iter().product();
+    let d = |x: NodeId| &g.dims[x.0];
+    // [outer, len, inner] of the output around `axis`, with the operand's length there.
+    let axis_params = |axis: usize, len_a: usize, begin: usize| {
+        let (outer, len_out, inner) = around(out, axis);
+        Params::new().u(outer).u(len_a).u(len_out).u(inner).u(begin)
+    };
+    Ok(match *g.op(i) {
+        Op::Concat { a, axis, .. } => (
+            Kernel::Concat,
+            axis_params(axis, d(a)[axis], 0),
+            groups_1d(n),
+        ),
+        Op::Slice { x, axis, begin } => (
+            Kernel::Slice,
+            axis_params(axis, d(x)[axis], begin),
+            groups_1d(n),
+        ),
+        Op::Pad { x, axis, begin } => (
+            Kernel::Pad,
+            axis_params(axis, d(x)[axis], begin),
+            groups_1d(n),
+        ),
+        // A permutation is a strided read: the broadcasting kernel with operand strides
+        // permuted.
+        Op::Permute { x, ref perm } => {
+            if out.len() > 8 {
+                return Err(Error::Invalid(format!(
+                    "permute supports rank ≤ 8, got {out:?}"
+                )));
+            }
+            let st = strides(d(x));
+            let sa: Vec<usize> = perm.iter().map(|&a| st[a]).collect();
+            let params = Params::new()
+                .u(n)
+                .u(out.len())
+                .u(BINARY_FIRST)
+                .f(1.0)
+                .vec8(out)
+                .vec8(&sa)
+                .vec8(&sa);
+            (Kernel::Binary, params, groups_1d(n))
+        }
+        Op::OneHot { .. } => {
+            let classes = out[out.len() - 1];
+            let params = Params::new().u(n / classes).u(0).u(classes).u(1).u(0);
+            (Kernel::OneHot, params, groups_1d(n))
+        }
+        _ => unreachable!("movement_dispatch takes movement ops"),
+    })
+}
+
+/// Matrix products: stored operands, or a shared matrix's gradient summed over the batch.
+fn product_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Choice> {
+    let out = &g.dims[i];
+    let d = |x: NodeId| &g.dims[x.0];
+    match *g.op(i) {
+        Op::Matmul { a, b, ta, tb } => {
+            let (da, db) = (d(a), d(b));
+            let (ra, ca) = (da[da.len() - 2], da[da.len() - 1]);
+            let (rb, cb) = (db[db.len() - 2], db[db.len() - 1]);
+            let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
+            let nn = if tb { rb } else { cb };
+            let a_batch = if da.len() == 3 { ra * ca } else { 0 };
+            let b_batch = if db.len() == 3 { rb * cb } else { 0 };
+            let batch = if out.len() == 3 { out[0] } else { 1 };
+            let items = [a_batch, b_batch, batch, 1];
+            matmul_dispatch(t, [m, nn, k], items, ta, tb, Gather::None)
+        }
+        Op::MatmulSumBatch { p, q, tp, tq } => {
+            let (dp, dq) = (d(p), d(q));
+            if tp && !tq {
+                // The stored [batch, r, ·] operands read as [batch·r, ·] matrices: pᵀ·q is
+                // one product whose inner axis runs over batch and rows.
+                let k = dp[0] * dp[1];
+                matmul_dispatch(
+                    t,
+                    [dp[2], dq[2], k],
+                    [0, 0, 1, 1],
+                    true,
+                    false,
+                    Gather::None,
+                )
+            } else {
+                // Otherwise the kernel accumulates over the batch items itself.
+                let (m, k) = if tp { (dp[2], dp[1]) } else { (dp[1], dp[2]) };
+                let nn = if tq { dq[1] } else { dq[2] };
+                let items = [dp[1] * dp[2], dq[1] * dq[2], 1, dp[0]];
+                matmul_dispatch(t, [m, nn, k], items, tp, tq, Gather::None)
+            }
+        }
+        _ => unreachable!("product_dispatch takes products"),
+    }
+}
+
+/// Cross-entropy, its gradient and classification error: one invocation per row.
+fn loss_dispatch(g: &PlanGraph, i: usize) -> Choice {
+    let (Op::CrossEntropy { z, .. } | Op::CrossEntropyGrad { z, .. } | Op::ClassError { z, .. }) =
+        *g.op(i)
+    else {
+        unreachable!("loss_dispatch takes losses")
+    };
+    let dz = &g.dims[z.0];
+    let classes = dz[dz.len() - 1];
+    let rows = dz.iter().product::<usize>() / classes;
+    let (kernel, scalar_g, scale) = match *g.op(i) {
+        Op::CrossEntropy { .. } => (Kernel::CeForward, false, 1.0),
+        Op::CrossEntropyGrad { scalar_g, mean, .. } => {
+            let scale = if mean { 1.0 / rows as f32 } else { 1.0 };
+            (Kernel::CeBackward, scalar_g, scale)
+        }
+        _ => (Kernel::ClassError, false, 1.0),
+    };
+    let params = Params::new()
+        .u(rows)
+        .u(classes)
+        .u(scalar_g as usize)
+        .f(scale);
+    (kernel, params, groups_1d(rows))
+}
+
+/// The kernels' activation code (see shaders/activation.wgsl).
+pub(crate) fn act_code(act: Option<crate::UnaryOp>) -> u8 {
+    match act {
+        None => 0,
+        Some(crate::UnaryOp::Relu) => 1,
+        Some(crate::UnaryOp::Sigmoid) => 2,
+        Some(_) => 3,
+    }
+}
+
+/// Whether a reduction (or softmax) of `rows` rows of length `len` runs one workgroup per
+/// row: when the rows are long and too few to keep the device busy one invocation each.
+fn cooperate(rows: usize, len: usize) -> bool {
+    len >= 256 && rows <= 4096
+}
+
+/// Parameters of the broadcasting binary kernel: operand strides over the output's axes.
+fn broadcast_params(
+    n: usize,
+    out: &[usize],
+    a: &[usize],
+    b: &[usize],
+    op: usize,
+    alpha: f32,
+) -> Result<Params> {
+    let p = Params::new().u(n);
+    if a == out && b == out {
+        return Ok(p.u(0).u(op).f(alpha));
+    }
+    if out.len() > 8 {
+        return Err(Error::Invalid(format!(
+            "broadcasting supports rank ≤ 8, got output shape {out:?}"
+        )));
+    }
+    let operand = |x: &[usize]| -> Vec<usize> {
+        let st = strides(x);
+        let off = out.len() - x.len();
+        (0..out.len())
+            .map(|ax| {
+                if ax < off || x[ax - off] == 1 {
+                    0
+                } else {
+                    st[ax - off]
+                }
+            })
+            .collect()
+    };
+    Ok(p.u(out.len())
+        .u(op)
+        .f(alpha)
+        .vec8(out)
+        .vec8(&operand(a))
+        .vec8(&operand(b)))
+}
+
+/// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
+/// batch, zsum]` (floats between batch items of A and B, number of outputs, and the number
+/// of items summed into one output when `batch` is 1).
+pub(crate) fn matmul_dispatch(
+    t: &Target,
+    [m, nn, k]: [usize; 3],
+    [a_batch, b_batch, batch, zsum]: [usize; 4],
+    ta: bool,
+    tb: bool,
+    gather: Gather,
+) -> Result<Choice> {
+    // vec4 loads need the axis contiguous in memory to be a multiple of 4 (and the operand
+    // stored as a matrix).
+    let va = (if ta { m } else { k }) % 4 == 0 && !matches!(gather, Gather::Transposed(_));
+    let vb = (if tb { k } else { nn }) % 4 == 0 && gather == Gather::None;
+    // With subgroups, the smallest block of rows that covers M (or 64).
+    let rows = |s: u32| {
+        SUBGROUP_BLOCKS
+            .iter()
+            .filter(|b| b.0 == s)
+            .map(|b| b.1 as usize)
+            .find(|&r| r >= m)
+            .unwrap_or(64)
+    };
+    let groups = match t.subgroup {
+        Some(s) => [nn.div_ceil(4 * s as usize), m.div_ceil(rows(s)), batch],
+        None => [nn.div_ceil(64), m.div_ceil(64), batch],
+    };
+    let max = t.max_groups;
+    if groups.iter().any(|&g| g > max) {
+        return Err(Error::Invalid(format!(
+            "matmul: {m}×{k} · {k}×{nn} (batch {batch}) needs workgroups {groups:?}, above the adapter's {max} per dimension"
+        )));
+    }
+    let p = Params::new()
+        .u(m)
+        .u(nn)
+        .u(k)
+        .u(zsum)
+        .u(a_batch)
+        .u(b_batch)
+        .f(1.0); // alpha
+    let kernel = match t.subgroup {
+        Some(s) => Kernel::MatmulSubgroup {
+            ta,
+            tb,
+            vb,
+            sg: s as u8,
+            rows: rows(s) as u8,
+            epi: 0,
+            act: 0,
+            gather,
+        },
+        None => Kernel::Matmul {
+            ta,
+            tb,
+            va,
+            vb,
+            epi: 0,
+            act: 0,
+            gather,
+        },
+    };
+    Ok((kernel, p, groups.map(|g| g.max(1) as u32)))
+}

@@ -1,0 +1,259 @@
+//! Lowering: the fused graph becomes a list of dispatches (kernel, parameter block,
+//! buffers, workgroups), in graph order, then the gradient copies, the learner's updates
+//! and the state assignments. Buffers are named abstractly ([`Buf`]); emission binds them.
+
+use super::fuse::{Epilogue, Fusions};
+use super::grad_arena::GradArena;
+use super::kernel_choice::{act_code, matmul_dispatch, node_dispatch, Target};
+use super::liveness::{Liveness, PlanGraph};
+use super::summary::Role;
+use super::ArenaUpdate;
+use crate::graph::{BinaryOp, Op, UnaryOp};
+use crate::kernels::{groups_1d, Gather, Kernel, Params};
+use crate::tensor::fill_params;
+use crate::{Fill, Result};
+
+/// A buffer a dispatch binds, before buffers exist.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Buf {
+    /// The buffer holding node `.0`'s value.
+    Node(usize),
+    /// `len` floats of update `update`'s gradient arena from byte `offset`.
+    Arena {
+        update: usize,
+        offset: u64,
+        len: usize,
+    },
+    /// Update `.0`'s range of its gradient arena.
+    UpdateGrads(usize),
+    /// Update `.0`'s hyper-parameter uniform.
+    UpdateHyper(usize),
+    /// Update `.0`'s range of its target `.1` (the parameters, then the learner state).
+    UpdateTarget(usize, usize),
+    /// The executor's per-call uniform (step counter).
+    Runtime,
+}
+
+/// One dispatch, as lowering decides it.
+pub(crate) struct Dispatch {
+    pub kernel: Kernel,
+    pub params: Params,
+    pub buffers: Vec<Buf>,
+    pub groups: [u32; 3],
+    /// Kernel and output shape, for profiles.
+    pub label: String,
+    pub role: Role,
+    /// Shape of what it writes.
+    pub output: Vec<usize>,
+    /// Folded scalings of the operands (1 without).
+    pub alpha: f32,
+}
+
+/// What a node's epilogue adds to its producer's dispatch: the epilogue, the activation
+/// code and the side input (bias, or the activation's output for its gradient).
+type EpilogueInput = (Epilogue, u8, crate::NodeId);
+
+/// Every dispatch of the plan, in the order they run.
+pub(crate) fn dispatches(
+    g: &PlanGraph,
+    target: &Target,
+    live: &Liveness,
+    f: &Fusions,
+    arena: &GradArena,
+    updates: &[ArenaUpdate<'_>],
+    assigns: &[(crate::NodeId, crate::NodeId)],
+) -> Result<Vec<Dispatch>> {
+    let absorbed = f.absorbed();
+    let mut out = Vec::new();
+    for i in live.needed().filter(|&i| !f.skipped(&absorbed, i)) {
+        node_dispatches(g, target, live, f, i, &mut out)?;
+    }
+    let (copy_code, one) = UnaryOp::Scale(1.0).code();
+    let copy = |n: usize, buffers: Vec<Buf>, role: Role, label: String| Dispatch {
+        kernel: Kernel::Unary,
+        params: Params::new().u(n).u(copy_code).f(one),
+        buffers,
+        groups: groups_1d(n),
+        label,
+        role,
+        output: vec![n],
+        alpha: 1.0,
+    };
+    for &(x, place) in &arena.copies {
+        let n = g.numel(x.0);
+        let to = Buf::Arena {
+            update: place.update,
+            offset: place.offset,
+            len: n,
+        };
+        let label = format!("gradient copy [{n}]");
+        out.push(copy(n, vec![Buf::Node(x.0), to], Role::GradientCopy, label));
+    }
+    for (k, u) in updates.iter().enumerate() {
+        let mut buffers = vec![Buf::UpdateGrads(k), Buf::UpdateHyper(k)];
+        buffers.extend((0..u.targets.len()).map(|t| Buf::UpdateTarget(k, t)));
+        buffers.push(Buf::Node(u.clip.0));
+        out.push(Dispatch {
+            kernel: u.kernel,
+            params: Params::new().u(u.len),
+            buffers,
+            // One invocation per vec4 of parameters.
+            groups: groups_1d(u.len.div_ceil(4)),
+            label: format!(
+                "{:?} update of {} parameters [{}]",
+                u.kernel,
+                u.members.len(),
+                u.len
+            ),
+            role: Role::Update {
+                parameters: u.members.len(),
+            },
+            output: vec![u.len],
+            alpha: 1.0,
+        });
+    }
+    for &(state, value) in assigns {
+        let n = g.numel(state.0);
+        let buffers = vec![Buf::Node(value.0), Buf::Node(state.0)];
+        out.push(copy(n, buffers, Role::Assign, "assign".into()));
+    }
+    Ok(out)
+}
+
+/// The dispatches of node `i` (its poison fills, then its own), with what was folded
+/// into it.
+fn node_dispatches(
+    g: &PlanGraph,
+    target: &Target,
+    live: &Liveness,
+    f: &Fusions,
+    i: usize,
+    out: &mut Vec<Dispatch>,
+) -> Result<()> {
+    // A node with an epilogue runs its producer's kernel, with the bias (or the
+    // activation's output) as the epilogue's side input.
+    let (source, fuse): (usize, Option<EpilogueInput>) = match (f.epilogue.get(&i), g.op(i)) {
+        (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, act_code(act), b))),
+        (Some(&(m, epi)), &Op::Binary { op, a, .. }) => {
+            let act = match op {
+                BinaryOp::ReluGrad => UnaryOp::Relu,
+                BinaryOp::SigmoidGrad => UnaryOp::Sigmoid,
+                _ => UnaryOp::Tanh,
+            };
+            (m, Some((epi, act_code(Some(act)), a)))
+        }
+        _ => (i, None),
+    };
+    let (mut kernel, mut params, groups, mut buffers) = match f.transposed.get(&source) {
+        // The filters as A, the output gradients through the transposed window as B.
+        Some(&(m, t)) => {
+            let Op::Matmul { a: dy, b: w, .. } = *g.op(m) else {
+                unreachable!("a transposed convolution folds a product")
+            };
+            let size = [t.c * t.kh * t.kw, t.c * t.h * t.w];
+            let (kernel, params, groups) = matmul_dispatch(
+                target,
+                [g.dims[w.0][1] / (t.kh * t.kw), t.oh * t.ow, size[0]],
+                [0, size[1], g.dims[dy.0][0], 1],
+                false,
+                true, // B's columns are the pixels, as in a forward convolution
+                Gather::Transposed(t),
+            )?;
+            (
+                kernel,
+                params,
+                groups,
+                vec![Buf::Node(w.0), Buf::Node(dy.0)],
+            )
+        }
+        None => {
+            let Some((kernel, params, groups)) = node_dispatch(target, g, source)? else {
+                return Ok(());
+            };
+            let buffers = g.nodes[source]
+                .op
+                .inputs()
+                .iter()
+                .map(|&j| Buf::Node(f.bound(j).0))
+                .collect();
+            (kernel, params, groups, buffers)
+        }
+    };
+    let inputs = g.nodes[source].op.inputs();
+    // A product whose B is a gathered im2col reads the images, one per batch item.
+    let gather = inputs
+        .iter()
+        .find_map(|j| f.gathered.get(&j.0).map(|x| (j.0, x.1)));
+    // Folded scalings of the operands scale the product.
+    let alpha: f32 = inputs.iter().map(|&j| f.alpha_of(live, j)).product();
+    if alpha != 1.0 {
+        params.0[6] = alpha.to_bits();
+    }
+    if let Some((cols, win)) = gather {
+        if let Kernel::Matmul { gather, vb, .. } | Kernel::MatmulSubgroup { gather, vb, .. } =
+            &mut kernel
+        {
+            (*gather, *vb) = (Gather::Im2col(win), false);
+        }
+        if g.dims[cols].len() == 3 {
+            params.0[5] = (win.c * win.h * win.w) as u32; // b_batch
+        }
+    }
+    if let Op::Expand { .. } | Op::Permute { .. } = g.op(i) {
+        buffers.push(buffers[0]);
+    }
+    let sibling = f.sibling.get(&i).copied();
+    if target.poison {
+        for k in std::iter::once(i).chain(sibling) {
+            out.push(Dispatch {
+                kernel: Kernel::Fill,
+                params: fill_params(g.numel(k), Fill::Nan),
+                buffers: vec![Buf::Node(k)],
+                groups: groups_1d(g.numel(k)),
+                label: "poison".into(),
+                role: super::summary::Role::Poison,
+                output: g.dims[k].clone(),
+                alpha: 1.0,
+            });
+        }
+    }
+    buffers.push(Buf::Node(i));
+    if let Some(j) = sibling {
+        kernel = Kernel::CeForwardError;
+        buffers.push(Buf::Node(j));
+    }
+    if kernel == Kernel::Dropout {
+        buffers.push(Buf::Runtime);
+    }
+    if let Kernel::Col2Im(_, act) | Kernel::MaxPoolGrad(_, act) | Kernel::AvgPoolGrad(_, act) =
+        &mut kernel
+    {
+        match fuse {
+            Some((_, a, output)) => {
+                *act = a;
+                buffers.push(Buf::Node(output.0));
+            }
+            None => buffers.push(buffers[0]),
+        }
+    }
+    if let Kernel::Matmul { epi, act, .. } | Kernel::MatmulSubgroup { epi, act, .. } = &mut kernel {
+        match fuse {
+            Some((e, a, bias)) => {
+                (*epi, *act) = (e.code(), a);
+                buffers.push(Buf::Node(bias.0));
+            }
+            None => buffers.push(buffers[0]),
+        }
+    }
+    out.push(Dispatch {
+        kernel,
+        params,
+        buffers,
+        groups,
+        label: format!("{kernel:?} {:?}", g.dims[i]),
+        role: Role::Compute(crate::NodeId(i)),
+        output: g.dims[i].clone(),
+        alpha,
+    });
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Plans: for one set of requested nodes and one batch size, the order of dispatches, the
+//! buffers they use (intermediate buffers reused by liveness) and their bind groups. A plan
+//! is built once and then replayed each step without creating any GPU object.
+//!
+//! [`build`] runs the passes in order: liveness, the gradient arena, the fusions, slot
+//! allocation, kernel choice and lowering, and emission of the GPU objects. Every pass but
+//! the last runs without a GPU.
+
+mod alloc;
+mod emit;
+mod fuse;
+mod grad_arena;
+mod kernel_choice;
+mod liveness;
+mod lower;
+pub mod summary;
+
+use std::collections::HashMap;
+
+use crate::device::Context;
+use crate::graph::{Node, NodeId, Op};
+use crate::kernels::Kernel;
+use crate::textures::TextureCopy;
+use crate::Result;
+
+pub(crate) use liveness::needed;
+use summary::PlanSummary;
+
+/// Where a node's value lives during a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Storage {
+    /// The plan's buffer for a fed input (index into `Plan::inputs`).
+    Input(usize),
+    /// A persistent tensor owned by the executor (parameter or constant).
+    Persistent(NodeId),
+    /// A reusable intermediate buffer.
+    Slot(usize),
+    /// A parameter's gradient, written in place in the gradient arena of update `.0` at
+    /// byte offset `.1`.
+    Grad(usize, u64),
+}
+
+/// A learner update of parameters stored side by side in an arena: one dispatch over the
+/// byte range `[offset, offset + 4·len)` of the gradient, parameter and state arenas.
+pub(crate) struct ArenaUpdate<'a> {
+    pub kernel: Kernel,
+    pub hyper: &'a wgpu::Buffer,
+    /// Scalar node holding the gradient clipping factor.
+    pub clip: NodeId,
+    /// Gradients, laid out like the parameters.
+    pub grads: &'a wgpu::Buffer,
+    /// The parameter arena then the learner-state arenas, all written in place.
+    pub targets: Vec<&'a wgpu::Buffer>,
+    pub offset: u64,
+    pub len: usize,
+    /// Each parameter's gradient node and its byte offset in the arenas.
+    pub members: Vec<(NodeId, u64)>,
+}
+
+/// One recorded dispatch.
+pub(crate) struct Step {
+    /// Kernel and output shape, for profiles.
+    pub label: String,
+    /// Copies of the dispatch's operands into textures, made just before it (textures.rs).
+    pub copies: Vec<TextureCopy>,
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind: wgpu::BindGroup,
+    pub groups: [u32; 3],
+}
+
+/// Records `steps` into `enc`: one compute pass, broken where texture copies come first.
+pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
+    let mut i = 0;
+    while i < steps.len() {
+        for c in &steps[i].copies {
+            c.record(enc);
+        }
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        loop {
+            let s = &steps[i];
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind, &[]);
+            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            i += 1;
+            if i == steps.len() || !steps[i].copies.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// A compiled plan (see the module docs).
+pub(crate) struct Plan {
+    pub batch: usize,
+    /// Input node, its buffer and its length in elements.
+    pub inputs: Vec<(NodeId, wgpu::Buffer, usize)>,
+    pub steps: Vec<Step>,
+    /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
+    /// request.
+    pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
+    /// Readback buffers: `[immediate]`, then `deferred A, deferred B` once a deferred read
+    /// has asked for them; none without outputs.
+    pub staging: Vec<wgpu::Buffer>,
+    /// Bytes of intermediate buffers and operand textures (excluding parameters and
+    /// inputs).
+    pub scratch_bytes: u64,
+    /// The dispatches described as data.
+    pub summary: PlanSummary,
+    _keep: Vec<wgpu::Buffer>,
+}
+
+/// What a plan computes besides its outputs.
+pub(crate) struct Extras<'a> {
+    /// Run the training branch of mode switches (dropout on, batch statistics).
+    pub training: bool,
+    /// Learner updates, run after everything else.
+    pub updates: Vec<ArenaUpdate<'a>>,
+    /// `(state, value)` copies run at the very end (running averages).
+    pub assigns: Vec<(NodeId, NodeId)>,
+    /// The executor's per-call uniform (step counter).
+    pub runtime: &'a wgpu::Buffer,
+}
+
+/// Builds a plan computing `outputs` (read back) and the `extras`: the passes in order.
+pub(crate) fn build(
+    ctx: &Context,
+    nodes: &[Node],
+    persistent: &HashMap<NodeId, crate::Tensor>,
+    outputs: &[NodeId],
+    extras: &Extras<'_>,
+    batch: usize,
+) -> Result<Plan> {
+    let mut targets = outputs.to_vec();
+    for u in &extras.updates {
+        targets.extend(u.members.iter().map(|m| m.0));
+        targets.push(u.clip);
+    }
+    targets.extend(extras.assigns.iter().map(|a| a.1));
+    let g = liveness::PlanGraph::new(nodes, batch, extras.training);
+    let mut live = liveness::Liveness::new(&g, &targets);
+    let members: Vec<_> = extras.updates.iter().map(|u| u.members.clone()).collect();
+    let arena = grad_arena::claim(&g, &mut live, &members);
+    let fusions = fuse::Fusions::find(&g, &mut live);
+    let (mut storage, inputs) = fixed_storage(&g, &live, &arena);
+    let slot_sizes = alloc::assign(&g, &live, &fusions, &mut storage);
+    let target = kernel_choice::Target::of(ctx);
+    let dispatches = lower::dispatches(
+        &g,
+        &target,
+        &live,
+        &fusions,
+        &arena,
+        &extras.updates,
+        &extras.assigns,
+    )?;
+    let layout = emit::Layout {
+        storage: &storage,
+        slot_sizes: &slot_sizes,
+        inputs: &inputs,
+        persistent,
+    };
+    emit::plan(ctx, &g, &layout, &dispatches, extras, outputs, batch)
+}
+
+/// The buffers known before slot allocation: fed inputs (numbered in graph order),
+/// parameters and constants, and gradients computed in the arena.
+fn fixed_storage(
+    g: &liveness::PlanGraph,
+    live: &liveness::Liveness,
+    arena: &grad_arena::GradArena,
+) -> (Vec<Option<Storage>>, Vec<NodeId>) {
+    let mut storage = vec![None; g.nodes.len()];
+    let mut inputs = Vec::new();
+    for i in live.needed() {
+        storage[i] = match g.op(i) {
+            Op::Input { .. } => {
+                inputs.push(NodeId(i));
+                Some(Storage::Input(inputs.len() - 1))
+            }
+            Op::Param { .. } | Op::Const { .. } => Some(Storage::Persistent(NodeId(i))),
+            _ => None,
+        };
+    }
+    for (&root, place) in &arena.claims {
+        storage[root] = Some(Storage::Grad(place.update, place.offset));
+    }
+    (storage, inputs)
+}
+
+/// A buffer the outputs of a plan (`floats` in all) are copied into and read back from.
+pub(crate) fn readback_buffer(ctx: &Context, floats: usize) -> Result<wgpu::Buffer> {
+    ctx.buffer(
+        "plan readback",
+        (floats * 4) as u64,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    )
+}

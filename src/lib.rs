@@ -26,7 +26,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod autodiff;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

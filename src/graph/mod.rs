@@ -1,0 +1,274 @@
+//! The graph: a plain vector of nodes, each an [`Op`] over earlier nodes with an inferred
+//! [`Shape`]. Ops are added through [`Graph`]'s methods, which check shapes and return an
+//! error naming the op and both shapes on a mismatch.
+//!
+//! The graph uses interior mutability so that calls nest: `g.add(g.matmul(x, w)?, b)?`.
+
+mod grad;
+mod op;
+
+use std::cell::{Ref, RefCell};
+
+use crate::error::shape_err;
+use crate::shape::{Dim, Shape};
+use crate::{Error, Result};
+
+pub(crate) use op::BINARY_FIRST;
+pub use op::{BinaryOp, Op, ReduceOp, UnaryOp, Window};
+
+/// A node of a [`Graph`]; cheap to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) usize);
+
+impl NodeId {
+    /// The node's index in its graph.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// How a parameter is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// All zeros.
+    Zeros,
+    /// Every element the same value.
+    Const(f32),
+    /// Uniform in `[low, high)`.
+    Uniform {
+        /// Lower bound.
+        low: f32,
+        /// Upper bound.
+        high: f32,
+    },
+    /// Normal with mean and standard deviation.
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Glorot/Xavier uniform, CNTK's default: U(±sqrt(6 / (fan_in + fan_out))), where
+    /// fan_out is the last axis and fan_in the product of the others.
+    GlorotUniform,
+    /// He normal: N(0, sqrt(2 / fan_in)).
+    HeNormal,
+}
+
+/// A node: its op and its inferred shape.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What computes it.
+    pub op: Op,
+    /// Its shape (possibly with a batch axis).
+    pub shape: Shape,
+}
+
+/// A computation graph. Nodes are only ever appended, so ids are in topological order.
+#[derive(Default)]
+pub struct Graph {
+    nodes: RefCell<Vec<Node>>,
+    assigns: RefCell<Vec<(NodeId, NodeId)>>,
+    seed: u64,
+}
+
+impl Graph {
+    /// An empty graph; parameter initialisers are seeded from 0.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// An empty graph whose parameter initialisers derive from `seed`.
+    pub fn with_seed(seed: u64) -> Graph {
+        Graph {
+            nodes: RefCell::default(),
+            assigns: RefCell::default(),
+            seed,
+        }
+    }
+
+    /// A snapshot of the nodes.
+    pub fn nodes(&self) -> Ref<'_, Vec<Node>> {
+        self.nodes.borrow()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True when the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shape of a node.
+    pub fn shape(&self, id: NodeId) -> Shape {
+        self.nodes.borrow()[id.0].shape.clone()
+    }
+
+    /// All trainable parameters, in creation order.
+    pub fn parameters(&self) -> Vec<NodeId> {
+        self.ids_where(|op| {
+            matches!(
+                op,
+                Op::Param {
+                    trainable: true,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Every parameter and state variable (what a checkpoint holds), in creation order.
+    pub fn variables(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Param { .. }))
+    }
+
+    /// Registers `state ← value` to run at the end of each training step (e.g. batch-norm
+    /// running averages). `state` must be a non-trainable variable of the same shape.
+    pub fn assign(&self, state: NodeId, value: NodeId) -> Result<()> {
+        let (ss, vs) = (self.check("assign", state)?, self.check("assign", value)?);
+        if !matches!(
+            self.nodes.borrow()[state.0].op,
+            Op::Param {
+                trainable: false,
+                ..
+            }
+        ) {
+            return Err(Error::Invalid(format!(
+                "assign: node {} is not a state variable",
+                state.0
+            )));
+        }
+        if ss != vs {
+            return shape_err("assign", format!("state {ss} and value {vs} differ"));
+        }
+        self.assigns.borrow_mut().push((state, value));
+        Ok(())
+    }
+
+    /// The registered `(state, value)` assignments.
+    pub fn assignments(&self) -> Vec<(NodeId, NodeId)> {
+        self.assigns.borrow().clone()
+    }
+
+    /// All inputs, in creation order.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        self.ids_where(|op| matches!(op, Op::Input { .. }))
+    }
+
+    /// The name of an input or parameter node.
+    pub fn name(&self, id: NodeId) -> Option<String> {
+        match &self.nodes.borrow()[id.0].op {
+            Op::Input { name } | Op::Param { name, .. } => Some(name.clone()),
+            _ => None,
+        }
+    }
+
+    /// The parameter or input called `name`.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .borrow()
+            .iter()
+            .position(
+                |n| matches!(&n.op, Op::Input { name: m } | Op::Param { name: m, .. } if m == name),
+            )
+            .map(NodeId)
+    }
+
+    fn ids_where(&self, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
+        let nodes = self.nodes.borrow();
+        (0..nodes.len())
+            .filter(|&i| f(&nodes[i].op))
+            .map(NodeId)
+            .collect()
+    }
+
+    pub(crate) fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
+        let nodes = self.nodes.borrow();
+        nodes
+            .get(id.0)
+            .map(|n| n.shape.clone())
+            .ok_or_else(|| Error::Invalid(format!("{op}: node {} is not in this graph", id.0)))
+    }
+
+    /// A seed for a random op, derived from the graph's seed and the node count.
+    pub(crate) fn next_seed(&self) -> u64 {
+        self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.len() as u64)
+    }
+
+    pub(crate) fn push(&self, op: Op, shape: Shape) -> NodeId {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(Node { op, shape });
+        NodeId(nodes.len() - 1)
+    }
+
+    /// An input with a leading batch axis: `input("x", &[2])` has shape `[batch, 2]`.
+    pub fn input(&self, name: &str, dims: &[usize]) -> Result<NodeId> {
+        self.input_with_shape(name, Shape::batched(dims))
+    }
+
+    /// An input of any shape (at most one batch axis).
+    pub fn input_with_shape(&self, name: &str, shape: Shape) -> Result<NodeId> {
+        if shape.0.iter().filter(|d| **d == Dim::Batch).count() > 1 {
+            return shape_err(
+                "input",
+                format!("{name}: at most one batch axis, got {shape}"),
+            );
+        }
+        if shape.0.contains(&Dim::Fixed(0)) {
+            return shape_err("input", format!("{name}: empty axis in {shape}"));
+        }
+        if self.find(name).is_some() {
+            return Err(Error::Invalid(format!(
+                "input: the name {name} is already used"
+            )));
+        }
+        Ok(self.push(Op::Input { name: name.into() }, shape))
+    }
+
+    /// A learnable parameter of fixed shape.
+    pub fn parameter(&self, name: &str, dims: &[usize], init: Init) -> Result<NodeId> {
+        self.variable(name, dims, init, true)
+    }
+
+    /// A variable kept on the device across steps: a parameter when `trainable`, else state
+    /// that only [`Graph::assign`] changes.
+    pub fn variable(
+        &self,
+        name: &str,
+        dims: &[usize],
+        init: Init,
+        trainable: bool,
+    ) -> Result<NodeId> {
+        if dims.contains(&0) {
+            return shape_err("parameter", format!("{name}: empty axis in {dims:?}"));
+        }
+        if self.find(name).is_some() {
+            return Err(Error::Invalid(format!(
+                "parameter: the name {name} is already used"
+            )));
+        }
+        let seed = self.next_seed();
+        Ok(self.push(
+            Op::Param {
+                name: name.into(),
+                init,
+                seed,
+                trainable,
+            },
+            Shape::fixed(dims),
+        ))
+    }
+
+    /// A constant tensor of fixed shape, every element `value`.
+    pub fn constant(&self, value: f32, dims: &[usize]) -> NodeId {
+        self.push(Op::Const { value }, Shape::fixed(dims))
+    }
+
+    /// A scalar constant (shape `[]`), broadcast against anything.
+    pub fn scalar(&self, value: f32) -> NodeId {
+        self.constant(value, &[])
+    }
+}

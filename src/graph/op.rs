@@ -1,0 +1,414 @@
+//! The op vocabulary: [`Op`] and its small enums, and which nodes each op reads.
+
+use super::{Init, NodeId};
+
+/// Elementwise unary functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// -x
+    Neg,
+    /// e^x
+    Exp,
+    /// ln x
+    Log,
+    /// √x
+    Sqrt,
+    /// |x|
+    Abs,
+    /// -1, 0 or 1
+    Sign,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// tanh x
+    Tanh,
+    /// max(x, 0)
+    Relu,
+    /// ln(1 + e^x), computed stably
+    Softplus,
+    /// s · x
+    Scale(f32),
+}
+
+impl UnaryOp {
+    /// The kernel's op code and output scale.
+    pub(crate) fn code(self) -> (usize, f32) {
+        match self {
+            UnaryOp::Neg => (0, 1.0),
+            UnaryOp::Exp => (1, 1.0),
+            UnaryOp::Log => (2, 1.0),
+            UnaryOp::Sqrt => (3, 1.0),
+            UnaryOp::Abs => (4, 1.0),
+            UnaryOp::Sign => (5, 1.0),
+            UnaryOp::Sigmoid => (6, 1.0),
+            UnaryOp::Tanh => (7, 1.0),
+            UnaryOp::Relu => (8, 1.0),
+            UnaryOp::Softplus => (9, 1.0),
+            UnaryOp::Scale(s) => (99, s),
+        }
+    }
+}
+
+/// Elementwise binary functions (with broadcasting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+    /// 1 where a > b, else 0
+    Gt,
+    /// 1 where a ≥ b, else 0
+    Ge,
+    /// 1 where a < b, else 0
+    Lt,
+    /// 1 where a ≤ b, else 0
+    Le,
+    /// 1 where a = b, else 0
+    Eq,
+    /// b where a > 0, else 0 (relu's backward: a = input, b = gradient)
+    ReluGrad,
+    /// b·a·(1-a) (sigmoid's backward: a = output)
+    SigmoidGrad,
+    /// b·(1-a²) (tanh's backward: a = output)
+    TanhGrad,
+}
+
+impl BinaryOp {
+    /// The kernel's op code.
+    pub(crate) fn code(self) -> usize {
+        self as usize
+    }
+}
+
+/// Op code of the binary kernel that copies its first operand (used by broadcasting).
+pub(crate) const BINARY_FIRST: usize = 99;
+
+/// Reductions over one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σ
+    Sum,
+    /// Σ / n
+    Mean,
+    /// max
+    Max,
+}
+
+/// An operation of the graph. Composite operations (conv2d, batch norm, the losses beyond
+/// cross-entropy) are built from these.
+///
+/// Three kinds share this one enum: primitives users build (`Unary`, `Matmul`, `Reduce`…),
+/// fused ops users build because one kernel beats a chain (`CrossEntropy`, `BiasAct`), and
+/// ops that only gradient rules build (`CrossEntropyGrad`, `PoolGrad`, `Col2Im`, `Pad`,
+/// `MatmulSumBatch`, `Expand` with a mean axis). They stay in one enum on purpose: the
+/// planner, the kernel choice and the executor treat every variant alike (one value, one
+/// kernel), and separate enums would double each of their matches. Which builder makes a
+/// variant, and its gradient rule, are in its family's file under `ops/`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Data fed at each call; the first axis is usually the batch axis.
+    Input {
+        /// Name used in error messages.
+        name: String,
+    },
+    /// A learnable tensor that persists on the device.
+    Param {
+        /// Stable name, e.g. `dense1.weight`.
+        name: String,
+        /// Initialiser.
+        init: Init,
+        /// Seed for random initialisers.
+        seed: u64,
+        /// Learners update it (false for state such as batch-norm running averages).
+        trainable: bool,
+    },
+    /// A tensor with one value everywhere.
+    Const {
+        /// The value.
+        value: f32,
+    },
+    /// Elementwise `op(x)`.
+    Unary {
+        /// The function.
+        op: UnaryOp,
+        /// Operand.
+        x: NodeId,
+    },
+    /// Elementwise `op(a, b)` with broadcasting.
+    Binary {
+        /// The function.
+        op: BinaryOp,
+        /// First operand.
+        a: NodeId,
+        /// Second operand.
+        b: NodeId,
+    },
+    /// `op(a) · op(b)`, optionally batched; `ta`/`tb` transpose the last two axes.
+    Matmul {
+        /// Left operand.
+        a: NodeId,
+        /// Right operand.
+        b: NodeId,
+        /// Transpose a.
+        ta: bool,
+        /// Transpose b.
+        tb: bool,
+    },
+    /// `Σ_z op(p[z]) · op(q[z])` over the batch of two rank-3 operands (the gradient of a
+    /// matrix shared across a batch), in one dispatch that accumulates over the batch.
+    MatmulSumBatch {
+        /// `[batch, ·, ·]`.
+        p: NodeId,
+        /// `[batch, ·, ·]`.
+        q: NodeId,
+        /// Transpose each p[z].
+        tp: bool,
+        /// Transpose each q[z].
+        tq: bool,
+    },
+    /// Reduction over `axis`, which is kept with size 1.
+    Reduce {
+        /// Sum, mean or max.
+        op: ReduceOp,
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+    },
+    /// Broadcast `x` to the node's shape; with `mean_axis`, also divide by that axis' size.
+    Expand {
+        /// Operand.
+        x: NodeId,
+        /// Divide by the output size of this axis (the gradient of a mean).
+        mean_axis: Option<usize>,
+    },
+    /// Same data, the node's shape.
+    Reshape {
+        /// Operand.
+        x: NodeId,
+    },
+    /// Softmax (or log-softmax) along `axis`.
+    Softmax {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// Log-softmax instead.
+        log: bool,
+    },
+    /// Per-row cross-entropy of softmax(z) against targets t, over the last axis.
+    CrossEntropy {
+        /// Scores (logits).
+        z: NodeId,
+        /// Targets, e.g. one-hot labels.
+        t: NodeId,
+    },
+    /// Gradient of [`Op::CrossEntropy`] with respect to z, given the incoming gradient g.
+    CrossEntropyGrad {
+        /// Scores.
+        z: NodeId,
+        /// Targets.
+        t: NodeId,
+        /// Incoming per-row gradient, or with `scalar_g` one value for every row.
+        g: NodeId,
+        /// `g` holds one value (the gradient of a sum or mean of the rows' losses).
+        scalar_g: bool,
+        /// Divide `g` by the number of rows (the gradient of their mean).
+        mean: bool,
+    },
+    /// Per-row 0/1 error: argmax z differs from argmax t.
+    ClassError {
+        /// Scores.
+        z: NodeId,
+        /// Targets.
+        t: NodeId,
+    },
+    /// Sliding-window patches of an NCHW image: `[N, OH·OW, C·KH·KW]` (convolution as GEMM).
+    Im2Col {
+        /// Image `[N, C, H, W]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+    },
+    /// The adjoint of [`Op::Im2Col`]: patches summed back into an image.
+    Col2Im {
+        /// Patches `[N, OH·OW, C·KH·KW]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+    },
+    /// Max or average pooling of an NCHW image.
+    Pool {
+        /// Image `[N, C, H, W]`.
+        x: NodeId,
+        /// Window geometry.
+        win: Window,
+        /// Max pooling (else average over the window's in-image elements).
+        max: bool,
+    },
+    /// Gradient of [`Op::Pool`] with respect to its input.
+    PoolGrad {
+        /// The pooled image.
+        x: NodeId,
+        /// Incoming gradient `[N, C, OH, OW]`.
+        g: NodeId,
+        /// Window geometry.
+        win: Window,
+        /// Max pooling.
+        max: bool,
+    },
+    /// `a` and `b` joined along `axis` (CNTK's splice).
+    Concat {
+        /// First part.
+        a: NodeId,
+        /// Second part.
+        b: NodeId,
+        /// The axis.
+        axis: usize,
+    },
+    /// Elements `begin..begin + len(axis)` of `x` along `axis`.
+    Slice {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// First index taken.
+        begin: usize,
+    },
+    /// The adjoint of [`Op::Slice`]: `x` placed at `begin` along `axis`, zeros elsewhere.
+    Pad {
+        /// Operand.
+        x: NodeId,
+        /// The axis.
+        axis: usize,
+        /// Where `x` starts.
+        begin: usize,
+    },
+    /// Axes reordered: output axis k is input axis `perm[k]`.
+    Permute {
+        /// Operand.
+        x: NodeId,
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
+    OneHot {
+        /// Class indices.
+        x: NodeId,
+    },
+    /// Zeroes each element with probability `p` and scales the rest by 1/(1-p); the mask
+    /// comes from a counter-based generator keyed by (seed, step, element).
+    Dropout {
+        /// Operand.
+        x: NodeId,
+        /// Drop probability.
+        p: f32,
+        /// Per-node seed.
+        seed: u64,
+    },
+    /// `act(x + b)` with the bias `b: [C]` broadcast along `axis` of `x`, in one kernel
+    /// (the bias-and-activation epilogue of dense and convolution layers).
+    BiasAct {
+        /// Operand.
+        x: NodeId,
+        /// Bias, one value per index of `axis`.
+        b: NodeId,
+        /// The channel axis.
+        axis: usize,
+        /// Activation: `None`, or `Relu`, `Sigmoid` or `Tanh`.
+        act: Option<UnaryOp>,
+    },
+    /// Σ of `x` over every axis but `axis`: `[C]` (a bias' gradient).
+    ChannelSum {
+        /// Operand.
+        x: NodeId,
+        /// The kept axis.
+        axis: usize,
+    },
+    /// `train` in training steps, `eval` otherwise (dropout, batch-norm statistics).
+    Mode {
+        /// Value used while training.
+        train: NodeId,
+        /// Value used in evaluation.
+        eval: NodeId,
+    },
+}
+
+/// Geometry of a 2-D sliding window over an NCHW image (convolution or pooling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Channels.
+    pub c: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Zero padding above (below is implied by the output size).
+    pub ph: usize,
+    /// Zero padding on the left.
+    pub pw: usize,
+    /// Vertical dilation.
+    pub dh: usize,
+    /// Horizontal dilation.
+    pub dw: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl Window {
+    /// Whether the windows tile the image: stride equal to the kernel, no padding or
+    /// dilation, so every pixel lies in at most one window.
+    pub fn tiles(&self) -> bool {
+        (self.sh, self.sw, self.ph, self.pw, self.dh, self.dw) == (self.kh, self.kw, 0, 0, 1, 1)
+    }
+}
+
+impl Op {
+    /// The nodes this op reads, in binding order.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match *self {
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } => vec![],
+            Op::Unary { x, .. }
+            | Op::Reduce { x, .. }
+            | Op::Expand { x, .. }
+            | Op::Reshape { x }
+            | Op::Softmax { x, .. }
+            | Op::Im2Col { x, .. }
+            | Op::Col2Im { x, .. }
+            | Op::Pool { x, .. }
+            | Op::Slice { x, .. }
+            | Op::Pad { x, .. }
+            | Op::OneHot { x }
+            | Op::Permute { x, .. }
+            | Op::ChannelSum { x, .. }
+            | Op::Dropout { x, .. } => vec![x],
+            Op::Binary { a, b, .. } | Op::Matmul { a, b, .. } | Op::Concat { a, b, .. } => {
+                vec![a, b]
+            }
+            Op::BiasAct { x, b, .. } => vec![x, b],
+            Op::PoolGrad { x, g, .. } => vec![x, g],
+            Op::MatmulSumBatch { p, q, .. } => vec![p, q],
+            Op::Mode { train, eval } => vec![train, eval],
+            Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],
+            Op::CrossEntropyGrad { z, t, g, .. } => vec![z, t, g],
+        }
+    }
+}

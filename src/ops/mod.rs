@@ -1,0 +1,16 @@
+//! The ops, one file per family. Each file holds the [`Graph`](crate::Graph) methods that
+//! build its ops and, beside them, their gradient rules (`grad_<family>`), so that an op's
+//! forward and backward read side by side. Kernels are chosen for them in
+//! `plan/kernel_choice.rs`; their WGSL is in `shaders/`.
+
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+pub mod random;
+pub mod reduce;
+
+pub use conv::{Padding, WindowOpts};

@@ -1,0 +1,143 @@
+//! Data movement: reshape, permute, concat, slice (and its adjoint, pad), one-hot, with
+//! their gradient rules.
+
+use crate::error::shape_err;
+use crate::graph::{Graph, NodeId, Op};
+use crate::shape::{Dim, Shape};
+use crate::Result;
+
+impl Graph {
+    /// Same data viewed with another shape of equal size (the batch axis must stay).
+    pub fn reshape(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        let s = self.check("reshape", x)?;
+        let batches = |sh: &Shape| sh.0.iter().filter(|d| **d == Dim::Batch).count();
+        if batches(&s) != batches(&shape) || s.per_sample() != shape.per_sample() {
+            return shape_err("reshape", format!("cannot reshape {s} to {shape}"));
+        }
+        if s == shape {
+            return Ok(x);
+        }
+        Ok(self.push(Op::Reshape { x }, shape))
+    }
+
+    /// Reorders axes: output axis k is input axis `perm[k]` (numpy's `transpose`).
+    pub fn permute(&self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        let s = self.check("permute", x)?;
+        let mut seen = vec![false; s.rank()];
+        if perm.len() != s.rank()
+            || perm
+                .iter()
+                .any(|&a| a >= s.rank() || std::mem::replace(&mut seen[a], true))
+        {
+            return shape_err(
+                "permute",
+                format!("{perm:?} is not a permutation of the axes of {s}"),
+            );
+        }
+        if perm.iter().enumerate().all(|(k, &a)| k == a) {
+            return Ok(x);
+        }
+        let out = Shape(perm.iter().map(|&a| s.0[a]).collect());
+        Ok(self.push(
+            Op::Permute {
+                x,
+                perm: perm.to_vec(),
+            },
+            out,
+        ))
+    }
+
+    /// `a` and `b` joined along `axis` (CNTK's `splice`); other axes must match.
+    pub fn concat(&self, a: NodeId, b: NodeId, axis: isize) -> Result<NodeId> {
+        let (sa, sb) = (self.check("concat", a)?, self.check("concat", b)?);
+        let ax = sa.axis("concat", axis)?;
+        let same_rank = sa.rank() == sb.rank();
+        if !same_rank || (0..sa.rank()).any(|i| i != ax && sa.0[i] != sb.0[i]) {
+            return shape_err("concat", format!("{sa} and {sb} differ off axis {ax}"));
+        }
+        let (Dim::Fixed(la), Dim::Fixed(lb)) = (sa.0[ax], sb.0[ax]) else {
+            return shape_err(
+                "concat",
+                "cannot concatenate along the batch axis".to_string(),
+            );
+        };
+        let mut s = sa.clone();
+        s.0[ax] = Dim::Fixed(la + lb);
+        Ok(self.push(Op::Concat { a, b, axis: ax }, s))
+    }
+
+    /// Elements `begin..end` of `x` along `axis`.
+    pub fn slice(&self, x: NodeId, axis: isize, begin: usize, end: usize) -> Result<NodeId> {
+        let s = self.check("slice", x)?;
+        let ax = s.axis("slice", axis)?;
+        let Dim::Fixed(len) = s.0[ax] else {
+            return shape_err("slice", "cannot slice the batch axis".to_string());
+        };
+        if begin >= end || end > len {
+            return shape_err(
+                "slice",
+                format!("range {begin}..{end} is empty or outside axis {ax} of {s}"),
+            );
+        }
+        let mut out = s.clone();
+        out.0[ax] = Dim::Fixed(end - begin);
+        Ok(self.push(Op::Slice { x, axis: ax, begin }, out))
+    }
+
+    pub(crate) fn pad_to(&self, x: NodeId, axis: usize, begin: usize, shape: Shape) -> NodeId {
+        self.push(Op::Pad { x, axis, begin }, shape)
+    }
+
+    /// One-hot rows `[.., classes]` from class indices stored as floats (`[..]`); an index
+    /// outside `0..classes` gives a zero row.
+    pub fn one_hot(&self, indices: NodeId, classes: usize) -> Result<NodeId> {
+        let mut s = self.check("one_hot", indices)?;
+        if classes == 0 {
+            return shape_err("one_hot", "needs at least one class".to_string());
+        }
+        s.0.push(Dim::Fixed(classes));
+        Ok(self.push(Op::OneHot { x: indices }, s))
+    }
+
+    /// The gradient rules of these ops: (input, contribution) pairs for the gradient `g`
+    /// of node `out`; `wants` says which inputs need one.
+    pub(crate) fn grad_movement(
+        &self,
+        _out: NodeId,
+        op: &Op,
+        g: NodeId,
+        wants: &dyn Fn(NodeId) -> bool,
+    ) -> Result<Vec<(NodeId, NodeId)>> {
+        let shape = |x: NodeId| self.shape(x);
+        let mut res = Vec::new();
+        match *op {
+            Op::Reshape { x } => res.push((x, self.reshape(g, shape(x))?)),
+            Op::Permute { x, ref perm } => {
+                let mut inverse = vec![0; perm.len()];
+                for (k, &a) in perm.iter().enumerate() {
+                    inverse[a] = k;
+                }
+                res.push((x, self.permute(g, &inverse)?));
+            }
+            Op::Concat { a, b, axis } => {
+                let la = shape(a).0[axis].resolve(0);
+                let lb = shape(b).0[axis].resolve(0);
+                if wants(a) {
+                    res.push((a, self.slice(g, axis as isize, 0, la)?));
+                }
+                if wants(b) {
+                    res.push((b, self.slice(g, axis as isize, la, la + lb)?));
+                }
+            }
+            Op::Slice { x, axis, begin } => res.push((x, self.pad_to(g, axis, begin, shape(x)))),
+            Op::Pad { x, axis, begin } => {
+                let len = shape(x).0[axis].resolve(0);
+                res.push((x, self.slice(g, axis as isize, begin, begin + len)?));
+            }
+            // The same mask (same seed, same step) applied to the gradient.
+            Op::OneHot { .. } => {}
+            _ => unreachable!("grad_movement takes its own ops, not {op:?}"),
+        }
+        Ok(res)
+    }
+}

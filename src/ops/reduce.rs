@@ -1,0 +1,138 @@
+//! Reductions over axes, broadcasting back (expand) and per-channel sums, with their
+//! gradient rules.
+
+use crate::error::shape_err;
+use crate::graph::{BinaryOp, Graph, NodeId, Op, ReduceOp};
+use crate::shape::{Dim, Shape};
+use crate::Result;
+
+impl Graph {
+    /// Reduction over one axis, kept with size 1.
+    pub fn reduce_axis(&self, op: ReduceOp, x: NodeId, axis: usize) -> Result<NodeId> {
+        let mut s = self.check("reduce", x)?;
+        if axis >= s.rank() {
+            return shape_err("reduce", format!("axis {axis} out of range for shape {s}"));
+        }
+        s.0[axis] = Dim::Fixed(1);
+        Ok(self.push(Op::Reduce { op, x, axis }, s))
+    }
+
+    /// Reduction over `axes` (negative counts from the end; empty means all axes).
+    /// With `keepdims` the reduced axes stay with size 1, otherwise they are removed.
+    pub fn reduce(
+        &self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[isize],
+        keepdims: bool,
+    ) -> Result<NodeId> {
+        let s = self.check("reduce", x)?;
+        let mut list: Vec<usize> = if axes.is_empty() {
+            (0..s.rank()).collect()
+        } else {
+            axes.iter()
+                .map(|&a| s.axis("reduce", a))
+                .collect::<Result<_>>()?
+        };
+        list.sort_unstable();
+        list.dedup();
+        let mut cur = x;
+        for &a in &list {
+            if s.0[a] != Dim::Fixed(1) {
+                cur = self.reduce_axis(op, cur, a)?;
+            }
+        }
+        if keepdims {
+            return Ok(cur);
+        }
+        let kept: Vec<Dim> = (0..s.rank())
+            .filter(|a| !list.contains(a))
+            .map(|a| s.0[a])
+            .collect();
+        self.reshape(cur, Shape(kept))
+    }
+
+    /// Σ over `axes` (empty: all), axes removed.
+    pub fn reduce_sum(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, axes, false)
+    }
+
+    /// Mean over `axes` (empty: all), axes removed.
+    pub fn reduce_mean(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, axes, false)
+    }
+
+    /// Max over `axes` (empty: all), axes removed.
+    pub fn reduce_max(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Max, x, axes, false)
+    }
+
+    /// Broadcasts `x` to `shape`.
+    pub fn expand(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
+        self.expand_mean(x, shape, None)
+    }
+
+    pub(crate) fn expand_mean(
+        &self,
+        x: NodeId,
+        shape: Shape,
+        mean_axis: Option<usize>,
+    ) -> Result<NodeId> {
+        let s = self.check("expand", x)?;
+        let b = Shape::broadcast("expand", &s, &shape)?;
+        if b != shape {
+            return shape_err("expand", format!("cannot broadcast {s} to {shape}"));
+        }
+        Ok(self.push(Op::Expand { x, mean_axis }, shape))
+    }
+
+    /// Σ of `x` over every axis but `axis`: `[C]`, C the length of `axis`.
+    pub fn channel_sum(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        let sx = self.check("channel_sum", x)?;
+        let axis = sx.axis("channel_sum", axis)?;
+        let Dim::Fixed(c) = sx.0[axis] else {
+            return shape_err(
+                "channel_sum",
+                format!("axis {axis} of {sx} is the batch axis"),
+            );
+        };
+        Ok(self.push(Op::ChannelSum { x, axis }, Shape::fixed(&[c])))
+    }
+
+    /// The gradient rules of these ops: (input, contribution) pairs for the gradient `g`
+    /// of node `out`; `wants` says which inputs need one.
+    pub(crate) fn grad_reduce(
+        &self,
+        out: NodeId,
+        op: &Op,
+        g: NodeId,
+        _wants: &dyn Fn(NodeId) -> bool,
+    ) -> Result<Vec<(NodeId, NodeId)>> {
+        let shape = |x: NodeId| self.shape(x);
+        let mut res = Vec::new();
+        match *op {
+            Op::Reduce { op, x, axis } => {
+                let xs = shape(x);
+                let gx = match op {
+                    ReduceOp::Sum => self.expand(g, xs)?,
+                    ReduceOp::Mean => self.expand_mean(g, xs, Some(axis))?,
+                    ReduceOp::Max => {
+                        let hit = self.binary(BinaryOp::Eq, x, self.expand(out, xs.clone())?)?;
+                        self.mul(self.expand(g, xs)?, hit)?
+                    }
+                };
+                res.push((x, gx));
+            }
+            Op::Expand { x, mean_axis } => res.push((x, self.sum_to(g, &shape(x), mean_axis)?)),
+            Op::ChannelSum { x, axis } => {
+                let xs = shape(x);
+                let mut along: Vec<usize> = vec![1; xs.rank()];
+                along[axis] = xs.0[axis].resolve(0);
+                let g = self.reshape(g, Shape::fixed(&along))?;
+                res.push((x, self.expand(g, xs)?));
+            }
+            _ => unreachable!("grad_reduce takes its own ops, not {op:?}"),
+        }
+        Ok(res)
+    }
+}

@@ -2,17 +2,17 @@
 // activation into their output (prepended to bias.wgsl, conv.wgsl, pool.wgsl, matmul.wgsl
 // and matmul_subgroup.wgsl).
 
-override ACT: u32 = 0u;  // 0 none, 1 relu, 2 sigmoid, 3 tanh
+override ACT: u32 = ACT_NONE;
 
 fn activate(v: f32) -> f32 {
     switch ACT {
-        case 1u: { return max(v, 0.0); }
-        case 2u: {
+        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_SIGMOID: {
             // Never overflows: exp is only taken of non-positive numbers.
             let e = exp(-abs(v));
             return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
         }
-        case 3u: { return tanh(v); }
+        case ACT_TANH: { return tanh(v); }
         default: { return v; }
     }
 }
@@ -20,9 +20,9 @@ fn activate(v: f32) -> f32 {
 // The activation's derivative, from its output y (relu: from its input works as well).
 fn activation_slope(y: f32) -> f32 {
     switch ACT {
-        case 1u: { return select(0.0, 1.0, y > 0.0); }
-        case 2u: { return y * (1.0 - y); }
-        case 3u: { return 1.0 - y * y; }
+        case ACT_RELU: { return select(0.0, 1.0, y > 0.0); }
+        case ACT_SIGMOID: { return y * (1.0 - y); }
+        case ACT_TANH: { return 1.0 - y * y; }
         default: { return 1.0; }
     }
 }

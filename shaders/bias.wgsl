@@ -7,17 +7,10 @@
 override C: u32 = 1u;
 override INNER: u32 = 1u;
 
-struct Params {
-    n: u32,     // elements of the tensor
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> y: array<elem>;
 
 // y = act(x + b[channel]), one invocation per element.
 @compute @workgroup_size(256)

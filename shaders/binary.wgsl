@@ -3,40 +3,30 @@
 // 0 repeats the operand along that axis. rank 0 means both operands are contiguous and as large
 // as the output (no index arithmetic).
 
-struct Params {
-    n: u32,
-    rank: u32,
-    op: u32,    // see BinaryOp in src/graph.rs
-    alpha: f32,
-    dims: array<vec4<u32>, 2>,
-    sa: array<vec4<u32>, 2>,
-    sb: array<vec4<u32>, 2>,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<elem>;
 
 fn apply(op: u32, x: f32, y: f32) -> f32 {
     switch op {
-        case 0u: { return x + y; }
-        case 1u: { return x - y; }
-        case 2u: { return x * y; }
-        case 3u: { return x / y; }
-        case 4u: { return max(x, y); }
-        case 5u: { return min(x, y); }
-        case 6u: { return select(0.0, 1.0, x > y); }
-        case 7u: { return select(0.0, 1.0, x >= y); }
-        case 8u: { return select(0.0, 1.0, x < y); }
-        case 9u: { return select(0.0, 1.0, x <= y); }
-        case 10u: { return select(0.0, 1.0, x == y); }
+        case BINARY_ADD: { return x + y; }
+        case BINARY_SUB: { return x - y; }
+        case BINARY_MUL: { return x * y; }
+        case BINARY_DIV: { return x / y; }
+        case BINARY_MAX: { return max(x, y); }
+        case BINARY_MIN: { return min(x, y); }
+        case BINARY_GT: { return select(0.0, 1.0, x > y); }
+        case BINARY_GE: { return select(0.0, 1.0, x >= y); }
+        case BINARY_LT: { return select(0.0, 1.0, x < y); }
+        case BINARY_LE: { return select(0.0, 1.0, x <= y); }
+        case BINARY_EQ: { return select(0.0, 1.0, x == y); }
         // Gradient helpers: x is the forward input (relu) or output (sigmoid, tanh), y the
         // incoming gradient.
-        case 11u: { return select(0.0, y, x > 0.0); }
-        case 12u: { return y * x * (1.0 - x); }
-        case 13u: { return y * (1.0 - x * x); }
-        default: { return x; }
+        case BINARY_RELU_GRAD: { return select(0.0, y, x > 0.0); }
+        case BINARY_SIGMOID_GRAD: { return y * x * (1.0 - x); }
+        case BINARY_TANH_GRAD: { return y * (1.0 - x * x); }
+        default: { return x; }  // BINARY_FIRST
     }
 }
 

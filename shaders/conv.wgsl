@@ -3,11 +3,11 @@
 // (zero outside the image), and col2im is its adjoint, summing every window element back
 // onto the pixel it came from. Both are gathers: one invocation per output element, no atomics.
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read_write> y: array<elem>;
 // col2im with an activation (ACT, activation.wgsl) multiplies by its slope at `side`, the
 // activation's output: the gradient through the activation that produced the image.
-@group(0) @binding(3) var<storage, read> side: array<f32>;
+@group(0) @binding(3) var<storage, read> side: array<elem>;
 
 // One invocation per (image, output position, channel) writes that channel's KH·KW window.
 @compute @workgroup_size(256)

@@ -2,21 +2,10 @@
 //   concat: out = a ++ b along the axis          slice: out = x[begin .. begin + len_out]
 //   pad:    out = zeros with x placed at begin   one_hot: out[r, c] = (x[r] == c)
 
-struct Params {
-    outer: u32,
-    len_a: u32,     // concat: length of a; slice/pad: length of x
-    len_out: u32,
-    inner: u32,
-    begin: u32,     // slice/pad offset
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<elem>;
 
 // Splits the flat output index into (outer, position along the axis, inner) or returns
 // false when past the end.

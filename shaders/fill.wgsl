@@ -4,28 +4,9 @@
 // Dropout salts with the training step, so each step draws a new mask and its backward pass
 // (the same op on the gradient) redraws the same one.
 
-struct Params {
-    n: u32,
-    op: u32,        // fill: 0 constant a, 1 uniform [a, b), 2 normal(mean a, std b), 3 NaN
-    seed_lo: u32,
-    seed_hi: u32,
-    a: f32,         // dropout: drop probability
-    b: f32,         // dropout: scale of kept elements, 1 / (1 - a)
-    _p0: u32,
-    _p1: u32,
-}
-
-// Per-call values written by the executor.
-struct Runtime {
-    step: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<elem>;
 @group(0) @binding(3) var<uniform> rt: Runtime;
 
 // PCG-style integer hash (one round of a permuted congruential generator).
@@ -53,19 +34,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     var r: f32;
     switch p.op {
-        case 0u: {
+        case FILL_CONST: {
             r = p.a;
         }
-        case 1u: {
+        case FILL_UNIFORM: {
             r = p.a + (p.b - p.a) * unit(i, 0u);
         }
-        case 2u: {
+        case FILL_NORMAL: {
             // Box-Muller on two independent counters per element.
             let u1 = unit(2u * i, 0u);
             let u2 = unit(2u * i + 1u, 0u);
             r = p.a + p.b * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
         }
-        default: {
+        default: {  // FILL_NAN
             r = bitcast<f32>(0x7fc00000u);
         }
     }

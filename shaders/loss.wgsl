@@ -5,18 +5,11 @@
 //   class_error: err[r] = 1 if argmax(z) != argmax(t) else 0    (first maximum wins)
 //   ce_forward_error: both, in one pass
 
-struct Params {
-    rows: u32,
-    classes: u32,
-    g_scalar: u32,
-    g_scale: f32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> z: array<f32>;
-@group(0) @binding(2) var<storage, read> t: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<elem>;
+@group(0) @binding(2) var<storage, read> t: array<elem>;
+@group(0) @binding(3) var<storage, read> g: array<elem>;
+@group(0) @binding(4) var<storage, read_write> out: array<elem>;
 
 fn logsumexp(base: u32) -> f32 {
     var m = z[base];
@@ -96,7 +89,7 @@ fn class_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 // ce_forward and class_error of the same scores and targets in one pass (a trainer's loss
 // and metric): the error goes to `err`.
-@group(0) @binding(5) var<storage, read_write> err: array<f32>;
+@group(0) @binding(5) var<storage, read_write> err: array<elem>;
 
 @compute @workgroup_size(256)
 fn ce_forward_error(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -11,35 +11,13 @@
 // Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
 // (src/executor.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
 
-struct Params {
-    n: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-struct Hyper {
-    lr: f32,
-    mu: f32,        // momentum, β1, or ρ
-    beta2: f32,
-    eps: f32,
-    wd: f32,        // L2 added to the gradient
-    dwd: f32,       // decoupled weight decay (AdamW)
-    c1: f32,        // 1 / (1 - β1^t)
-    c2: f32,        // 1 / (1 - β2^t)
-    nesterov: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> g: array<vec4<elem>>;
 @group(0) @binding(2) var<uniform> h: Hyper;
-@group(0) @binding(3) var<storage, read_write> w: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> s1: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> s2: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> clip: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w: array<vec4<elem>>;
+@group(0) @binding(4) var<storage, read_write> s1: array<vec4<elem>>;
+@group(0) @binding(5) var<storage, read_write> s2: array<vec4<elem>>;
+@group(0) @binding(6) var<storage, read> clip: array<elem>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;

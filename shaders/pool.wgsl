@@ -3,12 +3,12 @@
 // first maximum it is). Average pooling divides by the number of in-image elements.
 // Windows that tile the image take a faster path (backward_tiles).
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read> g: array<elem>;
+@group(0) @binding(3) var<storage, read_write> y: array<elem>;
 // The gradients with an activation (ACT, activation.wgsl) multiply by its slope at `side`,
 // the activation's output: the gradient through the activation that produced the image.
-@group(0) @binding(4) var<storage, read> side: array<f32>;
+@group(0) @binding(4) var<storage, read> side: array<elem>;
 
 fn through_activation(v: f32, i: u32) -> f32 {
     if (ACT != 0u) {

@@ -4,32 +4,21 @@
 // window (window.wgsl; GATHER). Each kernel binds A and B (bindings 1 and 2) and declares
 // TB itself.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    zsum: u32,      // > 1: C = Σ over this many batch items (one output, grid z = 1)
-    a_batch: u32,   // floats between batch items (0: shared)
-    b_batch: u32,
-    alpha: f32,     // C = alpha · op(A) · op(B), before the epilogue
-    _q1: u32,
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<elem>;
 
 // The epilogue (see `epilogue`): a bias along rows or columns of C then an activation, or
 // the factor an activation's gradient contributes (activation.wgsl). `side` is the bias or
 // the activation's output; where there is no epilogue it is bound to A.
-override EPI: u32 = 0u;  // 0 none, 1 bias[column], 2 bias[row], 3 times act'(side[index])
-@group(0) @binding(4) var<storage, read> side: array<f32>;
+override EPI: u32 = EPI_NONE;  // bias[column], bias[row], or times act'(side[index])
+@group(0) @binding(4) var<storage, read> side: array<elem>;
 
 // What is stored for C[row, col] = v, at `index` in C.
 fn epilogue(row: u32, col: u32, index: u32, v: f32) -> f32 {
     switch EPI {
-        case 1u: { return activate(v + side[col]); }
-        case 2u: { return activate(v + side[row]); }
-        case 3u: { return v * activation_slope(side[index]); }
+        case EPI_BIAS_PER_COLUMN: { return activate(v + side[col]); }
+        case EPI_BIAS_PER_ROW: { return activate(v + side[row]); }
+        case EPI_ACTIVATION_SLOPE: { return v * activation_slope(side[index]); }
         default: { return activate(v); }
     }
 }

@@ -1,16 +1,9 @@
 // Reduction over one axis. The input is viewed as [outer, len, inner] (len = the reduced axis);
 // the output is [outer, inner]. One invocation per output element.
 
-struct Params {
-    outer: u32,
-    len: u32,
-    inner: u32,
-    op: u32,    // 0 sum, 1 mean, 2 max
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read_write> y: array<elem>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -20,7 +13,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let base = row_start(i, p.len, p.inner);
     var acc: f32;
-    if (p.op == 2u) {
+    if (p.op == REDUCE_MAX) {
         acc = x[base];
         for (var j = 1u; j < p.len; j++) {
             acc = max(acc, x[base + j * p.inner]);
@@ -30,7 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var j = 0u; j < p.len; j++) {
             acc += x[base + j * p.inner];
         }
-        if (p.op == 1u) {
+        if (p.op == REDUCE_MEAN) {
             acc = acc / f32(p.len);
         }
     }
@@ -48,7 +41,7 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     let base = row_start(i, p.len, p.inner);
-    let is_max = p.op == 2u;
+    let is_max = p.op == REDUCE_MAX;
     var acc = select(0.0, x[base], is_max);
     for (var j = lane; j < p.len; j += LANES) {
         let v = x[base + j * p.inner];
@@ -56,7 +49,7 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     var r = combine(lane, acc, is_max);
     if (lane == 0u) {
-        if (p.op == 1u) {
+        if (p.op == REDUCE_MEAN) {
             r = r / f32(p.len);
         }
         y[i] = r;

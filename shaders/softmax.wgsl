@@ -1,16 +1,9 @@
 // Softmax or log-softmax along one axis, numerically stable (the row maximum is subtracted).
 // The input is viewed as [outer, len, inner]; one invocation per (outer, inner) row.
 
-struct Params {
-    outer: u32,
-    len: u32,
-    inner: u32,
-    log: u32,   // 1 for log-softmax
-}
-
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<elem>;
+@group(0) @binding(2) var<storage, read_write> y: array<elem>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -1,5 +1,5 @@
 // Window geometry, shared by conv.wgsl, pool.wgsl and (for convolutions read straight from
-// the image) the matrix-product kernels, which src/kernels.rs prepends this file to.
+// the image) the matrix-product kernels, which src/kernels/source.rs prepends this file to.
 //
 // The geometry is fixed per pipeline (override constants), so that the many integer
 // divisions by it compile to multiplications: lavapipe has no vector integer division and

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::kernels::Kernel;
 use crate::{Error, Result};
 
 /// Size of one kernel's parameter block in the uniform buffer (also its alignment).
@@ -73,7 +72,8 @@ pub struct Context {
     pub(crate) options: ContextOptions,
     /// The subgroup size when subgroup operations are enabled and the size is fixed.
     pub(crate) subgroup: Option<u32>,
-    pipelines: Arc<Mutex<HashMap<Kernel, wgpu::ComputePipeline>>>,
+    /// Compiled pipelines by their key (the kernels module names them).
+    pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
     buffers_created: Arc<AtomicU64>,
     submits: Arc<AtomicU64>,
 }
@@ -214,12 +214,16 @@ impl Context {
         self.queue.submit(Some(cmd))
     }
 
-    /// The compiled pipeline of a kernel, compiled on first use and cached.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> wgpu::ComputePipeline {
+    /// The pipeline cached under `key`, made by `compile` on first use.
+    pub(crate) fn cached_pipeline(
+        &self,
+        key: String,
+        compile: impl FnOnce(&wgpu::Device) -> wgpu::ComputePipeline,
+    ) -> wgpu::ComputePipeline {
         let mut cache = self.pipelines.lock().unwrap();
         cache
-            .entry(kernel)
-            .or_insert_with(|| kernel.compile(&self.device))
+            .entry(key)
+            .or_insert_with(|| compile(&self.device))
             .clone()
     }
 

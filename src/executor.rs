@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::device::Context;
 use crate::graph::{Graph, Init, Node, NodeId, Op};
+use crate::kernels::contract::Hyper;
 use crate::kernels::Kernel;
 use crate::plan::summary::PlanSummary;
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
@@ -25,7 +26,7 @@ pub(crate) struct UpdateRule {
     /// Number of state tensors per parameter (e.g. 1 for momentum).
     pub state: usize,
     /// The hyper-parameter uniform (see `shaders/optim.wgsl`).
-    pub hyper: [f32; 12],
+    pub hyper: Hyper,
 }
 
 struct LearnerState {
@@ -200,7 +201,7 @@ impl Executor {
         )?;
         self.ctx
             .queue
-            .write_buffer(&hyper, 0, bytemuck::cast_slice(&rule.hyper));
+            .write_buffer(&hyper, 0, bytemuck::bytes_of(&rule.hyper));
         // Gradients and learner state mirror the layout of the parameter arenas.
         let mut arenas = Vec::new();
         let mut params = Vec::new();
@@ -258,12 +259,12 @@ impl Executor {
     }
 
     /// Rewrites the learner's hyper-parameters (e.g. a new learning rate); no re-planning.
-    pub(crate) fn set_hyper(&mut self, hyper: [f32; 12]) {
+    pub(crate) fn set_hyper(&mut self, hyper: Hyper) {
         if let Some(l) = self.learner.as_mut().filter(|l| l.rule.hyper != hyper) {
             l.rule.hyper = hyper;
             self.ctx
                 .queue
-                .write_buffer(&l.hyper, 0, bytemuck::cast_slice(&hyper));
+                .write_buffer(&l.hyper, 0, bytemuck::bytes_of(&hyper));
         }
     }
 

@@ -29,6 +29,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dtype;
 pub mod error;
 pub mod executor;
 pub mod fit;
@@ -42,10 +43,10 @@ mod plan;
 pub mod plot;
 pub mod shape;
 pub mod tensor;
-mod textures;
 pub mod trainer;
 
 pub use device::{AdapterSummary, Context, ContextOptions, OperandTextures};
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};
 pub use fit::{EarlyStopping, EpochRecord, FitOptions};

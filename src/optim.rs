@@ -5,6 +5,7 @@
 //! without re-planning.
 
 use crate::executor::UpdateRule;
+use crate::kernels::contract::Hyper;
 use crate::kernels::Kernel;
 
 /// The update rule of a [`Learner`].
@@ -231,7 +232,7 @@ impl Learner {
     }
 
     /// The uniform the update kernels read at minibatch `t` (0-based).
-    pub(crate) fn hyper(&self, t: u64) -> [f32; 12] {
+    pub(crate) fn hyper(&self, t: u64) -> Hyper {
         let lr = self.lr_at(t);
         let (mu, beta2, eps, nesterov) = match self.algorithm {
             Algorithm::Sgd { momentum, nesterov } => (momentum, 0.0, 0.0, nesterov),
@@ -247,21 +248,18 @@ impl Learner {
             ),
             _ => (1.0, 1.0),
         };
-        let nest = f32::from_bits(nesterov as u32);
-        [
+        Hyper {
             lr,
             mu,
             beta2,
             eps,
-            self.l2,
-            self.decoupled_decay,
+            wd: self.l2,
+            dwd: self.decoupled_decay,
             c1,
             c2,
-            nest,
-            0.0,
-            0.0,
-            0.0,
-        ]
+            nesterov: nesterov as u32,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn rule(&self) -> UpdateRule {

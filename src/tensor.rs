@@ -1,6 +1,7 @@
 //! [`Tensor`]: an f32 buffer on the device with a concrete shape.
 
 use crate::device::Context;
+use crate::kernels::contract::{FillCode, FillParams};
 use crate::kernels::{groups_1d, run_once, Kernel, Params, Slice};
 use crate::{Error, Result};
 
@@ -148,16 +149,18 @@ impl Tensor {
 /// The parameter block of the fill kernel.
 pub(crate) fn fill_params(n: usize, fill: Fill) -> Params {
     let (op, seed, a, b) = match fill {
-        Fill::Const(v) => (0, 0u64, v, 0.0),
-        Fill::Uniform { low, high, seed } => (1, seed, low, high),
-        Fill::Normal { mean, std, seed } => (2, seed, mean, std),
-        Fill::Nan => (3, 0, 0.0, 0.0),
+        Fill::Const(v) => (FillCode::Const, 0u64, v, 0.0),
+        Fill::Uniform { low, high, seed } => (FillCode::Uniform, seed, low, high),
+        Fill::Normal { mean, std, seed } => (FillCode::Normal, seed, mean, std),
+        Fill::Nan => (FillCode::Nan, 0, 0.0, 0.0),
     };
-    Params::new()
-        .u(n)
-        .u(op)
-        .u((seed & 0xffff_ffff) as usize)
-        .u((seed >> 32) as usize)
-        .f(a)
-        .f(b)
+    Params::Fill(FillParams {
+        n: n as u32,
+        op: op as u32,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        a,
+        b,
+        ..Default::default()
+    })
 }

@@ -13,7 +13,6 @@ use crate::error::shape_err;
 use crate::shape::{Dim, Shape};
 use crate::{Error, Result};
 
-pub(crate) use op::BINARY_FIRST;
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp, Window};
 
 /// A node of a [`Graph`]; cheap to copy.

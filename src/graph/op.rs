@@ -29,30 +29,13 @@ pub enum UnaryOp {
     Scale(f32),
 }
 
-impl UnaryOp {
-    /// The kernel's op code and output scale.
-    pub(crate) fn code(self) -> (usize, f32) {
-        match self {
-            UnaryOp::Neg => (0, 1.0),
-            UnaryOp::Exp => (1, 1.0),
-            UnaryOp::Log => (2, 1.0),
-            UnaryOp::Sqrt => (3, 1.0),
-            UnaryOp::Abs => (4, 1.0),
-            UnaryOp::Sign => (5, 1.0),
-            UnaryOp::Sigmoid => (6, 1.0),
-            UnaryOp::Tanh => (7, 1.0),
-            UnaryOp::Relu => (8, 1.0),
-            UnaryOp::Softplus => (9, 1.0),
-            UnaryOp::Scale(s) => (99, s),
-        }
-    }
-}
-
-/// Elementwise binary functions (with broadcasting).
+/// Elementwise binary functions (with broadcasting). The discriminants are binary.wgsl's
+/// codes (its prelude names them, see `kernels/contract.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum BinaryOp {
     /// a + b
-    Add,
+    Add = 0,
     /// a - b
     Sub,
     /// a · b
@@ -82,24 +65,50 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every binary function.
+    pub const ALL: [BinaryOp; 14] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Max,
+        BinaryOp::Min,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Eq,
+        BinaryOp::ReluGrad,
+        BinaryOp::SigmoidGrad,
+        BinaryOp::TanhGrad,
+    ];
+
     /// The kernel's op code.
-    pub(crate) fn code(self) -> usize {
-        self as usize
+    pub(crate) fn code(self) -> u32 {
+        self as u32
     }
 }
 
-/// Op code of the binary kernel that copies its first operand (used by broadcasting).
-pub(crate) const BINARY_FIRST: usize = 99;
-
-/// Reductions over one axis.
+/// Reductions over one axis. The discriminants are reduce.wgsl's codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum ReduceOp {
     /// Σ
-    Sum,
+    Sum = 0,
     /// Σ / n
     Mean,
     /// max
     Max,
+}
+
+impl ReduceOp {
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
+
+    /// The kernel's op code.
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
 }
 
 /// An operation of the graph. Composite operations (conv2d, batch norm, the losses beyond

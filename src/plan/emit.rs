@@ -10,8 +10,8 @@ use super::summary::{Activation, DispatchSummary, Fused, PlanSummary};
 use super::{Extras, Plan, Step, Storage};
 use crate::device::{Context, PARAMS_SIZE};
 use crate::graph::NodeId;
-use crate::kernels::{bind_group, Gather, Kernel, Slice, TEXTURE_WIDTH};
-use crate::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
+use crate::kernels::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
+use crate::kernels::{bind_group, pipeline, Act, Epilogue, Gather, Kernel, Slice, TEXTURE_WIDTH};
 use crate::Result;
 
 /// Where the plan's values live, as decided by the passes.
@@ -90,7 +90,7 @@ pub(crate) fn plan(
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
     // On CPU adapters, subgroup products read their operands from two textures, A's and
-    // B's, each sized for the largest operand it takes (textures.rs).
+    // B's, each sized for the largest operand it takes (kernels/textures.rs).
     let products: Vec<_> = dispatches
         .iter()
         .zip(&bound)
@@ -109,7 +109,7 @@ pub(crate) fn plan(
     for (k, ((d, bufs), product)) in dispatches.iter().zip(&bound).zip(&products).enumerate() {
         let off = k * PARAMS_SIZE as usize;
         let bytes = d.params.bytes();
-        blob[off..off + bytes.len()].copy_from_slice(&bytes);
+        blob[off..off + bytes.len()].copy_from_slice(bytes);
         let step = match product {
             Some(t) => {
                 let label =
@@ -128,7 +128,7 @@ pub(crate) fn plan(
                 Step {
                     label,
                     copies,
-                    pipeline: ctx.pipeline(t.kernel),
+                    pipeline: pipeline(ctx, t.kernel),
                     bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views),
                     groups: t.groups,
                 }
@@ -138,7 +138,7 @@ pub(crate) fn plan(
                 Step {
                     label: d.label.clone(),
                     copies: Vec::new(),
-                    pipeline: ctx.pipeline(d.kernel),
+                    pipeline: pipeline(ctx, d.kernel),
                     bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[]),
                     groups: d.groups,
                 }
@@ -198,11 +198,11 @@ fn describe(d: &Dispatch, kernel: Kernel, bufs: &[Slice], copies: usize) -> Disp
 
 /// What a kernel's specialisation says was folded into it.
 fn fused_parts(kernel: Kernel) -> Vec<Fused> {
-    let activation = |code: u8| match code {
-        1 => Some(Activation::Relu),
-        2 => Some(Activation::Sigmoid),
-        3 => Some(Activation::Tanh),
-        _ => None,
+    let activation = |act: Act| match act {
+        Act::None => None,
+        Act::Relu => Some(Activation::Relu),
+        Act::Sigmoid => Some(Activation::Sigmoid),
+        Act::Tanh => Some(Activation::Tanh),
     };
     let mut parts = Vec::new();
     let (epi, act, gather) = match kernel {
@@ -228,12 +228,12 @@ fn fused_parts(kernel: Kernel) -> Vec<Fused> {
         Gather::Transposed(_) => parts.push(Fused::TransposedWindow),
     }
     match epi {
-        1 => parts.push(Fused::BiasPerColumn),
-        2 => parts.push(Fused::BiasPerRow),
+        Epilogue::BiasPerColumn => parts.push(Fused::BiasPerColumn),
+        Epilogue::BiasPerRow => parts.push(Fused::BiasPerRow),
         _ => {}
     }
     match (epi, activation(act)) {
-        (3, Some(a)) => parts.push(Fused::ActivationGrad(a)),
+        (Epilogue::ActivationSlope, Some(a)) => parts.push(Fused::ActivationGrad(a)),
         (_, Some(a)) => parts.push(Fused::Activation(a)),
         _ => {}
     }

@@ -4,8 +4,14 @@
 
 use super::liveness::PlanGraph;
 use crate::device::Context;
-use crate::graph::{NodeId, Op, BINARY_FIRST};
-use crate::kernels::{groups_1d, groups_per_item, Gather, Kernel, Params, SUBGROUP_BLOCKS};
+use crate::graph::{NodeId, Op};
+use crate::kernels::contract::{
+    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SoftmaxParams,
+    UnaryCode, UnaryParams, BINARY_FIRST,
+};
+use crate::kernels::{
+    groups_1d, groups_per_item, Act, Epilogue, Gather, Kernel, Params, SUBGROUP_BLOCKS,
+};
 use crate::shape::strides;
 use crate::{Error, Result};
 
@@ -65,19 +71,24 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::Permute { .. }
         | Op::OneHot { .. } => movement_dispatch(g, i)?,
         Op::Dropout { p, seed, .. } => {
-            let scale = 1.0 / (1.0 - p);
-            let params = Params::new()
-                .u(n)
-                .u(0)
-                .u((seed & 0xffff_ffff) as usize)
-                .u((seed >> 32) as usize)
-                .f(p)
-                .f(scale);
+            let params = Params::Fill(FillParams {
+                n: n as u32,
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                a: p,
+                b: 1.0 / (1.0 - p),
+                ..Default::default()
+            });
             (Kernel::Dropout, params, groups_1d(n))
         }
         Op::Unary { op, .. } => {
-            let (code, alpha) = op.code();
-            let params = Params::new().u(n).u(code).f(alpha);
+            let (code, alpha) = UnaryCode::of(op);
+            let params = Params::Unary(UnaryParams {
+                n: n as u32,
+                op: code as u32,
+                alpha,
+                ..Default::default()
+            });
             (Kernel::Unary, params, groups_1d(n))
         }
         Op::Binary { op, a, b } => (
@@ -96,10 +107,10 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         Op::Matmul { .. } | Op::MatmulSumBatch { .. } => product_dispatch(t, g, i)?,
         Op::BiasAct { axis, act, .. } => {
             let (_, c, inner) = around(out, axis);
-            let (c, inner, act) = (c as u32, inner as u32, act_code(act));
+            let (c, inner, act) = (c as u32, inner as u32, Act::of(act));
             (
                 Kernel::BiasAct { c, inner, act },
-                Params::new().u(n),
+                Params::count(n),
                 groups_1d(n),
             )
         }
@@ -116,11 +127,16 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
             } else {
                 groups_per_item(c)
             };
-            (kernel, Params::new().u(len), groups)
+            (kernel, Params::count(len), groups)
         }
         Op::Reduce { op, x, axis } => {
             let (outer, len, inner) = around(d(x), axis);
-            let params = Params::new().u(outer).u(len).u(inner).u(op as usize);
+            let params = Params::Reduce(ReduceParams {
+                outer: outer as u32,
+                len: len as u32,
+                inner: inner as u32,
+                op: op.code(),
+            });
             if cooperate(outer * inner, len) {
                 (Kernel::ReduceWg, params, groups_per_item(outer * inner))
             } else {
@@ -129,7 +145,12 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         }
         Op::Softmax { x, axis, log } => {
             let (outer, len, inner) = around(d(x), axis);
-            let params = Params::new().u(outer).u(len).u(inner).u(log as usize);
+            let params = Params::Softmax(SoftmaxParams {
+                outer: outer as u32,
+                len: len as u32,
+                inner: inner as u32,
+                log: log as u32,
+            });
             if cooperate(outer * inner, len) {
                 (Kernel::SoftmaxWg, params, groups_per_item(outer * inner))
             } else {
@@ -145,7 +166,7 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
 /// Window kernels take their geometry as pipeline constants; only the batch size varies.
 fn window_dispatch(g: &PlanGraph, i: usize) -> Choice {
     let n: usize = g.dims[i].iter().product();
-    let batch = |x: NodeId| Params::new().u(g.dims[x.0][0]);
+    let batch = |x: NodeId| Params::count(g.dims[x.0][0]);
     match *g.op(i) {
         // One invocation per window (kh·kw outputs).
         Op::Im2Col { x, win } => (
@@ -154,8 +175,8 @@ fn window_dispatch(g: &PlanGraph, i: usize) -> Choice {
             groups_1d(n / (win.kh * win.kw)),
         ),
         Op::Col2Im { win, .. } => (
-            Kernel::Col2Im(win, 0),
-            Params::new().u(g.dims[i][0]),
+            Kernel::Col2Im(win, Act::None),
+            Params::count(g.dims[i][0]),
             groups_1d(n),
         ),
         Op::Pool { x, win, max } => {
@@ -168,9 +189,9 @@ fn window_dispatch(g: &PlanGraph, i: usize) -> Choice {
         }
         Op::PoolGrad { x, win, max, .. } => {
             let k = if max {
-                Kernel::MaxPoolGrad(win, 0)
+                Kernel::MaxPoolGrad(win, Act::None)
             } else {
-                Kernel::AvgPoolGrad(win, 0)
+                Kernel::AvgPoolGrad(win, Act::None)
             };
             // One invocation per pixel, or per tile when the windows tile the image.
             let per = if win.tiles() {
@@ -193,7 +214,14 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
     // [outer, len, inner] of the output around `axis`, with the operand's length there.
     let axis_params = |axis: usize, len_a: usize, begin: usize| {
         let (outer, len_out, inner) = around(out, axis);
-        Params::new().u(outer).u(len_a).u(len_out).u(inner).u(begin)
+        Params::Copy(CopyParams {
+            outer: outer as u32,
+            len_a: len_a as u32,
+            len_out: len_out as u32,
+            inner: inner as u32,
+            begin: begin as u32,
+            ..Default::default()
+        })
     };
     Ok(match *g.op(i) {
         Op::Concat { a, axis, .. } => (
@@ -221,19 +249,25 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
             }
             let st = strides(d(x));
             let sa: Vec<usize> = perm.iter().map(|&a| st[a]).collect();
-            let params = Params::new()
-                .u(n)
-                .u(out.len())
-                .u(BINARY_FIRST)
-                .f(1.0)
-                .vec8(out)
-                .vec8(&sa)
-                .vec8(&sa);
+            let params = Params::Binary(BinaryParams {
+                n: n as u32,
+                rank: out.len() as u32,
+                op: BINARY_FIRST,
+                alpha: 1.0,
+                dims: eight(out),
+                sa: eight(&sa),
+                sb: eight(&sa),
+            });
             (Kernel::Binary, params, groups_1d(n))
         }
         Op::OneHot { .. } => {
             let classes = out[out.len() - 1];
-            let params = Params::new().u(n / classes).u(0).u(classes).u(1).u(0);
+            let params = Params::Copy(CopyParams {
+                outer: (n / classes) as u32,
+                len_out: classes as u32,
+                inner: 1,
+                ..Default::default()
+            });
             (Kernel::OneHot, params, groups_1d(n))
         }
         _ => unreachable!("movement_dispatch takes movement ops"),
@@ -301,22 +335,22 @@ fn loss_dispatch(g: &PlanGraph, i: usize) -> Choice {
         }
         _ => (Kernel::ClassError, false, 1.0),
     };
-    let params = Params::new()
-        .u(rows)
-        .u(classes)
-        .u(scalar_g as usize)
-        .f(scale);
+    let params = Params::Loss(LossParams {
+        rows: rows as u32,
+        classes: classes as u32,
+        g_scalar: scalar_g as u32,
+        g_scale: scale,
+    });
     (kernel, params, groups_1d(rows))
 }
 
-/// The kernels' activation code (see shaders/activation.wgsl).
-pub(crate) fn act_code(act: Option<crate::UnaryOp>) -> u8 {
-    match act {
-        None => 0,
-        Some(crate::UnaryOp::Relu) => 1,
-        Some(crate::UnaryOp::Sigmoid) => 2,
-        Some(_) => 3,
+/// Up to 8 values as eight `u32`s, zero-filled.
+fn eight(v: &[usize]) -> [u32; 8] {
+    let mut a = [0u32; 8];
+    for (k, &x) in v.iter().enumerate() {
+        a[k] = x as u32;
     }
+    a
 }
 
 /// Whether a reduction (or softmax) of `rows` rows of length `len` runs one workgroup per
@@ -331,12 +365,17 @@ fn broadcast_params(
     out: &[usize],
     a: &[usize],
     b: &[usize],
-    op: usize,
+    op: u32,
     alpha: f32,
 ) -> Result<Params> {
-    let p = Params::new().u(n);
+    let mut p = BinaryParams {
+        n: n as u32,
+        op,
+        alpha,
+        ..Default::default()
+    };
     if a == out && b == out {
-        return Ok(p.u(0).u(op).f(alpha));
+        return Ok(Params::Binary(p));
     }
     if out.len() > 8 {
         return Err(Error::Invalid(format!(
@@ -356,12 +395,9 @@ fn broadcast_params(
             })
             .collect()
     };
-    Ok(p.u(out.len())
-        .u(op)
-        .f(alpha)
-        .vec8(out)
-        .vec8(&operand(a))
-        .vec8(&operand(b)))
+    p.rank = out.len() as u32;
+    (p.dims, p.sa, p.sb) = (eight(out), eight(&operand(a)), eight(&operand(b)));
+    Ok(Params::Binary(p))
 }
 
 /// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
@@ -398,14 +434,16 @@ pub(crate) fn matmul_dispatch(
             "matmul: {m}×{k} · {k}×{nn} (batch {batch}) needs workgroups {groups:?}, above the adapter's {max} per dimension"
         )));
     }
-    let p = Params::new()
-        .u(m)
-        .u(nn)
-        .u(k)
-        .u(zsum)
-        .u(a_batch)
-        .u(b_batch)
-        .f(1.0); // alpha
+    let p = Params::Product(ProductParams {
+        m: m as u32,
+        n: nn as u32,
+        k: k as u32,
+        zsum: zsum as u32,
+        a_batch: a_batch as u32,
+        b_batch: b_batch as u32,
+        alpha: 1.0,
+        _p0: 0,
+    });
     let kernel = match t.subgroup {
         Some(s) => Kernel::MatmulSubgroup {
             ta,
@@ -413,8 +451,8 @@ pub(crate) fn matmul_dispatch(
             vb,
             sg: s as u8,
             rows: rows(s) as u8,
-            epi: 0,
-            act: 0,
+            epi: Epilogue::None,
+            act: Act::None,
             gather,
         },
         None => Kernel::Matmul {
@@ -422,8 +460,8 @@ pub(crate) fn matmul_dispatch(
             tb,
             va,
             vb,
-            epi: 0,
-            act: 0,
+            epi: Epilogue::None,
+            act: Act::None,
             gather,
         },
     };

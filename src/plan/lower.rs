@@ -2,14 +2,15 @@
 //! buffers, workgroups), in graph order, then the gradient copies, the learner's updates
 //! and the state assignments. Buffers are named abstractly ([`Buf`]); emission binds them.
 
-use super::fuse::{Epilogue, Fusions};
+use super::fuse::Fusions;
 use super::grad_arena::GradArena;
-use super::kernel_choice::{act_code, matmul_dispatch, node_dispatch, Target};
+use super::kernel_choice::{matmul_dispatch, node_dispatch, Target};
 use super::liveness::{Liveness, PlanGraph};
 use super::summary::Role;
 use super::ArenaUpdate;
 use crate::graph::{BinaryOp, Op, UnaryOp};
-use crate::kernels::{groups_1d, Gather, Kernel, Params};
+use crate::kernels::contract::{UnaryCode, UnaryParams};
+use crate::kernels::{groups_1d, Act, Epilogue, Gather, Kernel, Params};
 use crate::tensor::fill_params;
 use crate::{Fill, Result};
 
@@ -50,8 +51,8 @@ pub(crate) struct Dispatch {
 }
 
 /// What a node's epilogue adds to its producer's dispatch: the epilogue, the activation
-/// code and the side input (bias, or the activation's output for its gradient).
-type EpilogueInput = (Epilogue, u8, crate::NodeId);
+/// and the side input (bias, or the activation's output for its gradient).
+type EpilogueInput = (Epilogue, Act, crate::NodeId);
 
 /// Every dispatch of the plan, in the order they run.
 pub(crate) fn dispatches(
@@ -68,10 +69,14 @@ pub(crate) fn dispatches(
     for i in live.needed().filter(|&i| !f.skipped(&absorbed, i)) {
         node_dispatches(g, target, live, f, i, &mut out)?;
     }
-    let (copy_code, one) = UnaryOp::Scale(1.0).code();
     let copy = |n: usize, buffers: Vec<Buf>, role: Role, label: String| Dispatch {
         kernel: Kernel::Unary,
-        params: Params::new().u(n).u(copy_code).f(one),
+        params: Params::Unary(UnaryParams {
+            n: n as u32,
+            op: UnaryCode::Scale as u32,
+            alpha: 1.0,
+            _p0: 0,
+        }),
         buffers,
         groups: groups_1d(n),
         label,
@@ -95,7 +100,7 @@ pub(crate) fn dispatches(
         buffers.push(Buf::Node(u.clip.0));
         out.push(Dispatch {
             kernel: u.kernel,
-            params: Params::new().u(u.len),
+            params: Params::count(u.len),
             buffers,
             // One invocation per vec4 of parameters.
             groups: groups_1d(u.len.div_ceil(4)),
@@ -133,14 +138,14 @@ fn node_dispatches(
     // A node with an epilogue runs its producer's kernel, with the bias (or the
     // activation's output) as the epilogue's side input.
     let (source, fuse): (usize, Option<EpilogueInput>) = match (f.epilogue.get(&i), g.op(i)) {
-        (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, act_code(act), b))),
+        (Some(&(m, epi)), &Op::BiasAct { b, act, .. }) => (m, Some((epi, Act::of(act), b))),
         (Some(&(m, epi)), &Op::Binary { op, a, .. }) => {
             let act = match op {
                 BinaryOp::ReluGrad => UnaryOp::Relu,
                 BinaryOp::SigmoidGrad => UnaryOp::Sigmoid,
                 _ => UnaryOp::Tanh,
             };
-            (m, Some((epi, act_code(Some(act)), a)))
+            (m, Some((epi, Act::of(Some(act)), a)))
         }
         _ => (i, None),
     };
@@ -186,17 +191,20 @@ fn node_dispatches(
         .find_map(|j| f.gathered.get(&j.0).map(|x| (j.0, x.1)));
     // Folded scalings of the operands scale the product.
     let alpha: f32 = inputs.iter().map(|&j| f.alpha_of(live, j)).product();
-    if alpha != 1.0 {
-        params.0[6] = alpha.to_bits();
+    if let Params::Product(p) = &mut params {
+        p.alpha *= alpha;
+        if let Some((cols, win)) = gather {
+            if g.dims[cols].len() == 3 {
+                // The images, one per batch item.
+                p.b_batch = (win.c * win.h * win.w) as u32;
+            }
+        }
     }
-    if let Some((cols, win)) = gather {
+    if let Some((_, win)) = gather {
         if let Kernel::Matmul { gather, vb, .. } | Kernel::MatmulSubgroup { gather, vb, .. } =
             &mut kernel
         {
             (*gather, *vb) = (Gather::Im2col(win), false);
-        }
-        if g.dims[cols].len() == 3 {
-            params.0[5] = (win.c * win.h * win.w) as u32; // b_batch
         }
     }
     if let Op::Expand { .. } | Op::Permute { .. } = g.op(i) {
@@ -239,7 +247,7 @@ fn node_dispatches(
     if let Kernel::Matmul { epi, act, .. } | Kernel::MatmulSubgroup { epi, act, .. } = &mut kernel {
         match fuse {
             Some((e, a, bias)) => {
-                (*epi, *act) = (e.code(), a);
+                (*epi, *act) = (e, a);
                 buffers.push(Buf::Node(bias.0));
             }
             None => buffers.push(buffers[0]),

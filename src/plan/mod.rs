@@ -19,8 +19,8 @@ use std::collections::HashMap;
 
 use crate::device::Context;
 use crate::graph::{Node, NodeId, Op};
+use crate::kernels::textures::TextureCopy;
 use crate::kernels::Kernel;
-use crate::textures::TextureCopy;
 use crate::Result;
 
 pub(crate) use liveness::needed;
@@ -61,7 +61,7 @@ pub(crate) struct ArenaUpdate<'a> {
 pub(crate) struct Step {
     /// Kernel and output shape, for profiles.
     pub label: String,
-    /// Copies of the dispatch's operands into textures, made just before it (textures.rs).
+    /// Copies of the dispatch's operands into textures, made just before it (kernels/textures.rs).
     pub copies: Vec<TextureCopy>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind: wgpu::BindGroup,

@@ -8,28 +8,7 @@ use std::collections::HashMap;
 use super::super::liveness::{Liveness, PlanGraph};
 use super::Fusions;
 use crate::graph::{BinaryOp, Op};
-
-/// What a producer's epilogue does with its result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Epilogue {
-    /// Adds a bias per column, then the node's activation (dense layers).
-    BiasPerColumn,
-    /// Adds a bias per row, then the node's activation (convolutions, one row per filter).
-    BiasPerRow,
-    /// Multiplies by the activation's slope at the node's other operand (its gradient).
-    ActivationSlope,
-}
-
-impl Epilogue {
-    /// The kernels' `EPI` code (product.wgsl).
-    pub(crate) fn code(self) -> u8 {
-        match self {
-            Epilogue::BiasPerColumn => 1,
-            Epilogue::BiasPerRow => 2,
-            Epilogue::ActivationSlope => 3,
-        }
-    }
-}
+use crate::kernels::Epilogue;
 
 /// The nodes computed in their producer's epilogue: node → (producer, epilogue).
 pub(crate) fn find(

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use super::liveness::{Liveness, PlanGraph};
 use crate::graph::{NodeId, Window};
 
-pub(crate) use epilogue::Epilogue;
+use crate::kernels::Epilogue;
 
 /// Every fusion decided for one plan.
 #[derive(Debug, Default)]

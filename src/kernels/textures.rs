@@ -1,14 +1,14 @@
 //! Product operands read from textures on CPU adapters.
 //!
 //! lavapipe compiles each storage-buffer load into a loop over the lanes with a bounds branch
-//! per lane, but a texel fetch into one branchless gather (performance-notes.md). So on CPU
+//! per lane, but a texel fetch into one branchless gather (measured in benches/RESULTS.md). So on CPU
 //! adapters a plan copies the operands of its subgroup matrix products into two rgba32float
 //! textures just before each product (copies are memcpys, not dispatches), and the products
 //! run the texture kernel (matmul_texture.wgsl). A tensor is laid out flat: float `i` is
 //! component `i % 4` of texel `i / 4`, at `(texel % TEXTURE_WIDTH, texel / TEXTURE_WIDTH)`.
 
+use super::{Gather, Kernel, Params, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
 use crate::device::{Context, OperandTextures};
-use crate::kernels::{Gather, Kernel, Params, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
 use crate::Result;
 
 /// Bytes per texel (rgba32float).
@@ -98,10 +98,11 @@ pub(crate) fn texture_product(
     if ctx.options.textures == OperandTextures::Never {
         return None;
     }
-    let p: Vec<usize> = params.0[..6].iter().map(|&w| w as usize).collect();
-    let [m, n, k, zsum, a_batch, b_batch] = p[..] else {
+    let Params::Product(p) = params else {
         return None;
     };
+    let [m, n, k, zsum, a_batch, b_batch] =
+        [p.m, p.n, p.k, p.zsum, p.a_batch, p.b_batch].map(|w| w as usize);
     let items = if zsum > 1 { zsum } else { groups[2] as usize };
     // A gathered B is the images, one per batch item.
     let b_floats = match gather {

@@ -1,0 +1,422 @@
+//! One compute pipeline per [`Kernel`]: its shader family and entry point, its bindings,
+//! its pipeline constants, and compilation (cached by the context).
+
+use std::borrow::Cow;
+
+use super::contract::{Act, Epilogue};
+use super::matmul_gen::{subgroup_entry, texture_entry};
+use super::source::Shader;
+use crate::device::Context;
+use crate::graph::Window;
+
+/// How a matrix product reads its operands, beyond stored (transposed) matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Gather {
+    /// Both operands are stored.
+    None,
+    /// B is the im2col of the images bound as B, read through the window, never stored.
+    Im2col(Window),
+    /// The input gradient of a stride-1 convolution: B is read like `Im2col` from the output
+    /// gradients through the transposed window, and A is the filters flipped with their
+    /// channel axes swapped (window.wgsl).
+    Transposed(Window),
+}
+
+/// What one binding after the parameter block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// A read-only storage buffer.
+    Read,
+    /// A read-write storage buffer.
+    Write,
+    /// A uniform buffer.
+    Uniform,
+    /// A float texture.
+    Texture,
+    /// A binding number this entry point does not use.
+    Unused,
+}
+
+use Binding::{Read as R, Texture as T, Uniform as U, Unused as X, Write as W};
+
+/// One compute pipeline: a shader file, an entry point and its specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Fill,
+    Unary,
+    Binary,
+    /// Specialised for the transposes of A and B, whether each is read as vec4s, the
+    /// epilogue and its activation, and how the operands are read (`gather`).
+    Matmul {
+        ta: bool,
+        tb: bool,
+        va: bool,
+        vb: bool,
+        epi: Epilogue,
+        act: Act,
+        gather: Gather,
+    },
+    /// Subgroup-broadcast variant for a subgroup size of `sg` (8 or 16) lanes computing
+    /// blocks of `rows` rows (one of `SUBGROUP_BLOCKS`).
+    MatmulSubgroup {
+        ta: bool,
+        tb: bool,
+        vb: bool,
+        sg: u8,
+        rows: u8,
+        epi: Epilogue,
+        act: Act,
+        gather: Gather,
+    },
+    /// The subgroup variant reading A and B from textures (`va`: a texel of A holds 4
+    /// k-steps of a row, or 4 rows of a k-step when transposed; `vb` as for the others),
+    /// with `c4` vec4s of columns per lane; `(sg, rows, c4)` is one of `TEXTURE_BLOCKS`.
+    MatmulTexture {
+        ta: bool,
+        tb: bool,
+        va: bool,
+        vb: bool,
+        sg: u8,
+        rows: u8,
+        c4: u8,
+        epi: Epilogue,
+        act: Act,
+        /// `None` or `Im2col`.
+        gather: Gather,
+    },
+    Reduce,
+    /// One workgroup per output (long axes, few outputs).
+    ReduceWg,
+    Softmax,
+    /// One workgroup per row (long rows).
+    SoftmaxWg,
+    CeForward,
+    /// Cross-entropy and classification error of the same rows (two outputs).
+    CeForwardError,
+    CeBackward,
+    ClassError,
+    Sgd,
+    SgdMomentum,
+    Adam,
+    RmsProp,
+    Adagrad,
+    Dropout,
+    /// Window kernels are specialised on their geometry.
+    Im2Col(Window),
+    /// With an activation: the result times that activation's slope at the side input.
+    Col2Im(Window, Act),
+    MaxPool(Window),
+    AvgPool(Window),
+    /// Pooling gradients, like col2im, with an activation.
+    MaxPoolGrad(Window, Act),
+    AvgPoolGrad(Window, Act),
+    Concat,
+    Slice,
+    Pad,
+    OneHot,
+    /// Bias along a channel axis (`c` channels, `inner` elements after it) and an
+    /// activation, specialised on all three.
+    BiasAct {
+        c: u32,
+        inner: u32,
+        act: Act,
+    },
+    /// Per-channel sum over the same geometry.
+    ChannelSum {
+        c: u32,
+        inner: u32,
+    },
+}
+
+impl Kernel {
+    /// The shader file holding this kernel.
+    pub(crate) fn shader(self) -> Shader {
+        match self {
+            Kernel::Fill | Kernel::Dropout => Shader::Fill,
+            Kernel::Im2Col(_) | Kernel::Col2Im(..) => Shader::Conv,
+            Kernel::MaxPool(_)
+            | Kernel::AvgPool(_)
+            | Kernel::MaxPoolGrad(..)
+            | Kernel::AvgPoolGrad(..) => Shader::Pool,
+            Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
+            Kernel::Unary => Shader::Unary,
+            Kernel::BiasAct { .. } | Kernel::ChannelSum { .. } => Shader::Bias,
+            Kernel::Binary => Shader::Binary,
+            Kernel::Matmul { .. } => Shader::Matmul,
+            Kernel::MatmulSubgroup { .. } => Shader::MatmulSubgroup,
+            Kernel::MatmulTexture { .. } => Shader::MatmulTexture,
+            Kernel::Reduce | Kernel::ReduceWg => Shader::Reduce,
+            Kernel::Softmax | Kernel::SoftmaxWg => Shader::Softmax,
+            Kernel::CeForward
+            | Kernel::CeBackward
+            | Kernel::ClassError
+            | Kernel::CeForwardError => Shader::Loss,
+            Kernel::Sgd
+            | Kernel::SgdMomentum
+            | Kernel::Adam
+            | Kernel::RmsProp
+            | Kernel::Adagrad => Shader::Optim,
+        }
+    }
+
+    /// The entry point's name.
+    pub(crate) fn entry(self) -> &'static str {
+        match self {
+            Kernel::CeForward => "ce_forward",
+            Kernel::CeForwardError => "ce_forward_error",
+            Kernel::CeBackward => "ce_backward",
+            Kernel::ClassError => "class_error",
+            Kernel::Sgd => "sgd",
+            Kernel::SgdMomentum => "sgd_momentum",
+            Kernel::Adam => "adam",
+            Kernel::RmsProp => "rmsprop",
+            Kernel::Adagrad => "adagrad",
+            Kernel::Dropout => "dropout",
+            Kernel::MatmulSubgroup { sg, rows, .. } => subgroup_entry(sg as u32, rows as u32),
+            Kernel::MatmulTexture { sg, rows, c4, .. } => {
+                texture_entry(sg as u32, rows as u32, c4 as u32)
+            }
+            Kernel::Im2Col(_) => "im2col",
+            Kernel::Col2Im(..) => "col2im",
+            Kernel::MaxPool(_) => "max_forward",
+            Kernel::AvgPool(_) => "avg_forward",
+            Kernel::MaxPoolGrad(w, _) if w.tiles() => "max_backward_tiles",
+            Kernel::AvgPoolGrad(w, _) if w.tiles() => "avg_backward_tiles",
+            Kernel::MaxPoolGrad(..) => "max_backward",
+            Kernel::AvgPoolGrad(..) => "avg_backward",
+            Kernel::Concat => "concat",
+            Kernel::Slice => "slice",
+            Kernel::Pad => "pad",
+            Kernel::OneHot => "one_hot",
+            Kernel::ReduceWg | Kernel::SoftmaxWg => "main_wg",
+            Kernel::BiasAct { .. } => "bias_act",
+            Kernel::ChannelSum { inner: 1, .. } => "channel_sum_columns",
+            Kernel::ChannelSum { .. } => "channel_sum",
+            _ => "main",
+        }
+    }
+
+    /// The bindings after the parameter block, from binding 1 on.
+    pub(crate) fn bindings(self) -> &'static [Binding] {
+        match self {
+            Kernel::Fill => &[X, W],
+            Kernel::Dropout => &[R, W, U],
+            Kernel::Unary
+            | Kernel::Reduce
+            | Kernel::ReduceWg
+            | Kernel::Softmax
+            | Kernel::SoftmaxWg
+            | Kernel::Im2Col(_) => &[R, W],
+            // The gradient, the image, then the activation's output (the gradient again
+            // when there is none).
+            Kernel::Col2Im(..) => &[R, W, R],
+            Kernel::MaxPool(_)
+            | Kernel::AvgPool(_)
+            | Kernel::Slice
+            | Kernel::Pad
+            | Kernel::OneHot
+            | Kernel::ChannelSum { .. } => &[R, X, W],
+            Kernel::Concat | Kernel::Binary | Kernel::BiasAct { .. } => &[R, R, W],
+            // The image, the output gradient, the result, then the activation's output (the
+            // image again when there is none).
+            Kernel::MaxPoolGrad(..) | Kernel::AvgPoolGrad(..) => &[R, R, W, R],
+            // A, B, C, then the epilogue's side input (A again when there is none).
+            Kernel::Matmul { .. } | Kernel::MatmulSubgroup { .. } => &[R, R, W, R],
+            // The same from textures.
+            Kernel::MatmulTexture { .. } => &[T, T, W, R],
+            Kernel::CeForward | Kernel::ClassError => &[R, R, X, W],
+            Kernel::CeForwardError => &[R, R, X, W, W],
+            Kernel::CeBackward => &[R, R, R, W],
+            // Gradients, hyper-parameters, parameters, state, then the clipping factor.
+            Kernel::Sgd => &[R, U, W, X, X, R],
+            Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R],
+            Kernel::Adam => &[R, U, W, W, W, R],
+        }
+    }
+
+    fn layout(self, device: &wgpu::Device) -> wgpu::BindGroupLayout {
+        let uniform = wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let storage = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let texture = wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        };
+        let mut entries = vec![(0, uniform)];
+        for (i, b) in self.bindings().iter().enumerate() {
+            let ty = match b {
+                Binding::Read => storage(true),
+                Binding::Write => storage(false),
+                Binding::Uniform => uniform,
+                Binding::Texture => texture,
+                Binding::Unused => continue,
+            };
+            entries.push((i as u32 + 1, ty));
+        }
+        let entries: Vec<_> = entries
+            .into_iter()
+            .map(|(binding, ty)| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty,
+                count: None,
+            })
+            .collect();
+        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(self.entry()),
+            entries: &entries,
+        })
+    }
+
+    /// Values of the shader's `override` constants.
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        let flag = |b: bool| b as u8 as f64;
+        match self {
+            Kernel::Matmul {
+                ta,
+                tb,
+                va,
+                vb,
+                epi,
+                act,
+                gather,
+            } => {
+                let mut v = matmul_constants(ta, tb, vb, epi, act, gather);
+                v.push(("VA", flag(va)));
+                v
+            }
+            Kernel::Im2Col(w) | Kernel::MaxPool(w) | Kernel::AvgPool(w) => window_constants(w),
+            Kernel::Col2Im(w, act) | Kernel::MaxPoolGrad(w, act) | Kernel::AvgPoolGrad(w, act) => {
+                let mut v = window_constants(w);
+                v.push(("ACT", act as u32 as f64));
+                v
+            }
+            Kernel::MatmulSubgroup {
+                ta,
+                tb,
+                vb,
+                epi,
+                act,
+                gather,
+                ..
+            } => matmul_constants(ta, tb, vb, epi, act, gather),
+            Kernel::MatmulTexture {
+                ta,
+                tb,
+                va,
+                vb,
+                epi,
+                act,
+                gather,
+                ..
+            } => {
+                // No flipped filters here (no FLIP_A).
+                let mut v = matmul_constants(ta, tb, vb, epi, act, gather);
+                v.retain(|c| c.0 != "FLIP_A");
+                v.push(("VA", flag(va)));
+                v
+            }
+            Kernel::BiasAct { c, inner, act } => vec![
+                ("C", c as f64),
+                ("INNER", inner as f64),
+                ("ACT", act as u32 as f64),
+            ],
+            Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Compiles the pipeline (the context caches the result, see [`pipeline`]).
+    fn compile(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(self.shader().file_name()),
+            source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(self.shader().source())),
+        });
+        let bgl = self.layout(device);
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(self.entry()),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.entry()),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(self.entry()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &self.constants(),
+                ..Default::default()
+            },
+            cache: None,
+        })
+    }
+}
+
+/// The compiled pipeline of `kernel` on `ctx`, compiled on first use and cached there (by
+/// the kernel's full specialisation).
+pub(crate) fn pipeline(ctx: &Context, kernel: Kernel) -> wgpu::ComputePipeline {
+    ctx.cached_pipeline(format!("{kernel:?}"), |device| kernel.compile(device))
+}
+
+/// The override constants of window.wgsl for `w`.
+fn window_constants(w: Window) -> Vec<(&'static str, f64)> {
+    [
+        ("WC", w.c),
+        ("WH", w.h),
+        ("WW", w.w),
+        ("KH", w.kh),
+        ("KW", w.kw),
+        ("SH", w.sh),
+        ("SW", w.sw),
+        ("PH", w.ph),
+        ("PW", w.pw),
+        ("DH", w.dh),
+        ("DW", w.dw),
+        ("OH", w.oh),
+        ("OW", w.ow),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v as f64))
+    .collect()
+}
+
+/// The override constants the matmul kernels share.
+fn matmul_constants(
+    ta: bool,
+    tb: bool,
+    vb: bool,
+    epi: Epilogue,
+    act: Act,
+    gather: Gather,
+) -> Vec<(&'static str, f64)> {
+    let mut v = vec![
+        ("TA", ta as u8 as f64),
+        ("TB", tb as u8 as f64),
+        ("VB", vb as u8 as f64),
+        ("EPI", epi as u32 as f64),
+        ("ACT", act as u32 as f64),
+    ];
+    v.extend(gather_constants(gather));
+    v
+}
+
+/// The constants that make a matrix product read B through a window (none without one).
+fn gather_constants(gather: Gather) -> Vec<(&'static str, f64)> {
+    let (w, flip) = match gather {
+        Gather::None => return Vec::new(),
+        Gather::Im2col(w) => (w, false),
+        Gather::Transposed(w) => (w, true),
+    };
+    let mut v = window_constants(w);
+    v.push(("GATHER", 1.0));
+    v.push(("FLIP_A", flip as u8 as f64));
+    v
+}

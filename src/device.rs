@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::dtype::DType;
 use crate::{Error, Result};
 
 /// Size of one kernel's parameter block in the uniform buffer (also its alignment).
@@ -197,11 +198,16 @@ impl Context {
         }))
     }
 
-    /// A storage buffer for `len` f32 values, usable as copy source and destination.
-    pub(crate) fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+    /// A storage buffer for `len` elements of `dtype`, usable as copy source and destination.
+    pub(crate) fn storage(&self, what: &str, len: usize, dtype: DType) -> Result<wgpu::Buffer> {
+        self.storage_bytes(what, (len * dtype.size()) as u64)
+    }
+
+    /// A storage buffer of `bytes` bytes (copyable both ways).
+    pub(crate) fn storage_bytes(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer> {
         self.buffer(
             what,
-            (len * 4) as u64,
+            bytes,
             wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,

@@ -26,35 +26,35 @@
 //! # Ok(()) }
 //! ```
 
-pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod executor;
-pub mod fit;
 pub mod graph;
 pub mod kernels;
-pub mod lbfgs;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 mod plan;
-pub mod plot;
 pub mod shape;
 pub mod tensor;
-pub mod trainer;
+pub mod train;
 
 pub use device::{AdapterSummary, Context, ContextOptions, OperandTextures};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};
-pub use fit::{EarlyStopping, EpochRecord, FitOptions};
+pub use train::fit::{EarlyStopping, FitOptions};
+pub use train::records::EpochRecord;
+// The training modules keep their earlier paths (`wgrad::fit`, `wgrad::trainer`, …).
 pub use graph::{BinaryOp, Graph, Init, NodeId, Op, ReduceOp, UnaryOp, Window};
 pub use kernels::Shader;
 pub use ops::{Padding, WindowOpts};
+pub use optim::lbfgs;
 pub use optim::{Algorithm, Learner, Schedule, Sgd};
 pub use plan::summary::{Activation, DispatchSummary, Fused, PlanSummary, Role};
 pub use shape::{Dim, Shape};
 pub use tensor::{Fill, Tensor};
-pub use trainer::{MinibatchStats, Trainer};
+pub use train::trainer::{MinibatchStats, Trainer};
+pub use train::{checkpoint, fit, plot, trainer};

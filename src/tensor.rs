@@ -1,6 +1,7 @@
 //! [`Tensor`]: an f32 buffer on the device with a concrete shape.
 
 use crate::device::Context;
+use crate::dtype::DType;
 use crate::kernels::contract::{FillCode, FillParams};
 use crate::kernels::{groups_1d, run_once, Kernel, Params, Slice};
 use crate::{Error, Result};
@@ -33,12 +34,14 @@ pub enum Fill {
     Nan,
 }
 
-/// An f32 tensor living in a GPU buffer.
+/// A tensor living in a GPU buffer (its elements f32 today; the host side reads and writes
+/// f32).
 pub struct Tensor {
     pub(crate) buffer: wgpu::Buffer,
     /// Bytes from the start of `buffer` (non-zero for tensors inside an arena).
     offset: u64,
     shape: Vec<usize>,
+    dtype: DType,
 }
 
 impl Tensor {
@@ -60,11 +63,13 @@ impl Tensor {
     /// A tensor whose contents are unspecified until written.
     pub(crate) fn empty(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        let buffer = ctx.storage(&format!("tensor {shape:?}"), n)?;
+        let dtype = DType::F32;
+        let buffer = ctx.storage(&format!("tensor {shape:?}"), n, dtype)?;
         Ok(Tensor {
             buffer,
             offset: 0,
             shape: shape.to_vec(),
+            dtype,
         })
     }
 
@@ -74,12 +79,13 @@ impl Tensor {
             buffer: buffer.clone(),
             offset,
             shape: shape.to_vec(),
+            dtype: DType::F32,
         }
     }
 
     /// What a kernel binding sees of this tensor.
     pub(crate) fn slice(&self) -> Slice<'_> {
-        Slice::floats(&self.buffer, self.offset, self.len())
+        Slice::elems(&self.buffer, self.offset, self.len(), self.dtype)
     }
 
     /// A new tensor filled on the device.
@@ -128,6 +134,11 @@ impl Tensor {
     /// Downloads the contents (blocking).
     pub fn to_vec(&self, ctx: &Context) -> Result<Vec<f32>> {
         ctx.read(&self.buffer, self.offset, self.len())
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The shape.

@@ -9,6 +9,7 @@ mod op;
 
 use std::cell::{Ref, RefCell};
 
+use crate::dtype::DType;
 use crate::error::shape_err;
 use crate::shape::{Dim, Shape};
 use crate::{Error, Result};
@@ -61,6 +62,8 @@ pub struct Node {
     pub op: Op,
     /// Its shape (possibly with a batch axis).
     pub shape: Shape,
+    /// The type of its elements (f32 for every node today).
+    pub dtype: DType,
 }
 
 /// A computation graph. Nodes are only ever appended, so ids are in topological order.
@@ -199,7 +202,11 @@ impl Graph {
 
     pub(crate) fn push(&self, op: Op, shape: Shape) -> NodeId {
         let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node { op, shape });
+        nodes.push(Node {
+            op,
+            shape,
+            dtype: DType::F32,
+        });
         NodeId(nodes.len() - 1)
     }
 

@@ -4,6 +4,7 @@
 use super::contract::Params;
 use super::kernel::{pipeline, Binding, Kernel};
 use crate::device::{Context, PARAMS_SIZE};
+use crate::dtype::DType;
 use crate::Result;
 
 /// Workgroup counts for one workgroup per item, `n` items (a 2-D grid past 65,535).
@@ -32,13 +33,14 @@ pub(crate) struct Slice<'a> {
 }
 
 impl<'a> Slice<'a> {
-    /// `n` floats from byte `offset`, the size rounded up to 16 bytes (kernels that read
-    /// vec4s need it; they never read past `n` for a result).
-    pub fn floats(buffer: &'a wgpu::Buffer, offset: u64, n: usize) -> Slice<'a> {
+    /// `n` elements of `dtype` from byte `offset`, the size rounded up to 16 bytes (kernels
+    /// that read vec4s need it; they never read past `n` for a result).
+    pub fn elems(buffer: &'a wgpu::Buffer, offset: u64, n: usize, dtype: DType) -> Slice<'a> {
+        let bytes = (n.max(1) * dtype.size()) as u64;
         Slice {
             buffer,
             offset,
-            size: wgpu::BufferSize::new((n.max(1) as u64 * 4).next_multiple_of(16)),
+            size: wgpu::BufferSize::new(bytes.next_multiple_of(16)),
         }
     }
 }

@@ -9,6 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::device::PARAMS_SIZE;
 use crate::graph::{BinaryOp, ReduceOp, UnaryOp};
+use crate::ops::elementwise::UnaryCode;
 
 /// Declares parameter blocks: each a Pod struct whose WGSL declaration is generated from
 /// the same field list (`u32x8` is eight `u32`s, WGSL's `array<vec4<u32>, 2>`).
@@ -111,60 +112,6 @@ impl Params {
         };
         debug_assert!(b.len() as u64 <= PARAMS_SIZE);
         b
-    }
-}
-
-/// unary.wgsl's functions (`UnaryParams::op`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum UnaryCode {
-    Neg = 0,
-    Exp,
-    Log,
-    Sqrt,
-    Abs,
-    Sign,
-    Sigmoid,
-    Tanh,
-    Relu,
-    Softplus,
-    /// The identity (times the block's alpha).
-    Scale = 99,
-}
-
-impl UnaryCode {
-    const ALL: [UnaryCode; 11] = [
-        UnaryCode::Neg,
-        UnaryCode::Exp,
-        UnaryCode::Log,
-        UnaryCode::Sqrt,
-        UnaryCode::Abs,
-        UnaryCode::Sign,
-        UnaryCode::Sigmoid,
-        UnaryCode::Tanh,
-        UnaryCode::Relu,
-        UnaryCode::Softplus,
-        UnaryCode::Scale,
-    ];
-}
-
-impl UnaryCode {
-    /// The code and output scale of a graph's unary function.
-    pub(crate) fn of(op: UnaryOp) -> (UnaryCode, f32) {
-        let code = match op {
-            UnaryOp::Neg => UnaryCode::Neg,
-            UnaryOp::Exp => UnaryCode::Exp,
-            UnaryOp::Log => UnaryCode::Log,
-            UnaryOp::Sqrt => UnaryCode::Sqrt,
-            UnaryOp::Abs => UnaryCode::Abs,
-            UnaryOp::Sign => UnaryCode::Sign,
-            UnaryOp::Sigmoid => UnaryCode::Sigmoid,
-            UnaryOp::Tanh => UnaryCode::Tanh,
-            UnaryOp::Relu => UnaryCode::Relu,
-            UnaryOp::Softplus => UnaryCode::Softplus,
-            UnaryOp::Scale(s) => return (UnaryCode::Scale, s),
-        };
-        (code, 1.0)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Elementwise ops: unary functions and broadcasting binary functions, with their
-//! gradient rules. A broadcast operand's gradient is summed back to its shape.
+//! gradient rules and unary.wgsl's codes. A broadcast operand's gradient is summed back to
+//! its shape.
 
 use crate::graph::{BinaryOp, Graph, NodeId, Op, UnaryOp};
 use crate::shape::Shape;
@@ -194,5 +195,60 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Max => "maximum",
         BinaryOp::Min => "minimum",
         _ => "compare",
+    }
+}
+
+/// unary.wgsl's functions (`UnaryParams::op`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum UnaryCode {
+    Neg = 0,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Sign,
+    Sigmoid,
+    Tanh,
+    Relu,
+    Softplus,
+    /// The identity (times the block's alpha).
+    Scale = 99,
+}
+
+impl UnaryCode {
+    /// Every code.
+    pub(crate) const ALL: [UnaryCode; 11] = [
+        UnaryCode::Neg,
+        UnaryCode::Exp,
+        UnaryCode::Log,
+        UnaryCode::Sqrt,
+        UnaryCode::Abs,
+        UnaryCode::Sign,
+        UnaryCode::Sigmoid,
+        UnaryCode::Tanh,
+        UnaryCode::Relu,
+        UnaryCode::Softplus,
+        UnaryCode::Scale,
+    ];
+}
+
+impl UnaryCode {
+    /// The code and output scale of a graph's unary function.
+    pub(crate) fn of(op: UnaryOp) -> (UnaryCode, f32) {
+        let code = match op {
+            UnaryOp::Neg => UnaryCode::Neg,
+            UnaryOp::Exp => UnaryCode::Exp,
+            UnaryOp::Log => UnaryCode::Log,
+            UnaryOp::Sqrt => UnaryCode::Sqrt,
+            UnaryOp::Abs => UnaryCode::Abs,
+            UnaryOp::Sign => UnaryCode::Sign,
+            UnaryOp::Sigmoid => UnaryCode::Sigmoid,
+            UnaryOp::Tanh => UnaryCode::Tanh,
+            UnaryOp::Relu => UnaryCode::Relu,
+            UnaryOp::Softplus => UnaryCode::Softplus,
+            UnaryOp::Scale(s) => return (UnaryCode::Scale, s),
+        };
+        (code, 1.0)
     }
 }

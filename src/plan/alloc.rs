@@ -6,7 +6,7 @@ use super::fuse::Fusions;
 use super::liveness::{Liveness, PlanGraph};
 use super::Storage;
 
-/// Fills in `storage` for every needed node and returns each slot's size in floats.
+/// Fills in `storage` for every needed node and returns each slot's size in bytes.
 pub(crate) fn assign(
     g: &PlanGraph,
     live: &Liveness,
@@ -21,7 +21,7 @@ pub(crate) fn assign(
             storage[i] = storage[x.0];
         } else if storage[i].is_none() && !absorbed.contains(&i) && !f.gathered.contains_key(&i) {
             for k in std::iter::once(i).chain(f.sibling.get(&i).copied()) {
-                let slot = take_slot(&mut slot_size, &mut free, g.numel(k));
+                let slot = take_slot(&mut slot_size, &mut free, g.bytes(k));
                 storage[k] = Some(Storage::Slot(slot));
             }
         }
@@ -46,7 +46,7 @@ pub(crate) fn assign(
     slot_size
 }
 
-/// Takes the smallest free slot that fits `n` floats, else grows the largest free one,
+/// Takes the smallest free slot that fits `n` bytes, else grows the largest free one,
 /// else opens a new one.
 fn take_slot(slot_size: &mut Vec<usize>, free: &mut Vec<usize>, n: usize) -> usize {
     let pick = free
@@ -87,7 +87,7 @@ mod tests {
         storage[x.0] = Some(Storage::Input(0));
         let sizes = assign(&pg, &l, &Fusions::default(), &mut storage);
         // Each tanh reads the one before: two slots alternate.
-        assert_eq!(sizes, vec![16, 16]);
+        assert_eq!(sizes, vec![64, 64]);
         assert!(storage.iter().all(|s| s.is_some()));
     }
 }

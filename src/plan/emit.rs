@@ -9,15 +9,19 @@ use super::lower::{Buf, Dispatch};
 use super::summary::{Activation, DispatchSummary, Fused, PlanSummary};
 use super::{Extras, Plan, Step, Storage};
 use crate::device::{Context, PARAMS_SIZE};
+use crate::dtype::DType;
 use crate::graph::NodeId;
 use crate::kernels::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
 use crate::kernels::{bind_group, pipeline, Act, Epilogue, Gather, Kernel, Slice, TEXTURE_WIDTH};
 use crate::Result;
 
+/// The element type of parameter, gradient and learner-state arenas.
+const PARAM_DTYPE: DType = DType::F32;
+
 /// Where the plan's values live, as decided by the passes.
 pub(crate) struct Layout<'a> {
     pub storage: &'a [Option<Storage>],
-    /// Each slot's size in floats.
+    /// Each slot's size in bytes.
     pub slot_sizes: &'a [usize],
     /// The fed inputs, in the order of `Storage::Input`.
     pub inputs: &'a [NodeId],
@@ -42,21 +46,23 @@ pub(crate) fn plan(
         };
         inputs.push((
             id,
-            ctx.storage(&format!("input {name}"), g.numel(id.0))?,
+            ctx.storage(&format!("input {name}"), g.numel(id.0), g.dtype(id.0))?,
             g.numel(id.0),
         ));
     }
     let mut slots = Vec::with_capacity(layout.slot_sizes.len());
     for (k, &n) in layout.slot_sizes.iter().enumerate() {
-        slots.push(ctx.storage(&format!("slot {k}"), n)?);
+        slots.push(ctx.storage_bytes(&format!("slot {k}"), n as u64)?);
     }
-    let mut scratch_bytes: u64 = layout.slot_sizes.iter().map(|&n| (n * 4) as u64).sum();
+    let mut scratch_bytes: u64 = layout.slot_sizes.iter().map(|&n| n as u64).sum();
     let node_slice = |i: usize| -> Slice {
         match layout.storage[i].expect("planned") {
             Storage::Input(k) => Slice::from(&inputs[k].1),
             Storage::Persistent(id) => layout.persistent[&id].slice(),
             Storage::Slot(s) => Slice::from(&slots[s]),
-            Storage::Grad(k, off) => Slice::floats(extras.updates[k].grads, off, g.numel(i)),
+            Storage::Grad(k, off) => {
+                Slice::elems(extras.updates[k].grads, off, g.numel(i), g.dtype(i))
+            }
         }
     };
     let slice = |b: &Buf| -> Slice {
@@ -66,15 +72,15 @@ pub(crate) fn plan(
                 update,
                 offset,
                 len,
-            } => Slice::floats(extras.updates[update].grads, offset, len),
+            } => Slice::elems(extras.updates[update].grads, offset, len, PARAM_DTYPE),
             Buf::UpdateGrads(k) => {
                 let u = &extras.updates[k];
-                Slice::floats(u.grads, u.offset, u.len)
+                Slice::elems(u.grads, u.offset, u.len, PARAM_DTYPE)
             }
             Buf::UpdateHyper(k) => Slice::from(extras.updates[k].hyper),
             Buf::UpdateTarget(k, t) => {
                 let u = &extras.updates[k];
-                Slice::floats(u.targets[t], u.offset, u.len)
+                Slice::elems(u.targets[t], u.offset, u.len, PARAM_DTYPE)
             }
             Buf::Runtime => Slice::from(extras.runtime),
         }

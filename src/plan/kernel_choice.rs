@@ -7,11 +7,12 @@ use crate::device::Context;
 use crate::graph::{NodeId, Op};
 use crate::kernels::contract::{
     BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SoftmaxParams,
-    UnaryCode, UnaryParams, BINARY_FIRST,
+    UnaryParams, BINARY_FIRST,
 };
 use crate::kernels::{
     groups_1d, groups_per_item, Act, Epilogue, Gather, Kernel, Params, SUBGROUP_BLOCKS,
 };
+use crate::ops::elementwise::UnaryCode;
 use crate::shape::strides;
 use crate::{Error, Result};
 

@@ -1,6 +1,7 @@
 //! Liveness: which nodes a plan needs, which share a buffer (reshapes, mode switches),
 //! which nodes read each value, and which values must survive the whole step.
 
+use crate::dtype::DType;
 use crate::graph::{Node, NodeId, Op};
 
 /// The graph as a plan sees it: the nodes, their shapes at this batch size, and the mode.
@@ -26,6 +27,16 @@ impl<'a> PlanGraph<'a> {
     /// Elements of node `i`.
     pub fn numel(&self, i: usize) -> usize {
         self.dims[i].iter().product()
+    }
+
+    /// The element type of node `i`.
+    pub fn dtype(&self, i: usize) -> DType {
+        self.nodes[i].dtype
+    }
+
+    /// Bytes of node `i`'s value.
+    pub fn bytes(&self, i: usize) -> usize {
+        self.numel(i) * self.dtype(i).size()
     }
 
     /// The op of node `i`.

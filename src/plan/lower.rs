@@ -9,8 +9,9 @@ use super::liveness::{Liveness, PlanGraph};
 use super::summary::Role;
 use super::ArenaUpdate;
 use crate::graph::{BinaryOp, Op, UnaryOp};
-use crate::kernels::contract::{UnaryCode, UnaryParams};
+use crate::kernels::contract::UnaryParams;
 use crate::kernels::{groups_1d, Act, Epilogue, Gather, Kernel, Params};
+use crate::ops::elementwise::UnaryCode;
 use crate::tensor::fill_params;
 use crate::{Fill, Result};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::trainer::Trainer;
+use super::trainer::Trainer;
 use crate::{Error, Result};
 
 fn io(path: &Path, e: std::io::Error) -> Error {

@@ -4,6 +4,8 @@
 //! (learning rate from the schedule, Adam's bias corrections) are rewritten each step
 //! without re-planning.
 
+pub mod lbfgs;
+
 use crate::executor::UpdateRule;
 use crate::kernels::contract::Hyper;
 use crate::kernels::Kernel;

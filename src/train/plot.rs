@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
-use crate::fit::EpochRecord;
+use super::records::EpochRecord;
 use crate::{Error, Result};
 
 const FONT_PATHS: [&str; 6] = [

@@ -1,0 +1,88 @@
+//! Looking into plans: their summaries, per-dispatch profiles, sizes.
+
+use super::{Executor, Feed, Pass};
+use crate::graph::NodeId;
+use crate::plan::summary::PlanSummary;
+use crate::Result;
+
+impl Executor {
+    /// Runs the plan for `outputs` (in training mode when `training`, with the learner's
+    /// updates) one dispatch at a time, each repeated `PROFILE_REPEATS` times in one submit,
+    /// and returns each dispatch's label and mean seconds. For finding hot spots; far slower
+    /// than a normal step, and repeated updates change the parameters.
+    pub fn profile(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        training: bool,
+    ) -> Result<Vec<(String, f64)>> {
+        let pass = if training { Pass::Train } else { Pass::Eval };
+        self.run(outputs, feed, pass, false)?; // builds the plan
+        self.ctx.wait()?;
+        let batch = self
+            .plans
+            .keys()
+            .filter(|k| k.0 == outputs && k.1 == pass)
+            .map(|k| k.2)
+            .next()
+            .unwrap_or(1);
+        let plan = &self.plans[&(outputs.to_vec(), pass, batch)];
+        let mut out = Vec::with_capacity(plan.steps.len());
+        for s in &plan.steps {
+            let t0 = std::time::Instant::now();
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            for c in &s.copies {
+                c.record(&mut enc);
+            }
+            {
+                let mut p = enc.begin_compute_pass(&Default::default());
+                p.set_pipeline(&s.pipeline);
+                p.set_bind_group(0, &s.bind, &[]);
+                for _ in 0..PROFILE_REPEATS {
+                    p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                }
+            }
+            self.ctx.submit(enc.finish());
+            self.ctx.wait()?;
+            let secs = t0.elapsed().as_secs_f64() / PROFILE_REPEATS as f64;
+            out.push((s.label.clone(), secs));
+        }
+        Ok(out)
+    }
+
+    /// The plan for `outputs` (in training mode when `training`, with the learner's
+    /// updates) described as data: each dispatch's kernel, what was fused into it and what
+    /// it binds. Builds the plan if needed; runs nothing.
+    pub fn plan_summary(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        training: bool,
+    ) -> Result<PlanSummary> {
+        let pass = if training { Pass::Train } else { Pass::Eval };
+        let key = self.ensure_plan(outputs, feed, pass, false)?;
+        Ok(self.plans[&key].summary.clone())
+    }
+
+    /// Bytes of intermediate buffers of the largest plan built so far (parameters and
+    /// inputs not counted).
+    pub fn peak_scratch_bytes(&self) -> u64 {
+        self.plans
+            .values()
+            .map(|p| p.scratch_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Number of dispatches per call of the largest plan built so far.
+    pub fn max_dispatches(&self) -> usize {
+        self.plans
+            .values()
+            .map(|p| p.steps.len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// How often `Executor::profile` repeats each dispatch to time it.
+const PROFILE_REPEATS: u32 = 20;

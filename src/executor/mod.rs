@@ -1,0 +1,362 @@
+//! The executor: owns the device state of one graph (parameters, constants, learner state)
+//! and runs plans. Each call writes the fed inputs, records every dispatch into one command
+//! encoder, submits once, and reads back only what was asked for.
+
+mod arenas;
+mod feed;
+mod inspect;
+mod state;
+
+use std::collections::HashMap;
+
+use crate::device::Context;
+use crate::graph::{Graph, Node, NodeId, Op};
+use crate::plan::{self, ArenaUpdate, Extras, Plan};
+use crate::tensor::{Fill, Tensor};
+use crate::{Error, Result};
+
+/// A named tensor on the host: (name, shape, row-major data).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// Values fed to input variables: `(input node, row-major data)` pairs.
+pub type Feed<'a> = [(NodeId, &'a [f32])];
+
+/// What one call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
+    /// Evaluation mode: dropout off, running statistics.
+    Eval,
+    /// Training mode (dropout on, batch statistics) without any update.
+    TrainForward,
+    /// Training mode, then the learner's updates and the state assignments.
+    Train,
+}
+
+/// When a call's outputs are read back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readback {
+    /// Not at all.
+    None,
+    /// Before the call returns.
+    Now,
+    /// By the next deferred call (or [`Executor::take_deferred`]).
+    Deferred,
+}
+
+/// A plan is specific to its outputs, its pass and the batch size.
+type PlanKey = (Vec<NodeId>, Pass, usize);
+
+/// Runs a graph on a [`Context`]; see the module docs.
+pub struct Executor {
+    ctx: Context,
+    nodes: Vec<Node>,
+    persistent: HashMap<NodeId, Tensor>,
+    arenas: Vec<ParamArena>,
+    plans: HashMap<PlanKey, Plan>,
+    learner: Option<LearnerState>,
+    assigns: Vec<(NodeId, NodeId)>,
+    /// Per-call uniform: the training step (salts dropout masks).
+    runtime: wgpu::Buffer,
+    step: u32,
+    /// Host time spent writing inputs, encoding and submitting in the last call.
+    last_encode: std::time::Duration,
+    /// The deferred call not read yet.
+    pending: Option<Pending>,
+}
+
+/// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
+struct Pending {
+    staging: wgpu::Buffer,
+    /// Which of the plan's staging buffers (1 or 2).
+    slot: usize,
+    lens: Vec<usize>,
+    index: wgpu::SubmissionIndex,
+}
+
+impl Executor {
+    /// Takes a snapshot of `graph` (nodes added later are not seen) and initialises its
+    /// parameters and constants on the device.
+    pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
+        let nodes = graph.nodes().clone();
+        let arenas = param_arenas(ctx, &nodes)?;
+        let mut persistent = HashMap::new();
+        for a in &arenas {
+            for &(id, offset, _) in &a.members {
+                let t = Tensor::view(&a.buffer, offset, &nodes[id.0].shape.resolve(1));
+                persistent.insert(id, t);
+            }
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            let dims = node.shape.resolve(1);
+            let fill = match &node.op {
+                Op::Param { init, seed, .. } => init_fill(*init, &dims, *seed),
+                Op::Const { value } => Fill::Const(*value),
+                _ => continue,
+            };
+            match persistent.get(&NodeId(i)) {
+                Some(t) => t.fill(ctx, fill)?,
+                None => {
+                    persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
+                }
+            }
+        }
+        let runtime = ctx.buffer(
+            "runtime",
+            16,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        Ok(Executor {
+            ctx: ctx.clone(),
+            nodes,
+            persistent,
+            arenas,
+            plans: HashMap::new(),
+            learner: None,
+            assigns: graph.assignments(),
+            runtime,
+            step: 0,
+            last_encode: std::time::Duration::ZERO,
+            pending: None,
+        })
+    }
+
+    /// The context this executor runs on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
+    pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
+        self.run(outputs, feed, Pass::Eval, true)
+            .map(|o| o.unwrap_or_default())
+    }
+
+    /// Like [`Executor::eval`] but in training mode (dropout active, batch statistics),
+    /// without updating anything. Each call counts as a step for dropout masks.
+    pub fn eval_training(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
+        self.run(outputs, feed, Pass::TrainForward, true)
+            .map(|o| o.unwrap_or_default())
+    }
+
+    /// Computes `outputs` from `feed` without reading anything back: submits and returns.
+    /// Pair with [`Context::wait`] to time the device.
+    pub fn launch(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<()> {
+        self.run(outputs, feed, Pass::Eval, false).map(|_| ())
+    }
+
+    /// Runs one plan: the nodes needed for `outputs` and what the pass adds. Reads
+    /// `outputs` back only when `read` is set.
+    pub(crate) fn run(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        read: bool,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        let read = if read { Readback::Now } else { Readback::None };
+        self.run_with(outputs, feed, pass, read)
+    }
+
+    /// [`Executor::run`] with a choice of readback. With [`Readback::Deferred`] the call
+    /// returns the outputs of the previous deferred call (`None` for the first), so the
+    /// host prepares the next step while the device runs this one.
+    pub(crate) fn run_with(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        read: Readback,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        let training = pass != Pass::Eval;
+        let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
+        let t_encode = std::time::Instant::now();
+        let plan = &self.plans[&key];
+        debug_assert_eq!(plan.batch, key.2);
+        for (id, buf, len) in &plan.inputs {
+            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
+            debug_assert_eq!(data.len(), *len);
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        if training {
+            self.step = self.step.wrapping_add(1);
+            self.ctx.queue.write_buffer(
+                &self.runtime,
+                0,
+                bytemuck::cast_slice(&[self.step, 0, 0, 0]),
+            );
+        }
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        plan::record(&plan.steps, &mut enc);
+        // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
+        // a pending result is never overwritten before it is read.
+        let slot = match read {
+            Readback::Deferred => 1 + (self.pending.as_ref().is_some_and(|p| p.slot == 1) as usize),
+            _ => 0,
+        };
+        let staging = plan.staging.get(slot).filter(|_| read != Readback::None);
+        if let Some(staging) = staging {
+            let mut off = 0u64;
+            for (buf, from, len) in &plan.outputs {
+                enc.copy_buffer_to_buffer(buf, *from, staging, off, (*len * 4) as u64);
+                off += (*len * 4) as u64;
+            }
+        }
+        let index = self.ctx.submit(enc.finish());
+        self.last_encode = t_encode.elapsed();
+        match (read, staging) {
+            (Readback::Now, Some(staging)) => {
+                let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
+                self.read_staging(staging, &lens, None).map(Some)
+            }
+            (Readback::Deferred, Some(staging)) => {
+                // Read the previous deferred step (waiting for it alone) while this one runs.
+                let lens = plan.outputs.iter().map(|o| o.2).collect();
+                let previous = self.pending.replace(Pending {
+                    staging: staging.clone(),
+                    slot,
+                    lens,
+                    index,
+                });
+                match previous {
+                    Some(p) => self
+                        .read_staging(&p.staging, &p.lens, Some(p.index))
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The key of the plan for `outputs` in `pass` at the feed's batch size, building the
+    /// plan first if needed (with the deferred readback buffers when `deferred`).
+    fn ensure_plan(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        deferred: bool,
+    ) -> Result<PlanKey> {
+        let training = pass != Pass::Eval;
+        let update = pass == Pass::Train;
+        for o in outputs {
+            if o.0 >= self.nodes.len() {
+                return Err(Error::Invalid(format!(
+                    "eval: node {} is not in this executor's graph (it has {} nodes; build the executor after the graph)",
+                    o.0,
+                    self.nodes.len()
+                )));
+            }
+        }
+        if update && self.learner.is_none() {
+            return Err(Error::Invalid("train step: no learner is installed".into()));
+        }
+        let mut targets = outputs.to_vec();
+        if update {
+            let l = self.learner.as_ref().unwrap();
+            targets.extend(l.params.iter().map(|p| p.1));
+            targets.push(l.clip);
+            targets.extend(self.assigns.iter().map(|a| a.1));
+        }
+        let batch = self.batch_size(&targets, feed, training)?;
+        let key = (outputs.to_vec(), pass, batch);
+        if !self.plans.contains_key(&key) {
+            let mut updates: Vec<ArenaUpdate> = Vec::new();
+            if let (Some(l), true) = (&self.learner, update) {
+                for a in &l.arenas {
+                    for (offset, len, members) in &a.runs {
+                        let mut targets = vec![&a.params];
+                        targets.extend(a.states.iter());
+                        updates.push(ArenaUpdate {
+                            kernel: l.rule.kernel,
+                            hyper: &l.hyper,
+                            clip: l.clip,
+                            grads: &a.grads,
+                            targets,
+                            offset: *offset,
+                            len: *len,
+                            members: members.clone(),
+                        });
+                    }
+                }
+            }
+            let extras = Extras {
+                training,
+                updates,
+                assigns: if update {
+                    self.assigns.clone()
+                } else {
+                    Vec::new()
+                },
+                runtime: &self.runtime,
+            };
+            let plan = plan::build(
+                &self.ctx,
+                &self.nodes,
+                &self.persistent,
+                outputs,
+                &extras,
+                batch,
+            )?;
+            self.plans.insert(key.clone(), plan);
+        }
+        if deferred {
+            let plan = self.plans.get_mut(&key).expect("planned");
+            if plan.staging.len() == 1 {
+                let floats = plan.outputs.iter().map(|o| o.2).sum();
+                for _ in 0..2 {
+                    plan.staging.push(plan::readback_buffer(&self.ctx, floats)?);
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// The outputs of the pending deferred call, if any (waits for it).
+    pub(crate) fn take_deferred(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
+        match self.pending.take() {
+            Some(p) => self
+                .read_staging(&p.staging, &p.lens, Some(p.index))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Maps a staging buffer holding outputs of lengths `lens` and splits it.
+    fn read_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        lens: &[usize],
+        after: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let flat = self.ctx.map_read(staging, lens.iter().sum(), after)?;
+        let mut res = Vec::with_capacity(lens.len());
+        let mut off = 0;
+        for len in lens {
+            res.push(flat[off..off + len].to_vec());
+            off += len;
+        }
+        Ok(res)
+    }
+
+    /// Host time of the last call spent writing inputs, recording dispatches and submitting
+    /// (not waiting for the device).
+    pub fn last_encode_time(&self) -> std::time::Duration {
+        self.last_encode
+    }
+
+    /// Training steps run so far (salts dropout masks).
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// Sets the training step counter (used when resuming from a checkpoint).
+    pub fn set_step(&mut self, step: u32) {
+        self.step = step;
+    }
+}
+
+pub(crate) use arenas::UpdateRule;
+use arenas::{init_fill, param_arenas, LearnerState, ParamArena};

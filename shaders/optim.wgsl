@@ -9,7 +9,7 @@
 //   adagrad:      v += g'²;  w -= lr·g' / (√v + ε)
 // The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
 // Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
-// (src/executor.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
+// (src/executor/arenas.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> g: array<vec4<elem>>;

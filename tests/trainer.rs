@@ -4,6 +4,10 @@
 #![allow(clippy::type_complexity, clippy::needless_range_loop)]
 
 mod common;
+#[path = "../examples/mnist.rs"]
+#[allow(dead_code)]
+mod mnist_example;
+
 use common::*;
 use wgrad::data::Dataset;
 use wgrad::lbfgs::{lbfgs, LbfgsOptions};
@@ -263,12 +267,35 @@ fn cnn_training_step_is_fifteen_dispatches() {
     assert!((stats.loss as f64 - mean(&per_sample[0])).abs() < 1e-6);
     assert!((stats.metric.unwrap() as f64 - mean(&per_sample[1])).abs() < 1e-6);
     t.train_minibatch(&feed, true).unwrap();
-    let labels: Vec<String> = t
+    let plan = t
         .executor()
-        .profile(&[loss, err], &feed, true)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.0)
-        .collect();
-    assert_eq!(labels.len(), 15, "{labels:#?}");
+        .plan_summary(&[loss, err], &feed, true)
+        .unwrap();
+    assert_eq!(plan.len(), 15, "{plan}");
+}
+
+/// The training steps of the four CNTK 103 models, loss and metric included, keep the
+/// dispatch counts they had before the planner became passes: logreg 6, mlp 14, cnn 15,
+/// cnn-pool 18, with one learner update each (the metric shares the loss's pass).
+#[test]
+fn mnist_training_steps_keep_their_dispatch_counts() {
+    let ctx =
+        wgrad::Context::new().unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
+    for (kind, count) in [("logreg", 6), ("mlp", 14), ("cnn", 15), ("cnn-pool", 18)] {
+        let g = Graph::with_seed(1);
+        let (x, y, z) = mnist_example::graph(&g, kind).unwrap();
+        let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+        let err = g.classification_error(z, y).unwrap();
+        let mut t = Trainer::new(&ctx, &g, loss, Some(err), Learner::sgd(0.01)).unwrap();
+        let xs: Vec<f32> = (0..4 * 784).map(|i| (i * 7 % 256) as f32).collect();
+        let ys: Vec<f32> = (0..40).map(|i| (i % 11 == 0) as u8 as f32).collect();
+        let feed = [(x, &xs[..]), (y, &ys[..])];
+        let plan = t
+            .executor()
+            .plan_summary(&[loss, err], &feed, true)
+            .unwrap();
+        let updates = plan.count(|d| matches!(d.role, wgrad::Role::Update { .. }));
+        assert_eq!(updates, 1, "{kind}:\n{plan}");
+        assert_eq!(plan.len(), count, "{kind}:\n{plan}");
+    }
 }

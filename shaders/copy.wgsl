@@ -1,6 +1,8 @@
 // Data movement along one axis. Tensors are viewed as [outer, len, inner] around the axis.
 //   concat: out = a ++ b along the axis          slice: out = x[begin .. begin + len_out]
 //   pad:    out = zeros with x placed at begin   one_hot: out[r, c] = (x[r] == c)
+//   gather_rows:  out[n, d] = table[idx[n], d]    scatter_rows: out[r, d] = Σ_{idx[n] = r} g[n, d]
+// (rows: outer = indices, len_a = table rows, inner = row length)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<elem>;
@@ -60,4 +62,44 @@ fn one_hot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     out[s.x * p.len_out + s.y] = select(0.0, 1.0, u32(round(a[s.x])) == s.y && a[s.x] >= 0.0);
+}
+
+// The row an index stored as a float names, or len_a when it names none.
+fn row_of(v: f32) -> u32 {
+    let r = u32(round(max(v, 0.0)));
+    return select(p.len_a, r, v >= 0.0 && r < p.len_a);
+}
+
+// a: the table, b: the indices.
+@compute @workgroup_size(256)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.outer * p.inner) {
+        return;
+    }
+    let r = row_of(b[i / p.inner]);
+    var v = 0.0;
+    if (r < p.len_a) {
+        v = a[r * p.inner + i % p.inner];
+    }
+    out[i] = v;
+}
+
+// a: the indices, b: the incoming gradient rows. One invocation per table element, looping
+// over the indices in order (deterministic, no atomics).
+@compute @workgroup_size(256)
+fn scatter_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.len_a * p.inner) {
+        return;
+    }
+    let r = i / p.inner;
+    let d = i % p.inner;
+    var acc = 0.0;
+    for (var n = 0u; n < p.outer; n++) {
+        if (row_of(a[n]) == r) {
+            acc += b[n * p.inner + d];
+        }
+    }
+    out[i] = acc;
 }

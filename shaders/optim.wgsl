@@ -7,6 +7,8 @@
 //   adam:         m = β1·m + (1-β1)·g';  v = β2·v + (1-β2)·g'²;  w -= lr·(m·c1) / (√(v·c2) + ε)
 //   rmsprop:      v = ρ·v + (1-ρ)·g'²;  w -= lr·g' / (√v + ε)
 //   adagrad:      v += g'²;  w -= lr·g' / (√v + ε)
+//   fsadagrad:    v = β2·v + (1-β2)·g'² (1-β2 given as eps);  g'' = g'·min(c1 / √v, c2) (g' where v = 0);
+//                 m = μ·m + (1-μ)·g'';  w -= lr·m   (CNTK's FSAdaGrad, src/optim/mod.rs)
 // The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
 // Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
 // (src/executor/arenas.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
@@ -86,4 +88,20 @@ fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let v = s1[i] + gi * gi;
     s1[i] = v;
     w[i] = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+}
+
+@compute @workgroup_size(256)
+fn fsadagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if (i >= (p.n + 3u) / 4u) {
+        return;
+    }
+    let gi = grad(i);
+    // h.eps holds 1 - β2 here, computed on the host in f64.
+    let v = h.beta2 * s1[i] + h.eps * gi * gi;
+    s1[i] = v;
+    let scale = select(vec4<f32>(1.0), min(h.c1 / sqrt(v), vec4<f32>(h.c2)), v != vec4<f32>(0.0));
+    let m = h.mu * s2[i] + (1.0 - h.mu) * gi * scale;
+    s2[i] = m;
+    w[i] = w[i] - h.lr * m;
 }

@@ -18,6 +18,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var j = 1u; j < p.len; j++) {
             acc = max(acc, x[base + j * p.inner]);
         }
+    } else if (p.op == REDUCE_MIN) {
+        acc = x[base];
+        for (var j = 1u; j < p.len; j++) {
+            acc = min(acc, x[base + j * p.inner]);
+        }
+    } else if (p.op == REDUCE_ARGMAX) {
+        // The first index of the maximum (NaN never wins).
+        var best = x[base];
+        acc = 0.0;
+        for (var j = 1u; j < p.len; j++) {
+            let v = x[base + j * p.inner];
+            if (v > best) {
+                best = v;
+                acc = f32(j);
+            }
+        }
     } else {
         acc = 0.0;
         for (var j = 0u; j < p.len; j++) {
@@ -31,7 +47,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // The same reduction with one workgroup per output element, for long axes with few outputs:
-// the lanes stride over the axis, then combine their partial results (lanes.wgsl).
+// the lanes stride over the axis, then combine their partial results (lanes.wgsl). Min is
+// the max of the negated values; argmax always runs the kernel above.
 
 @compute @workgroup_size(64)
 fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -41,13 +58,14 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     let base = row_start(i, p.len, p.inner);
-    let is_max = p.op == REDUCE_MAX;
-    var acc = select(0.0, x[base], is_max);
+    let is_max = p.op == REDUCE_MAX || p.op == REDUCE_MIN;
+    let sign = select(1.0, -1.0, p.op == REDUCE_MIN);
+    var acc = select(0.0, sign * x[base], is_max);
     for (var j = lane; j < p.len; j += LANES) {
-        let v = x[base + j * p.inner];
+        let v = sign * x[base + j * p.inner];
         acc = select(acc + v, max(acc, v), is_max);
     }
-    var r = combine(lane, acc, is_max);
+    var r = sign * combine(lane, acc, is_max);
     if (lane == 0u) {
         if (p.op == REDUCE_MEAN) {
             r = r / f32(p.len);

@@ -132,6 +132,52 @@ fn adaptive_learners() {
     });
 }
 
+/// CNTK's FSAdaGrad written as CNTK computes it, on the gradient summed over the minibatch
+/// (ROWS times the mean): the learner, which gets the mean gradient, must match it.
+fn fsadagrad_ref(
+    lr: f64,
+    mu: f64,
+    tau: f64,
+) -> impl Fn(&mut [f64], &mut [f64], &mut [f64], &[f64], i32) {
+    let count = std::cell::Cell::new(0.0f64);
+    move |w, v, m, g, _| {
+        let n = ROWS as f64;
+        let beta = (-n / tau).exp();
+        count.set(beta * count.get() + (1.0 - beta) * n);
+        let ada_mul = count.get().sqrt();
+        for i in 0..w.len() {
+            let gs = n * g[i];
+            v[i] = beta * v[i] + (1.0 - beta) * gs * gs;
+            let scaled = if v[i] != 0.0 {
+                gs * (ada_mul / v[i].sqrt()).min(10.0)
+            } else {
+                gs
+            };
+            m[i] = mu * m[i] + (1.0 - mu) * scaled;
+            w[i] -= lr * m[i];
+        }
+    }
+}
+
+#[test]
+fn fsadagrad_matches_cntks_update() {
+    // A short variance time constant, so that the variance's momentum matters in 6 steps.
+    let fast = Learner {
+        algorithm: wgrad::Algorithm::FsAdagrad {
+            momentum: 0.9,
+            variance_time_constant: 30.0,
+        },
+        ..Learner::fsadagrad(0.02, 0.9)
+    };
+    check("fsadagrad", fast, None, &fsadagrad_ref(0.02, 0.9, 30.0));
+    check(
+        "fsadagrad default",
+        Learner::fsadagrad(0.05, 0.0),
+        None,
+        &fsadagrad_ref(0.05, 0.0, 720_000.0),
+    );
+}
+
 #[test]
 fn gradient_clipping_by_global_norm() {
     check(

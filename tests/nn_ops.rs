@@ -13,39 +13,6 @@ use wgrad::{
 const TOL: f64 = 1e-4;
 const GTOL: f64 = 2e-3;
 
-fn fixed_inputs(g: &Graph, shapes: &[Vec<usize>]) -> Vec<NodeId> {
-    shapes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            g.input_with_shape(&format!("x{i}"), Shape::fixed(s))
-                .unwrap()
-        })
-        .collect()
-}
-
-fn run(
-    shapes: &[Vec<usize>],
-    data: &[Vec<f32>],
-    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
-) -> (Vec<f32>, Shape) {
-    run_on(&ctx(), shapes, data, build)
-}
-
-fn run_on(
-    ctx: &Context,
-    shapes: &[Vec<usize>],
-    data: &[Vec<f32>],
-    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
-) -> (Vec<f32>, Shape) {
-    let g = Graph::new();
-    let xs = fixed_inputs(&g, shapes);
-    let out = build(&g, &xs);
-    let mut ex = Executor::new(ctx, &g).unwrap();
-    let feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
-    (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
-}
-
 /// The plan computing the gradients of Σ y² (y: what `build` makes
 /// of fixed inputs with these shapes; y² keeps y itself in the plan) with respect to the
 /// inputs from `first` on.

@@ -66,4 +66,10 @@ impl Executor {
         }
         Ok(batch.map_or(1, |b| b.0))
     }
+
+    /// The batch size of `feed` for computing `targets` in a training step (checked as
+    /// a step would check it).
+    pub(crate) fn feed_batch(&self, targets: &[NodeId], feed: &Feed) -> Result<usize> {
+        self.batch_size(targets, feed, true)
+    }
 }

@@ -117,7 +117,9 @@ impl Graph {
             | Op::Concat { .. }
             | Op::Slice { .. }
             | Op::Pad { .. }
-            | Op::OneHot { .. } => self.grad_movement(out, op, g, &wants),
+            | Op::OneHot { .. }
+            | Op::GatherRows { .. }
+            | Op::ScatterRows { .. } => self.grad_movement(out, op, g, &wants),
             Op::Softmax { .. }
             | Op::CrossEntropy { .. }
             | Op::CrossEntropyGrad { .. }

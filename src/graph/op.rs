@@ -99,11 +99,21 @@ pub enum ReduceOp {
     Mean,
     /// max
     Max,
+    /// min
+    Min,
+    /// The index of the first maximum, as a float (no gradient).
+    Argmax,
 }
 
 impl ReduceOp {
     /// Every reduction.
-    pub const ALL: [ReduceOp; 3] = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max];
+    pub const ALL: [ReduceOp; 5] = [
+        ReduceOp::Sum,
+        ReduceOp::Mean,
+        ReduceOp::Max,
+        ReduceOp::Min,
+        ReduceOp::Argmax,
+    ];
 
     /// The kernel's op code.
     pub(crate) fn code(self) -> u32 {
@@ -308,6 +318,22 @@ pub enum Op {
         /// The permutation.
         perm: Vec<usize>,
     },
+    /// Rows of `table: [V, D]` picked by indices stored as floats: `[..] → [.., D]` (an
+    /// embedding lookup); an index outside `0..V` gives a zero row.
+    GatherRows {
+        /// The table.
+        table: NodeId,
+        /// Row indices.
+        indices: NodeId,
+    },
+    /// The adjoint of [`Op::GatherRows`]: `[V, D]` (V the node's first axis), row r the
+    /// sum of the rows of `g` whose index is r (an embedding's gradient).
+    ScatterRows {
+        /// Row indices.
+        indices: NodeId,
+        /// Incoming gradient `[.., D]`.
+        g: NodeId,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -414,6 +440,8 @@ impl Op {
             }
             Op::BiasAct { x, b, .. } => vec![x, b],
             Op::PoolGrad { x, g, .. } => vec![x, g],
+            Op::GatherRows { table, indices } => vec![table, indices],
+            Op::ScatterRows { indices, g } => vec![indices, g],
             Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],
             Op::CrossEntropy { z, t } | Op::ClassError { z, t } => vec![z, t],

@@ -100,6 +100,7 @@ pub(crate) enum Kernel {
     Adam,
     RmsProp,
     Adagrad,
+    FsAdagrad,
     Dropout,
     /// Window kernels are specialised on their geometry.
     Im2Col(Window),
@@ -114,6 +115,9 @@ pub(crate) enum Kernel {
     Slice,
     Pad,
     OneHot,
+    /// Embedding rows by index, and their adjoint (sums per index).
+    GatherRows,
+    ScatterRows,
     /// Bias along a channel axis (`c` channels, `inner` elements after it) and an
     /// activation, specialised on all three.
     BiasAct {
@@ -138,7 +142,12 @@ impl Kernel {
             | Kernel::AvgPool(_)
             | Kernel::MaxPoolGrad(..)
             | Kernel::AvgPoolGrad(..) => Shader::Pool,
-            Kernel::Concat | Kernel::Slice | Kernel::Pad | Kernel::OneHot => Shader::Copy,
+            Kernel::Concat
+            | Kernel::Slice
+            | Kernel::Pad
+            | Kernel::OneHot
+            | Kernel::GatherRows
+            | Kernel::ScatterRows => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::BiasAct { .. } | Kernel::ChannelSum { .. } => Shader::Bias,
             Kernel::Binary => Shader::Binary,
@@ -155,7 +164,8 @@ impl Kernel {
             | Kernel::SgdMomentum
             | Kernel::Adam
             | Kernel::RmsProp
-            | Kernel::Adagrad => Shader::Optim,
+            | Kernel::Adagrad
+            | Kernel::FsAdagrad => Shader::Optim,
         }
     }
 
@@ -171,6 +181,7 @@ impl Kernel {
             Kernel::Adam => "adam",
             Kernel::RmsProp => "rmsprop",
             Kernel::Adagrad => "adagrad",
+            Kernel::FsAdagrad => "fsadagrad",
             Kernel::Dropout => "dropout",
             Kernel::MatmulSubgroup { sg, rows, .. } => subgroup_entry(sg as u32, rows as u32),
             Kernel::MatmulTexture { sg, rows, c4, .. } => {
@@ -188,6 +199,8 @@ impl Kernel {
             Kernel::Slice => "slice",
             Kernel::Pad => "pad",
             Kernel::OneHot => "one_hot",
+            Kernel::GatherRows => "gather_rows",
+            Kernel::ScatterRows => "scatter_rows",
             Kernel::ReduceWg | Kernel::SoftmaxWg => "main_wg",
             Kernel::BiasAct { .. } => "bias_act",
             Kernel::ChannelSum { inner: 1, .. } => "channel_sum_columns",
@@ -216,7 +229,12 @@ impl Kernel {
             | Kernel::Pad
             | Kernel::OneHot
             | Kernel::ChannelSum { .. } => &[R, X, W],
-            Kernel::Concat | Kernel::Binary | Kernel::BiasAct { .. } => &[R, R, W],
+            // The table (or the indices), the indices (or the gradient rows), the result.
+            Kernel::Concat
+            | Kernel::Binary
+            | Kernel::BiasAct { .. }
+            | Kernel::GatherRows
+            | Kernel::ScatterRows => &[R, R, W],
             // The image, the output gradient, the result, then the activation's output (the
             // image again when there is none).
             Kernel::MaxPoolGrad(..) | Kernel::AvgPoolGrad(..) => &[R, R, W, R],
@@ -230,7 +248,7 @@ impl Kernel {
             // Gradients, hyper-parameters, parameters, state, then the clipping factor.
             Kernel::Sgd => &[R, U, W, X, X, R],
             Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R],
-            Kernel::Adam => &[R, U, W, W, W, R],
+            Kernel::Adam | Kernel::FsAdagrad => &[R, U, W, W, W, R],
         }
     }
 

@@ -321,3 +321,47 @@ impl Layer for Flatten {
         flatten(g, x)
     }
 }
+
+/// An embedding (CNTK's `Embedding`): a table `{name}.weight` of `[vocab, dim]`, looked up
+/// by index inputs (floats holding 0..vocab, any shape `[..]`): `[.., dim]`. Glorot-uniform
+/// by default; to start from a matrix, write it with `Executor::set_parameter`.
+#[derive(Clone, Copy, Debug)]
+pub struct Embedding {
+    /// Rows of the table.
+    pub vocab: usize,
+    /// Length of each row.
+    pub dim: usize,
+    /// The table's initialiser.
+    pub init: Init,
+}
+
+impl Embedding {
+    /// A `vocab × dim` table, glorot-uniform.
+    pub fn new(vocab: usize, dim: usize) -> Embedding {
+        Embedding {
+            vocab,
+            dim,
+            init: Init::GlorotUniform,
+        }
+    }
+
+    /// Another initialiser for the table.
+    pub fn init(mut self, init: Init) -> Embedding {
+        self.init = init;
+        self
+    }
+}
+
+impl Layer for Embedding {
+    fn kind(&self) -> &'static str {
+        "embed"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let w = g.parameter(
+            &format!("{name}.weight"),
+            &[self.vocab, self.dim],
+            self.init,
+        )?;
+        g.embedding(x, w)
+    }
+}

@@ -7,7 +7,9 @@
 
 mod layers;
 
-pub use layers::{Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d};
+pub use layers::{
+    Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Embedding, Flatten, MaxPool2d,
+};
 
 use crate::graph::{Graph, NodeId};
 use crate::Result;

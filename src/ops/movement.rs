@@ -47,6 +47,64 @@ impl Graph {
         ))
     }
 
+    /// `xs` (at least one, all of one shape) stacked along a new axis `axis` (0 ..= rank;
+    /// negative counts from the end, -1 appending it last): numpy's `stack`.
+    pub fn stack(&self, xs: &[NodeId], axis: isize) -> Result<NodeId> {
+        let Some(&first) = xs.first() else {
+            return shape_err("stack", "needs at least one tensor".to_string());
+        };
+        let s = self.check("stack", first)?;
+        for &x in xs {
+            let sx = self.check("stack", x)?;
+            if sx != s {
+                return shape_err("stack", format!("shapes differ: {s} and {sx}"));
+            }
+        }
+        let rank = s.rank() as isize;
+        let at = if axis < 0 { axis + rank + 1 } else { axis };
+        if !(0..=rank).contains(&at) {
+            return shape_err(
+                "stack",
+                format!("axis {axis} is outside 0..={rank} for {s}"),
+            );
+        }
+        let mut dims = s.0.clone();
+        dims.insert(at as usize, Dim::Fixed(1));
+        let mut out = self.reshape(first, Shape(dims.clone()))?;
+        for &x in &xs[1..] {
+            out = self.concat(out, self.reshape(x, Shape(dims.clone()))?, at)?;
+        }
+        Ok(out)
+    }
+
+    /// Rows of `table: [V, D]` picked by `indices` (floats holding row numbers, any shape
+    /// `[..]`): `[.., D]`. An index outside `0..V` gives a zero row. The table's gradient
+    /// sums the incoming rows per index; the indices get none.
+    pub fn embedding(&self, indices: NodeId, table: NodeId) -> Result<NodeId> {
+        let (si, st) = (
+            self.check("embedding", indices)?,
+            self.check("embedding", table)?,
+        );
+        if st.rank() != 2 || st.has_batch() {
+            return shape_err(
+                "embedding",
+                format!("the table must be [rows, dim], got {st}"),
+            );
+        }
+        let mut s = si.clone();
+        s.0.push(st.0[1]);
+        Ok(self.push(Op::GatherRows { table, indices }, s))
+    }
+
+    /// The table gradient of an embedding: `[rows, D]` from `g: [.., D]`.
+    pub(crate) fn scatter_rows(&self, indices: NodeId, g: NodeId, rows: usize) -> NodeId {
+        let d = *self.shape(g).0.last().expect("a row axis");
+        self.push(
+            Op::ScatterRows { indices, g },
+            Shape(vec![Dim::Fixed(rows), d]),
+        )
+    }
+
     /// `a` and `b` joined along `axis` (CNTK's `splice`); other axes must match.
     pub fn concat(&self, a: NodeId, b: NodeId, axis: isize) -> Result<NodeId> {
         let (sa, sb) = (self.check("concat", a)?, self.check("concat", b)?);
@@ -136,6 +194,21 @@ impl Graph {
             }
             // The same mask (same seed, same step) applied to the gradient.
             Op::OneHot { .. } => {}
+            Op::GatherRows { table, indices } => {
+                if wants(table) {
+                    let rows = shape(table).0[0].resolve(0);
+                    res.push((table, self.scatter_rows(indices, g, rows)));
+                }
+            }
+            // Linear in g: its adjoint gathers the rows back.
+            Op::ScatterRows { indices, g: rows } => {
+                if wants(rows) {
+                    res.push((
+                        rows,
+                        self.push(Op::GatherRows { table: g, indices }, shape(rows)),
+                    ));
+                }
+            }
             _ => unreachable!("grad_movement takes its own ops, not {op:?}"),
         }
         Ok(res)

@@ -67,6 +67,46 @@ impl Graph {
         self.reduce(ReduceOp::Max, x, axes, false)
     }
 
+    /// Min over `axes` (empty: all), axes removed.
+    pub fn reduce_min(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
+        self.reduce(ReduceOp::Min, x, axes, false)
+    }
+
+    /// The index of the first maximum along `axis` (negative counts from the end), as a
+    /// float, with that axis removed. It has no gradient.
+    pub fn argmax(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        let s = self.check("argmax", x)?;
+        let axis = s.axis("argmax", axis)?;
+        if s.0[axis] == Dim::Batch {
+            return shape_err("argmax", format!("axis {axis} of {s} is the batch axis"));
+        }
+        let i = self.reduce_axis(ReduceOp::Argmax, x, axis)?;
+        let kept: Vec<Dim> = (0..s.rank())
+            .filter(|&a| a != axis)
+            .map(|a| s.0[a])
+            .collect();
+        self.reshape(i, Shape(kept))
+    }
+
+    /// CNTK's `hardmax`: 1 at the first maximum along `axis`, 0 elsewhere; `x`'s shape. It
+    /// has no gradient.
+    pub fn hardmax(&self, x: NodeId, axis: isize) -> Result<NodeId> {
+        let s = self.check("hardmax", x)?;
+        let axis = s.axis("hardmax", axis)?;
+        let len = s.0[axis].resolve(0);
+        let hot = self.one_hot(self.argmax(x, axis as isize)?, len)?;
+        // one_hot appends the class axis: move it back to `axis`.
+        let last = s.rank() - 1;
+        let perm: Vec<usize> = (0..s.rank())
+            .map(|a| match a.cmp(&axis) {
+                std::cmp::Ordering::Less => a,
+                std::cmp::Ordering::Equal => last,
+                std::cmp::Ordering::Greater => a - 1,
+            })
+            .collect();
+        self.permute(hot, &perm)
+    }
+
     /// Broadcasts `x` to `shape`.
     pub fn expand(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
         self.expand_mean(x, shape, None)
@@ -116,10 +156,13 @@ impl Graph {
                 let gx = match op {
                     ReduceOp::Sum => self.expand(g, xs)?,
                     ReduceOp::Mean => self.expand_mean(g, xs, Some(axis))?,
-                    ReduceOp::Max => {
+                    // To every element equal to the extremum (all of them on ties).
+                    ReduceOp::Max | ReduceOp::Min => {
                         let hit = self.binary(BinaryOp::Eq, x, self.expand(out, xs.clone())?)?;
                         self.mul(self.expand(g, xs)?, hit)?
                     }
+                    // An index is piecewise constant: no gradient.
+                    ReduceOp::Argmax => return Ok(res),
                 };
                 res.push((x, gx));
             }

@@ -42,6 +42,17 @@ pub enum Algorithm {
         /// ε.
         eps: f32,
     },
+    /// CNTK's FSAdaGrad (the learner of tutorial 106A), for minibatches of N samples:
+    /// `v ← β·v + (1−β)·g²` with `β = e^(−N/τ)`; each gradient element is scaled by
+    /// `min(√c / √v, 10)` (c the smoothed sample count, so the scaled gradient keeps its
+    /// typical size), then unit-gain momentum `m ← μm + (1−μ)·g'; p ← p − lr·m`. Computed
+    /// from the minibatch-mean gradient with the bounds CNTK applies to the summed one.
+    FsAdagrad {
+        /// Momentum μ per minibatch.
+        momentum: f32,
+        /// τ, the variance's time constant in samples (CNTK's default: 720,000).
+        variance_time_constant: f32,
+    },
 }
 
 /// How the learning rate changes with the minibatch count t (starting at 0).
@@ -183,6 +194,17 @@ impl Learner {
         Learner::with(Algorithm::Adagrad { eps: 1e-10 }, lr)
     }
 
+    /// CNTK's FSAdaGrad with momentum μ and CNTK's default variance time constant.
+    pub fn fsadagrad(lr: f32, momentum: f32) -> Learner {
+        Learner::with(
+            Algorithm::FsAdagrad {
+                momentum,
+                variance_time_constant: 720_000.0,
+            },
+            lr,
+        )
+    }
+
     /// Adds momentum to SGD (no effect on other algorithms).
     pub fn momentum(mut self, m: f32) -> Learner {
         if let Algorithm::Sgd { momentum, .. } = &mut self.algorithm {
@@ -241,6 +263,7 @@ impl Learner {
             Algorithm::Adam { beta1, beta2, eps } => (beta1, beta2, eps, false),
             Algorithm::RmsProp { rho, eps } => (rho, 0.0, eps, false),
             Algorithm::Adagrad { eps } => (0.0, 0.0, eps, false),
+            Algorithm::FsAdagrad { momentum, .. } => (momentum, 0.0, 0.0, false),
         };
         let step = (t + 1) as i32;
         let (c1, c2) = match self.algorithm {
@@ -264,6 +287,29 @@ impl Learner {
         }
     }
 
+    /// The uniform at minibatch `t` of `batch` samples, advancing `smoothed_count` (the
+    /// trainer's running sample count of FSAdaGrad's variance; other learners ignore both).
+    pub(crate) fn hyper_at(&self, t: u64, batch: usize, smoothed_count: &mut f64) -> Hyper {
+        let mut h = self.hyper(t);
+        if let Algorithm::FsAdagrad {
+            variance_time_constant,
+            ..
+        } = self.algorithm
+        {
+            let n = batch as f64;
+            let beta = (-n / variance_time_constant as f64).exp();
+            *smoothed_count = beta * *smoothed_count + (1.0 - beta) * n;
+            h.beta2 = beta as f32;
+            // 1 − β from f64: in f32 it would lose most digits for τ ≫ N.
+            h.eps = (1.0 - beta) as f32;
+            h.c1 = smoothed_count.sqrt() as f32;
+            // CNTK bounds the multiplier of the summed gradient by 10: that of the mean is
+            // N times larger.
+            h.c2 = (10.0 * n) as f32;
+        }
+        h
+    }
+
     pub(crate) fn rule(&self) -> UpdateRule {
         let (kernel, state) = match self.algorithm {
             Algorithm::Sgd { momentum: 0.0, .. } => (Kernel::Sgd, 0),
@@ -271,6 +317,7 @@ impl Learner {
             Algorithm::Adam { .. } => (Kernel::Adam, 2),
             Algorithm::RmsProp { .. } => (Kernel::RmsProp, 1),
             Algorithm::Adagrad { .. } => (Kernel::Adagrad, 1),
+            Algorithm::FsAdagrad { .. } => (Kernel::FsAdagrad, 2),
         };
         UpdateRule {
             kernel,

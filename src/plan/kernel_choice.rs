@@ -4,7 +4,7 @@
 
 use super::liveness::PlanGraph;
 use crate::device::Context;
-use crate::graph::{NodeId, Op};
+use crate::graph::{NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
     BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SoftmaxParams,
     UnaryParams, BINARY_FIRST,
@@ -70,7 +70,9 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::Slice { .. }
         | Op::Pad { .. }
         | Op::Permute { .. }
-        | Op::OneHot { .. } => movement_dispatch(g, i)?,
+        | Op::OneHot { .. }
+        | Op::GatherRows { .. }
+        | Op::ScatterRows { .. } => movement_dispatch(g, i)?,
         Op::Dropout { p, seed, .. } => {
             let params = Params::Fill(FillParams {
                 n: n as u32,
@@ -138,7 +140,7 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
                 inner: inner as u32,
                 op: op.code(),
             });
-            if cooperate(outer * inner, len) {
+            if cooperate(outer * inner, len) && op != ReduceOp::Argmax {
                 (Kernel::ReduceWg, params, groups_per_item(outer * inner))
             } else {
                 (Kernel::Reduce, params, groups_1d(outer * inner))
@@ -270,6 +272,22 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
                 ..Default::default()
             });
             (Kernel::OneHot, params, groups_1d(n))
+        }
+        // outer: the indices, len_a: the table's rows, inner: a row's length.
+        Op::GatherRows { table, indices } | Op::ScatterRows { indices, g: table } => {
+            let rows = |x: NodeId| {
+                Params::Copy(CopyParams {
+                    outer: d(indices).iter().product::<usize>() as u32,
+                    len_a: d(x)[0] as u32,
+                    inner: d(x)[d(x).len() - 1] as u32,
+                    ..Default::default()
+                })
+            };
+            match *g.op(i) {
+                Op::GatherRows { .. } => (Kernel::GatherRows, rows(table), groups_1d(n)),
+                // One invocation per element of the table gradient.
+                _ => (Kernel::ScatterRows, rows(NodeId(i)), groups_1d(n)),
+            }
         }
         _ => unreachable!("movement_dispatch takes movement ops"),
     })

@@ -45,6 +45,10 @@ impl Trainer {
         let mut info = meta.clone();
         info.insert("wgrad.minibatches".into(), self.minibatches.to_string());
         info.insert("wgrad.step".into(), self.exec.step().to_string());
+        info.insert(
+            "wgrad.smoothed_count".into(),
+            self.smoothed_count.to_string(),
+        );
         let data = safetensors::tensor::serialize(views, Some(info))
             .map_err(|e| Error::Invalid(format!("checkpoint: {e}")))?;
         write_atomic(path, &data)
@@ -71,16 +75,28 @@ impl Trainer {
                 .collect();
             entries.push((name, view.shape().to_vec(), data));
         }
-        self.exec
-            .import_state(&entries)
-            .map_err(|e| bad(e.to_string()))?;
+        // Every counter is read before anything changes, so a bad file changes nothing.
         let num = |k: &str| -> Result<u64> {
             meta.get(k)
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| bad(format!("metadata {k} is missing")))
         };
-        self.minibatches = num("wgrad.minibatches")?;
-        self.exec.set_step(num("wgrad.step")? as u32);
+        let (minibatches, step) = (num("wgrad.minibatches")?, num("wgrad.step")?);
+        // Absent from checkpoints written before FSAdaGrad: no learner used it then.
+        let smoothed_count = match meta.get("wgrad.smoothed_count") {
+            Some(v) => v.parse().map_err(|_| {
+                bad(format!(
+                    "metadata wgrad.smoothed_count is not a number: {v}"
+                ))
+            })?,
+            None => 0.0,
+        };
+        self.exec
+            .import_state(&entries)
+            .map_err(|e| bad(e.to_string()))?;
+        self.minibatches = minibatches;
+        self.exec.set_step(step as u32);
+        self.smoothed_count = smoothed_count;
         Ok(meta)
     }
 }

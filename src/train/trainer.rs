@@ -27,6 +27,8 @@ pub struct Trainer {
     metric: Option<NodeId>,
     pub(crate) learner: Learner,
     pub(crate) minibatches: u64,
+    /// The learner's running sample count (FSAdaGrad's variance normaliser).
+    pub(crate) smoothed_count: f64,
 }
 
 impl Trainer {
@@ -62,7 +64,17 @@ impl Trainer {
             metric,
             learner,
             minibatches: 0,
+            smoothed_count: 0.0,
         })
+    }
+
+    /// Writes the learner's hyper-parameters for the next minibatch (`feed`'s size).
+    fn set_hyper(&mut self, feed: &Feed) -> Result<()> {
+        let batch = self.exec.feed_batch(&[self.loss], feed)?;
+        let t = self.minibatches;
+        let hyper = self.learner.hyper_at(t, batch, &mut self.smoothed_count);
+        self.exec.set_hyper(hyper);
+        Ok(())
     }
 
     fn reported(&self) -> Vec<NodeId> {
@@ -75,7 +87,7 @@ impl Trainer {
     /// `read`, waits for it and returns the minibatch's mean loss (and metric); otherwise
     /// returns at once with `None` and nothing is read back.
     pub fn train_minibatch(&mut self, feed: &Feed, read: bool) -> Result<Option<MinibatchStats>> {
-        self.exec.set_hyper(self.learner.hyper(self.minibatches));
+        self.set_hyper(feed)?;
         let out = self.exec.run(&self.reported(), feed, Pass::Train, read)?;
         self.minibatches += 1;
         Ok(out.map(stats))
@@ -86,7 +98,7 @@ impl Trainer {
     /// time), so the host prepares the next minibatch while the device runs this one. Call
     /// [`Trainer::finish_minibatches`] for the last step's statistics.
     pub fn train_minibatch_pipelined(&mut self, feed: &Feed) -> Result<Option<MinibatchStats>> {
-        self.exec.set_hyper(self.learner.hyper(self.minibatches));
+        self.set_hyper(feed)?;
         let out = self
             .exec
             .run_with(&self.reported(), feed, Pass::Train, Readback::Deferred)?;

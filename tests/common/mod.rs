@@ -386,3 +386,40 @@ pub fn mnist_dir() -> Option<std::path::PathBuf> {
     );
     None
 }
+
+/// Fixed-shape inputs `x0, x1, …` of these shapes.
+pub fn fixed_inputs(g: &Graph, shapes: &[Vec<usize>]) -> Vec<NodeId> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            g.input_with_shape(&format!("x{i}"), Shape::fixed(s))
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Evaluates what `build` makes of fixed inputs with these shapes and data (poisoned
+/// context): the values and their shape.
+pub fn run(
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> (Vec<f32>, Shape) {
+    run_on(&ctx(), shapes, data, build)
+}
+
+/// [`run`] on a given context.
+pub fn run_on(
+    ctx: &Context,
+    shapes: &[Vec<usize>],
+    data: &[Vec<f32>],
+    build: impl Fn(&Graph, &[NodeId]) -> NodeId,
+) -> (Vec<f32>, Shape) {
+    let g = Graph::new();
+    let xs = fixed_inputs(&g, shapes);
+    let out = build(&g, &xs);
+    let mut ex = Executor::new(ctx, &g).unwrap();
+    let feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
+    (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
+}

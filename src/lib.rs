@@ -54,7 +54,7 @@ pub use ops::{Padding, WindowOpts};
 pub use optim::lbfgs;
 pub use optim::{Algorithm, Learner, Schedule, Sgd};
 pub use plan::summary::{Activation, DispatchSummary, Fused, PlanSummary, Role};
-pub use shape::{Dim, Shape};
+pub use shape::{Dim, Shape, Sizes};
 pub use tensor::{Fill, Tensor};
 pub use train::trainer::{MinibatchStats, Trainer};
 pub use train::{checkpoint, fit, plot, trainer};

@@ -1,8 +1,10 @@
-//! Shapes with a symbolic batch dimension.
+//! Shapes with symbolic batch and sequence dimensions.
 //!
 //! Input variables have a batch axis whose size is only known when data is fed (and may change
-//! between calls, e.g. for a last partial minibatch). A [`Shape`] keeps that axis symbolic as
-//! [`Dim::Batch`]; a plan resolves it to a number with [`Shape::resolve`].
+//! between calls, e.g. for a last partial minibatch). Sequence inputs also have a sequence
+//! axis (the steps, right after the batch axis), padded to the longest sequence of the
+//! minibatch. A [`Shape`] keeps both symbolic as [`Dim::Batch`] and [`Dim::Seq`]; a plan binds
+//! them to numbers with [`Shape::dims`].
 
 use std::fmt;
 
@@ -11,15 +13,40 @@ use std::fmt;
 pub enum Dim {
     /// The minibatch axis, sized by the feed.
     Batch,
+    /// The sequence axis: the steps of the minibatch's sequences, padded to the longest.
+    Seq,
     /// A size known when the graph is built.
     Fixed(usize),
 }
 
+/// The sizes a feed binds the symbolic axes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sizes {
+    /// Samples (sequences) in the minibatch.
+    pub batch: usize,
+    /// Steps of the sequence axis (the longest sequence, padding included); 1 without one.
+    pub steps: usize,
+}
+
+impl Sizes {
+    /// A minibatch of `batch` samples and no sequence axis.
+    pub fn batch(batch: usize) -> Sizes {
+        Sizes { batch, steps: 1 }
+    }
+}
+
 impl Dim {
-    /// The size once the batch size is known.
+    /// The size once the batch size is known (the sequence axis counts 1 step: use
+    /// [`Dim::size`] where one may occur).
     pub fn resolve(self, batch: usize) -> usize {
+        self.size(Sizes::batch(batch))
+    }
+
+    /// The size once the feed's sizes are known.
+    pub fn size(self, s: Sizes) -> usize {
         match self {
-            Dim::Batch => batch,
+            Dim::Batch => s.batch,
+            Dim::Seq => s.steps,
             Dim::Fixed(n) => n,
         }
     }
@@ -52,12 +79,22 @@ impl Shape {
         self.0.contains(&Dim::Batch)
     }
 
-    /// Concrete sizes for a batch size.
+    /// Concrete sizes for a batch size (a sequence axis counts 1 step).
     pub fn resolve(&self, batch: usize) -> Vec<usize> {
-        self.0.iter().map(|d| d.resolve(batch)).collect()
+        self.dims(Sizes::batch(batch))
     }
 
-    /// Element count of the fixed axes (the batch axis counts as 1).
+    /// Concrete sizes once the feed's sizes are known.
+    pub fn dims(&self, s: Sizes) -> Vec<usize> {
+        self.0.iter().map(|d| d.size(s)).collect()
+    }
+
+    /// True when an axis is the sequence axis.
+    pub fn has_seq(&self) -> bool {
+        self.0.contains(&Dim::Seq)
+    }
+
+    /// Element count of the fixed axes (the batch and sequence axes count as 1).
     pub fn per_sample(&self) -> usize {
         self.resolve(1).iter().product()
     }
@@ -121,6 +158,7 @@ impl fmt::Display for Shape {
             }
             match d {
                 Dim::Batch => write!(f, "batch")?,
+                Dim::Seq => write!(f, "seq")?,
                 Dim::Fixed(n) => write!(f, "{n}")?,
             }
         }

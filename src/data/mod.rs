@@ -1,11 +1,13 @@
 //! Data: an in-memory [`Dataset`] of named streams, a [`MinibatchSource`] that shuffles per
 //! epoch and prefetches on a background thread, and readers for MNIST's IDX files and CNTK's
-//! text format (CTF).
+//! text format (CTF), and [`SequenceBatch`], which packs sequences of different lengths.
 
 pub mod ctf;
 pub mod mnist;
+mod sequences;
 mod source;
 
+pub use sequences::SequenceBatch;
 pub use source::{Minibatch, MinibatchSource};
 
 use crate::{Error, Result};

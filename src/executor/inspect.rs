@@ -19,14 +19,8 @@ impl Executor {
         let pass = if training { Pass::Train } else { Pass::Eval };
         self.run(outputs, feed, pass, false)?; // builds the plan
         self.ctx.wait()?;
-        let batch = self
-            .plans
-            .keys()
-            .filter(|k| k.0 == outputs && k.1 == pass)
-            .map(|k| k.2)
-            .next()
-            .unwrap_or(1);
-        let plan = &self.plans[&(outputs.to_vec(), pass, batch)];
+        let key = self.ensure_plan(outputs, feed, pass, false)?;
+        let plan = &self.plans[&key];
         let mut out = Vec::with_capacity(plan.steps.len());
         for s in &plan.steps {
             let t0 = std::time::Instant::now();

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use crate::device::Context;
 use crate::graph::{Graph, Node, NodeId, Op};
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
+use crate::shape::Sizes;
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
 
@@ -43,8 +44,8 @@ pub(crate) enum Readback {
     Deferred,
 }
 
-/// A plan is specific to its outputs, its pass and the batch size.
-type PlanKey = (Vec<NodeId>, Pass, usize);
+/// A plan is specific to its outputs, its pass and the feed's sizes.
+type PlanKey = (Vec<NodeId>, Pass, Sizes);
 
 /// Runs a graph on a [`Context`]; see the module docs.
 pub struct Executor {
@@ -171,7 +172,7 @@ impl Executor {
         let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
         let t_encode = std::time::Instant::now();
         let plan = &self.plans[&key];
-        debug_assert_eq!(plan.batch, key.2);
+        debug_assert_eq!(plan.sizes, key.2);
         for (id, buf, len) in &plan.inputs {
             let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
             debug_assert_eq!(data.len(), *len);
@@ -230,9 +231,9 @@ impl Executor {
         }
     }
 
-    /// The key of the plan for `outputs` in `pass` at the feed's batch size, building the
+    /// The key of the plan for `outputs` in `pass` at the feed's sizes, building the
     /// plan first if needed (with the deferred readback buffers when `deferred`).
-    fn ensure_plan(
+    pub(super) fn ensure_plan(
         &mut self,
         outputs: &[NodeId],
         feed: &Feed,
@@ -260,8 +261,8 @@ impl Executor {
             targets.push(l.clip);
             targets.extend(self.assigns.iter().map(|a| a.1));
         }
-        let batch = self.batch_size(&targets, feed, training)?;
-        let key = (outputs.to_vec(), pass, batch);
+        let sizes = self.sizes(&targets, feed, training)?;
+        let key = (outputs.to_vec(), pass, sizes);
         if !self.plans.contains_key(&key) {
             let mut updates: Vec<ArenaUpdate> = Vec::new();
             if let (Some(l), true) = (&self.learner, update) {
@@ -298,7 +299,7 @@ impl Executor {
                 &self.persistent,
                 outputs,
                 &extras,
-                batch,
+                sizes,
             )?;
             self.plans.insert(key.clone(), plan);
         }

@@ -89,7 +89,7 @@ impl Graph {
                 } else {
                     ReduceOp::Sum
                 };
-                cur = self.reduce_axis(op, cur, i)?;
+                cur = self.reduce_any_axis(op, cur, i)?;
             }
         }
         self.reshape(cur, target.clone())
@@ -129,6 +129,12 @@ impl Graph {
             }
             Op::Pool { .. } | Op::PoolGrad { .. } => self.grad_pool(out, op, g, &wants),
             Op::Dropout { .. } | Op::Mode { .. } => self.grad_random(out, op, g, &wants),
+            Op::SeqPick { .. }
+            | Op::SeqPlace { .. }
+            | Op::SeqReduce { .. }
+            | Op::SeqBroadcast { .. }
+            | Op::SeqShift { .. }
+            | Op::SeqMask { .. } => self.grad_sequence(out, op, g, &wants),
         }
     }
 }

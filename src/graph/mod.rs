@@ -16,6 +16,9 @@ use crate::{Error, Result};
 
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp, Window};
 
+/// The name of the input that holds the sequence lengths ([`Graph::sequence_lengths`]).
+pub const SEQUENCE_LENGTHS: &str = "sequence lengths";
+
 /// A node of a [`Graph`]; cheap to copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub(crate) usize);
@@ -223,6 +226,12 @@ impl Graph {
                 format!("{name}: at most one batch axis, got {shape}"),
             );
         }
+        if shape.has_seq() && shape.0.get(..2) != Some(&[Dim::Batch, Dim::Seq][..]) {
+            return shape_err(
+                "input",
+                format!("{name}: a sequence axis must follow the batch axis, got {shape}"),
+            );
+        }
         if shape.0.contains(&Dim::Fixed(0)) {
             return shape_err("input", format!("{name}: empty axis in {shape}"));
         }
@@ -232,6 +241,32 @@ impl Graph {
             )));
         }
         Ok(self.push(Op::Input { name: name.into() }, shape))
+    }
+
+    /// A sequence input: `input_sequence("x", &[3])` has shape `[batch, seq, 3]`, a minibatch
+    /// of sequences of any lengths padded to the longest (see
+    /// [`SequenceBatch`](crate::data::SequenceBatch), which packs them). All sequence inputs
+    /// of a graph share one sequence axis and its lengths, [`Graph::sequence_lengths`].
+    pub fn input_sequence(&self, name: &str, dims: &[usize]) -> Result<NodeId> {
+        let mut shape = vec![Dim::Batch, Dim::Seq];
+        shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+        let x = self.input_with_shape(name, Shape(shape))?;
+        self.sequence_lengths();
+        Ok(x)
+    }
+
+    /// The input holding each sequence's length (`[batch]`, whole numbers from 1 to the
+    /// padded steps), created with the graph's first sequence input.
+    pub fn sequence_lengths(&self) -> NodeId {
+        match self.find(SEQUENCE_LENGTHS) {
+            Some(id) => id,
+            None => self.push(
+                Op::Input {
+                    name: SEQUENCE_LENGTHS.into(),
+                },
+                Shape::batched(&[]),
+            ),
+        }
     }
 
     /// A learnable parameter of fixed shape.

@@ -334,6 +334,60 @@ pub enum Op {
         /// Incoming gradient `[.., D]`.
         g: NodeId,
     },
+    /// One step of each sequence: `[batch, seq, ..] → [batch, ..]`, the last valid one (or
+    /// the first).
+    SeqPick {
+        /// A sequence tensor.
+        x: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// The last step (else the first).
+        last: bool,
+    },
+    /// The adjoint of [`Op::SeqPick`]: `g: [batch, ..]` placed at that step, zeros elsewhere
+    /// (`[batch, seq, ..]`).
+    SeqPlace {
+        /// Per-sequence values.
+        g: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// At the last step (else the first).
+        last: bool,
+    },
+    /// Σ (or max) over each sequence's valid steps: `[batch, seq, ..] → [batch, ..]`.
+    SeqReduce {
+        /// A sequence tensor.
+        x: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// Max instead of Σ.
+        max: bool,
+    },
+    /// A per-sequence value at every valid step, zeros at padding: `[batch, ..] →
+    /// [batch, seq, ..]` (CNTK's `sequence.broadcast_as`).
+    SeqBroadcast {
+        /// Per-sequence values.
+        v: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+    },
+    /// The value one step earlier (`past_value`) or later (`future_value`), `init` where
+    /// there is none; zeros at padding.
+    SeqShift {
+        /// A sequence tensor.
+        x: NodeId,
+        /// The initial state, `[batch, ..]`.
+        init: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// One step later (else earlier).
+        future: bool,
+    },
+    /// 1 at every valid step, 0 at padding: `[batch, seq]`.
+    SeqMask {
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -441,6 +495,15 @@ impl Op {
             Op::BiasAct { x, b, .. } => vec![x, b],
             Op::PoolGrad { x, g, .. } => vec![x, g],
             Op::GatherRows { table, indices } => vec![table, indices],
+            Op::SeqPick { x, lengths, .. }
+            | Op::SeqReduce { x, lengths, .. }
+            | Op::SeqBroadcast { v: x, lengths }
+            | Op::SeqPlace { g: x, lengths, .. } => vec![x, lengths],
+            // Bound in this order: the lengths always at the same binding.
+            Op::SeqShift {
+                x, init, lengths, ..
+            } => vec![x, lengths, init],
+            Op::SeqMask { lengths } => vec![lengths],
             Op::ScatterRows { indices, g } => vec![indices, g],
             Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],

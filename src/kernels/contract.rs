@@ -64,6 +64,8 @@ blocks! {
     ReduceParams { outer: u32, len: u32, inner: u32, op: u32 }
     /// softmax.wgsl: `[outer, len, inner]` along `len` (`log` 1 for log-softmax).
     SoftmaxParams { outer: u32, len: u32, inner: u32, log: u32 }
+    /// sequence.wgsl: `[batch, steps, inner]` sequence tensors.
+    SeqParams { batch: u32, steps: u32, inner: u32, _p0: u32 }
     /// loss.wgsl: rows of `classes` scores; the incoming gradient is one value when
     /// `g_scalar`, scaled by `g_scale`.
     LossParams { rows: u32, classes: u32, g_scalar: u32, g_scale: f32 }
@@ -86,6 +88,7 @@ pub(crate) enum Params {
     Reduce(ReduceParams),
     Softmax(SoftmaxParams),
     Loss(LossParams),
+    Seq(SeqParams),
 }
 
 impl Params {
@@ -109,6 +112,7 @@ impl Params {
             Params::Reduce(p) => bytemuck::bytes_of(p),
             Params::Softmax(p) => bytemuck::bytes_of(p),
             Params::Loss(p) => bytemuck::bytes_of(p),
+            Params::Seq(p) => bytemuck::bytes_of(p),
         };
         debug_assert!(b.len() as u64 <= PARAMS_SIZE);
         b

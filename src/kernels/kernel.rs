@@ -130,6 +130,21 @@ pub(crate) enum Kernel {
         c: u32,
         inner: u32,
     },
+    /// Sequence ops, specialised on their variant (sequence.wgsl).
+    SeqPick {
+        last: bool,
+    },
+    SeqPlace {
+        last: bool,
+    },
+    SeqReduce {
+        max: bool,
+    },
+    SeqBroadcast,
+    SeqShift {
+        future: bool,
+    },
+    SeqMask,
 }
 
 impl Kernel {
@@ -166,6 +181,12 @@ impl Kernel {
             | Kernel::RmsProp
             | Kernel::Adagrad
             | Kernel::FsAdagrad => Shader::Optim,
+            Kernel::SeqPick { .. }
+            | Kernel::SeqPlace { .. }
+            | Kernel::SeqReduce { .. }
+            | Kernel::SeqBroadcast
+            | Kernel::SeqShift { .. }
+            | Kernel::SeqMask => Shader::Sequence,
         }
     }
 
@@ -205,6 +226,12 @@ impl Kernel {
             Kernel::BiasAct { .. } => "bias_act",
             Kernel::ChannelSum { inner: 1, .. } => "channel_sum_columns",
             Kernel::ChannelSum { .. } => "channel_sum",
+            Kernel::SeqPick { .. } => "seq_pick",
+            Kernel::SeqPlace { .. } => "seq_place",
+            Kernel::SeqReduce { .. } => "seq_reduce",
+            Kernel::SeqBroadcast => "seq_broadcast",
+            Kernel::SeqShift { .. } => "seq_shift",
+            Kernel::SeqMask => "seq_mask",
             _ => "main",
         }
     }
@@ -249,6 +276,14 @@ impl Kernel {
             Kernel::Sgd => &[R, U, W, X, X, R],
             Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R],
             Kernel::Adam | Kernel::FsAdagrad => &[R, U, W, W, W, R],
+            // The sequence tensor (or per-sequence values), the lengths, then the result.
+            Kernel::SeqPick { .. }
+            | Kernel::SeqPlace { .. }
+            | Kernel::SeqReduce { .. }
+            | Kernel::SeqBroadcast => &[R, R, X, W],
+            // The sequence, the lengths, the initial state, the result.
+            Kernel::SeqShift { .. } => &[R, R, R, W],
+            Kernel::SeqMask => &[X, R, X, W],
         }
     }
 
@@ -347,6 +382,9 @@ impl Kernel {
                 ("INNER", inner as f64),
                 ("ACT", act as u32 as f64),
             ],
+            Kernel::SeqPick { last } | Kernel::SeqPlace { last } => vec![("LAST", flag(last))],
+            Kernel::SeqReduce { max } => vec![("MAX", flag(max))],
+            Kernel::SeqShift { future } => vec![("FUTURE", flag(future))],
             Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),
         }

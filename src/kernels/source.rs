@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use super::contract::{
     prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, ProductParams,
-    ReduceParams, Runtime, SoftmaxParams, UnaryParams,
+    ReduceParams, Runtime, SeqParams, SoftmaxParams, UnaryParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -42,6 +42,8 @@ pub enum Shader {
     Copy,
     /// Per-channel bias with a fused activation, and per-channel sums.
     Bias,
+    /// Ops that mix the steps of sequences.
+    Sequence,
 }
 
 /// A shared prelude file.
@@ -53,7 +55,7 @@ const LANES: &str = include_str!("../../shaders/lanes.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -68,6 +70,7 @@ impl Shader {
         Shader::Pool,
         Shader::Copy,
         Shader::Bias,
+        Shader::Sequence,
     ];
 
     /// The file name under `shaders/`.
@@ -87,6 +90,7 @@ impl Shader {
             Shader::Pool => "pool.wgsl",
             Shader::Copy => "copy.wgsl",
             Shader::Bias => "bias.wgsl",
+            Shader::Sequence => "sequence.wgsl",
         }
     }
 
@@ -107,6 +111,7 @@ impl Shader {
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
+            Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
         }
     }
 
@@ -125,6 +130,7 @@ impl Shader {
             Shader::Optim => CountParams::wgsl("Params") + &Hyper::wgsl("Hyper"),
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
+            Shader::Sequence => SeqParams::wgsl("Params"),
         }
     }
 

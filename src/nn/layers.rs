@@ -57,14 +57,18 @@ impl Layer for Activation {
     }
 }
 
-/// Flattens every axis after the batch axis: `[batch, …] → [batch, n]`.
+/// Flattens every axis after the batch axis (after the sequence axis for sequences, so
+/// that layers apply per step): `[batch, …] → [batch, n]`, `[batch, seq, …] → [batch, seq, n]`.
 fn flatten(g: &Graph, x: NodeId) -> Result<NodeId> {
     let s = g.shape(x);
-    if s.rank() <= 2 {
+    let keep = if s.has_seq() { 2 } else { 1 };
+    if s.rank() <= keep + 1 {
         return Ok(x);
     }
-    let n: usize = s.0[1..].iter().map(|d| d.resolve(1)).product();
-    g.reshape(x, Shape(vec![s.0[0], Dim::Fixed(n)]))
+    let n: usize = s.0[keep..].iter().map(|d| d.resolve(1)).product();
+    let mut dims = s.0[..keep].to_vec();
+    dims.push(Dim::Fixed(n));
+    g.reshape(x, Shape(dims))
 }
 
 /// Fully connected layer `act(x·W + b)`, W `[in, units]` (glorot-uniform), b `[units]`

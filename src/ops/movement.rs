@@ -11,7 +11,14 @@ impl Graph {
     pub fn reshape(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
         let s = self.check("reshape", x)?;
         let batches = |sh: &Shape| sh.0.iter().filter(|d| **d == Dim::Batch).count();
-        if batches(&s) != batches(&shape) || s.per_sample() != shape.per_sample() {
+        // A sequence axis stays where it is, right after the batch axis.
+        let seq_ok =
+            |sh: &Shape| !sh.has_seq() || sh.0.get(..2) == Some(&[Dim::Batch, Dim::Seq][..]);
+        if batches(&s) != batches(&shape)
+            || s.has_seq() != shape.has_seq()
+            || !seq_ok(&shape)
+            || s.per_sample() != shape.per_sample()
+        {
             return shape_err("reshape", format!("cannot reshape {s} to {shape}"));
         }
         if s == shape {

@@ -9,6 +9,19 @@ use crate::Result;
 impl Graph {
     /// Reduction over one axis, kept with size 1.
     pub fn reduce_axis(&self, op: ReduceOp, x: NodeId, axis: usize) -> Result<NodeId> {
+        let s = self.check("reduce", x)?;
+        if s.0.get(axis) == Some(&Dim::Seq) {
+            return shape_err(
+                "reduce",
+                format!("axis {axis} of {s} is the sequence axis: use sequence_reduce_sum / sequence_reduce_max (or sequence_token_mean), which skip the padding"),
+            );
+        }
+        self.reduce_any_axis(op, x, axis)
+    }
+
+    /// [`Graph::reduce_axis`] over any axis, the sequence axis included: for gradient
+    /// rules summing a broadcast operand's gradient, which is zero at padding steps.
+    pub(crate) fn reduce_any_axis(&self, op: ReduceOp, x: NodeId, axis: usize) -> Result<NodeId> {
         let mut s = self.check("reduce", x)?;
         if axis >= s.rank() {
             return shape_err("reduce", format!("axis {axis} out of range for shape {s}"));

@@ -36,7 +36,6 @@ pub(crate) fn plan(
     dispatches: &[Dispatch],
     extras: &Extras<'_>,
     outputs: &[NodeId],
-    batch: usize,
 ) -> Result<Plan> {
     let mut inputs = Vec::with_capacity(layout.inputs.len());
     for &id in layout.inputs {
@@ -165,7 +164,7 @@ pub(crate) fn plan(
     let mut keep = slots;
     keep.push(params);
     Ok(Plan {
-        batch,
+        sizes: g.sizes,
         inputs,
         steps,
         outputs: out_bufs,

@@ -93,7 +93,7 @@ mod tests {
         let loss = g.reduce_sum(y, &[]).unwrap();
         let gs = g.grad(loss, &[w, v]).unwrap();
         let (nodes, grads) = (g.nodes().clone(), gs.clone());
-        let pg = PlanGraph::new(&nodes, 4, true);
+        let pg = PlanGraph::new(&nodes, crate::shape::Sizes::batch(4), true);
         let mut live = Liveness::new(&pg, &grads);
         // w and v share one gradient node: it is used twice, so both are copied.
         assert_eq!(gs[0], gs[1]);

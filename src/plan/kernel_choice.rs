@@ -6,8 +6,8 @@ use super::liveness::PlanGraph;
 use crate::device::Context;
 use crate::graph::{NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
-    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SoftmaxParams,
-    UnaryParams, BINARY_FIRST,
+    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SeqParams,
+    SoftmaxParams, UnaryParams, BINARY_FIRST,
 };
 use crate::kernels::{
     groups_1d, groups_per_item, Act, Epilogue, Gather, Kernel, Params, SUBGROUP_BLOCKS,
@@ -163,6 +163,12 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         Op::CrossEntropy { .. } | Op::CrossEntropyGrad { .. } | Op::ClassError { .. } => {
             loss_dispatch(g, i)
         }
+        Op::SeqPick { .. }
+        | Op::SeqPlace { .. }
+        | Op::SeqReduce { .. }
+        | Op::SeqBroadcast { .. }
+        | Op::SeqShift { .. }
+        | Op::SeqMask { .. } => sequence_dispatch(g, i),
     }))
 }
 
@@ -334,6 +340,30 @@ fn product_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Choice> {
         }
         _ => unreachable!("product_dispatch takes products"),
     }
+}
+
+/// Sequence ops: one invocation per output element; the parameter block gives the batch,
+/// the padded steps and the elements of one step.
+fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
+    let (batch, steps) = (g.sizes.batch, g.sizes.steps);
+    let seq = |x: NodeId| g.dims[x.0][2..].iter().product::<usize>();
+    let step = |x: NodeId| g.dims[x.0][1..].iter().product::<usize>();
+    let (kernel, inner) = match *g.op(i) {
+        Op::SeqPick { x, last, .. } => (Kernel::SeqPick { last }, seq(x)),
+        Op::SeqPlace { g: v, last, .. } => (Kernel::SeqPlace { last }, step(v)),
+        Op::SeqReduce { x, max, .. } => (Kernel::SeqReduce { max }, seq(x)),
+        Op::SeqBroadcast { v, .. } => (Kernel::SeqBroadcast, step(v)),
+        Op::SeqShift { x, future, .. } => (Kernel::SeqShift { future }, seq(x)),
+        Op::SeqMask { .. } => (Kernel::SeqMask, 1),
+        _ => unreachable!("sequence_dispatch takes sequence ops"),
+    };
+    let params = Params::Seq(SeqParams {
+        batch: batch as u32,
+        steps: steps as u32,
+        inner: inner as u32,
+        _p0: 0,
+    });
+    (kernel, params, groups_1d(g.numel(i)))
 }
 
 /// Cross-entropy, its gradient and classification error: one invocation per row.

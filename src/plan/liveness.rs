@@ -3,23 +3,27 @@
 
 use crate::dtype::DType;
 use crate::graph::{Node, NodeId, Op};
+use crate::shape::Sizes;
 
-/// The graph as a plan sees it: the nodes, their shapes at this batch size, and the mode.
+/// The graph as a plan sees it: the nodes, their shapes at the feed's sizes, and the mode.
 pub(crate) struct PlanGraph<'a> {
     pub nodes: &'a [Node],
-    /// Each node's shape with the batch axis bound.
+    /// Each node's shape with the batch and sequence axes bound.
     pub dims: Vec<Vec<usize>>,
+    /// What the symbolic axes are bound to.
+    pub sizes: Sizes,
     /// Training steps run the training branch of mode switches.
     pub training: bool,
 }
 
 impl<'a> PlanGraph<'a> {
-    /// The graph `nodes` at batch size `batch`.
-    pub fn new(nodes: &'a [Node], batch: usize, training: bool) -> PlanGraph<'a> {
-        let dims = nodes.iter().map(|n| n.shape.resolve(batch)).collect();
+    /// The graph `nodes` at the feed's sizes.
+    pub fn new(nodes: &'a [Node], sizes: Sizes, training: bool) -> PlanGraph<'a> {
+        let dims = nodes.iter().map(|n| n.shape.dims(sizes)).collect();
         PlanGraph {
             nodes,
             dims,
+            sizes,
             training,
         }
     }

@@ -1,4 +1,5 @@
-//! Plans: for one set of requested nodes and one batch size, the order of dispatches, the
+//! Plans: for one set of requested nodes and one set of sizes (batch, steps), the order of
+//! dispatches, the
 //! buffers they use (intermediate buffers reused by liveness) and their bind groups. A plan
 //! is built once and then replayed each step without creating any GPU object.
 //!
@@ -21,6 +22,7 @@ use crate::device::Context;
 use crate::graph::{Node, NodeId, Op};
 use crate::kernels::textures::TextureCopy;
 use crate::kernels::Kernel;
+use crate::shape::Sizes;
 use crate::Result;
 
 pub(crate) use liveness::needed;
@@ -91,7 +93,7 @@ pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
 
 /// A compiled plan (see the module docs).
 pub(crate) struct Plan {
-    pub batch: usize,
+    pub sizes: Sizes,
     /// Input node, its buffer and its length in elements.
     pub inputs: Vec<(NodeId, wgpu::Buffer, usize)>,
     pub steps: Vec<Step>,
@@ -128,7 +130,7 @@ pub(crate) fn build(
     persistent: &HashMap<NodeId, crate::Tensor>,
     outputs: &[NodeId],
     extras: &Extras<'_>,
-    batch: usize,
+    sizes: Sizes,
 ) -> Result<Plan> {
     let mut targets = outputs.to_vec();
     for u in &extras.updates {
@@ -136,7 +138,7 @@ pub(crate) fn build(
         targets.push(u.clip);
     }
     targets.extend(extras.assigns.iter().map(|a| a.1));
-    let g = liveness::PlanGraph::new(nodes, batch, extras.training);
+    let g = liveness::PlanGraph::new(nodes, sizes, extras.training);
     let mut live = liveness::Liveness::new(&g, &targets);
     let members: Vec<_> = extras.updates.iter().map(|u| u.members.clone()).collect();
     let arena = grad_arena::claim(&g, &mut live, &members);
@@ -159,7 +161,7 @@ pub(crate) fn build(
         inputs: &inputs,
         persistent,
     };
-    emit::plan(ctx, &g, &layout, &dispatches, extras, outputs, batch)
+    emit::plan(ctx, &g, &layout, &dispatches, extras, outputs)
 }
 
 /// The buffers known before slot allocation: fed inputs (numbered in graph order),

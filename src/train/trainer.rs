@@ -18,8 +18,9 @@ pub struct MinibatchStats {
 
 /// Trains the parameters of a graph with a learner.
 ///
-/// `loss` and `metric` may be per-sample (e.g. `[batch]`) or scalars; the trainer averages
-/// them over the minibatch and differentiates the mean loss. It reads back the per-sample
+/// `loss` and `metric` may be per-sample (e.g. `[batch]`), per token of sequences
+/// (`[batch, seq]`, averaged over the valid steps) or scalars; the trainer averages them over
+/// the minibatch and differentiates the mean loss. It reads back the per-sample
 /// values and averages them on the host (a few hundred bytes, and no reduction dispatches).
 pub struct Trainer {
     pub(crate) exec: Executor,
@@ -41,6 +42,14 @@ impl Trainer {
         metric: Option<NodeId>,
         learner: Learner,
     ) -> Result<Trainer> {
+        // Per-token losses and metrics of sequences average over the valid steps.
+        let token_mean = |x: NodeId| -> Result<NodeId> {
+            match graph.shape(x).has_seq() {
+                true => graph.sequence_token_mean(x),
+                false => Ok(x),
+            }
+        };
+        let (loss, metric) = (token_mean(loss)?, metric.map(token_mean).transpose()?);
         let params = graph.parameters();
         let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;
         let clip = match learner.clip_norm {
@@ -70,7 +79,7 @@ impl Trainer {
 
     /// Writes the learner's hyper-parameters for the next minibatch (`feed`'s size).
     fn set_hyper(&mut self, feed: &Feed) -> Result<()> {
-        let batch = self.exec.feed_batch(&[self.loss], feed)?;
+        let batch = self.exec.feed_samples(&[self.loss], feed)?;
         let t = self.minibatches;
         let hyper = self.learner.hyper_at(t, batch, &mut self.smoothed_count);
         self.exec.set_hyper(hyper);

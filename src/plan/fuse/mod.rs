@@ -111,7 +111,7 @@ pub(crate) mod test_graphs {
 
     /// The liveness of `nodes` for `targets`.
     pub fn live<'a>(nodes: &'a [Node], targets: &[NodeId]) -> (PlanGraph<'a>, Liveness) {
-        let pg = PlanGraph::new(nodes, 2, true);
+        let pg = PlanGraph::new(nodes, crate::shape::Sizes::batch(2), true);
         let live = Liveness::new(&pg, targets);
         (pg, live)
     }

@@ -135,6 +135,9 @@ impl Graph {
             | Op::SeqBroadcast { .. }
             | Op::SeqShift { .. }
             | Op::SeqMask { .. } => self.grad_sequence(out, op, g, &wants),
+            Op::LstmScan { .. } | Op::LstmScanGrad { .. } => {
+                self.grad_recurrence(out, op, g, &wants)
+            }
         }
     }
 }

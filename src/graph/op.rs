@@ -388,6 +388,48 @@ pub enum Op {
         /// The graph's sequence lengths.
         lengths: NodeId,
     },
+    /// An LSTM over sequences, one scan: from the input projections `xproj: [batch, seq, 4H]`
+    /// (gate blocks g, i, f, o), the recurrent weights `u: [H, 4H]` and the initial states
+    /// `h0`, `c0: [batch, H]`, the states `[h | c]` of every step: `[batch, seq, 2H]`.
+    LstmScan {
+        /// Input projections of every step, bias included.
+        xproj: NodeId,
+        /// Recurrent weights.
+        u: NodeId,
+        /// Initial hidden state.
+        h0: NodeId,
+        /// Initial cell state.
+        c0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// Scan from each sequence's last step down.
+        backwards: bool,
+        /// Added to the forget gate's pre-activation.
+        forget_bias: f32,
+    },
+    /// Backpropagation through an [`Op::LstmScan`]: per step the gradient of the gate
+    /// pre-activations (4H) and the gradients reaching the previous h and c (2H):
+    /// `[batch, seq, 6H]`.
+    LstmScanGrad {
+        /// As in the scan.
+        xproj: NodeId,
+        /// As in the scan.
+        u: NodeId,
+        /// As in the scan.
+        h0: NodeId,
+        /// As in the scan.
+        c0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// The scan's output.
+        state: NodeId,
+        /// The gradient of the scan's output.
+        g: NodeId,
+        /// As in the scan.
+        backwards: bool,
+        /// As in the scan.
+        forget_bias: f32,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -504,6 +546,24 @@ impl Op {
                 x, init, lengths, ..
             } => vec![x, lengths, init],
             Op::SeqMask { lengths } => vec![lengths],
+            Op::LstmScan {
+                xproj,
+                u,
+                h0,
+                c0,
+                lengths,
+                ..
+            } => vec![xproj, u, h0, c0, lengths],
+            Op::LstmScanGrad {
+                xproj,
+                u,
+                h0,
+                c0,
+                lengths,
+                state,
+                g,
+                ..
+            } => vec![xproj, u, h0, c0, lengths, state, g],
             Op::ScatterRows { indices, g } => vec![indices, g],
             Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],

@@ -145,6 +145,16 @@ pub(crate) enum Kernel {
         future: bool,
     },
     SeqMask,
+    /// An LSTM scan and its backpropagation, specialised on the direction and the forget
+    /// gate's bias (as f32 bits).
+    LstmForward {
+        backwards: bool,
+        forget_bias: u32,
+    },
+    LstmBackward {
+        backwards: bool,
+        forget_bias: u32,
+    },
 }
 
 impl Kernel {
@@ -187,6 +197,7 @@ impl Kernel {
             | Kernel::SeqBroadcast
             | Kernel::SeqShift { .. }
             | Kernel::SeqMask => Shader::Sequence,
+            Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
         }
     }
 
@@ -232,6 +243,8 @@ impl Kernel {
             Kernel::SeqBroadcast => "seq_broadcast",
             Kernel::SeqShift { .. } => "seq_shift",
             Kernel::SeqMask => "seq_mask",
+            Kernel::LstmForward { .. } => "lstm_forward",
+            Kernel::LstmBackward { .. } => "lstm_backward",
             _ => "main",
         }
     }
@@ -284,6 +297,10 @@ impl Kernel {
             // The sequence, the lengths, the initial state, the result.
             Kernel::SeqShift { .. } => &[R, R, R, W],
             Kernel::SeqMask => &[X, R, X, W],
+            // Projections, U, h0, c0, lengths; the states and their gradient (backward only);
+            // the result.
+            Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],
+            Kernel::LstmBackward { .. } => &[R, R, R, R, R, R, R, W],
         }
     }
 
@@ -385,6 +402,17 @@ impl Kernel {
             Kernel::SeqPick { last } | Kernel::SeqPlace { last } => vec![("LAST", flag(last))],
             Kernel::SeqReduce { max } => vec![("MAX", flag(max))],
             Kernel::SeqShift { future } => vec![("FUTURE", flag(future))],
+            Kernel::LstmForward {
+                backwards,
+                forget_bias,
+            }
+            | Kernel::LstmBackward {
+                backwards,
+                forget_bias,
+            } => vec![
+                ("BACKWARDS", flag(backwards)),
+                ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
+            ],
             Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),
         }

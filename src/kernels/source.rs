@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use super::contract::{
-    prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, ProductParams,
-    ReduceParams, Runtime, SeqParams, SoftmaxParams, UnaryParams,
+    prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, LstmParams,
+    ProductParams, ReduceParams, Runtime, SeqParams, SoftmaxParams, UnaryParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -44,6 +44,8 @@ pub enum Shader {
     Bias,
     /// Ops that mix the steps of sequences.
     Sequence,
+    /// Recurrent scans (LSTM) and their backpropagation through time.
+    Recurrence,
 }
 
 /// A shared prelude file.
@@ -55,7 +57,7 @@ const LANES: &str = include_str!("../../shaders/lanes.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -71,6 +73,7 @@ impl Shader {
         Shader::Copy,
         Shader::Bias,
         Shader::Sequence,
+        Shader::Recurrence,
     ];
 
     /// The file name under `shaders/`.
@@ -91,6 +94,7 @@ impl Shader {
             Shader::Copy => "copy.wgsl",
             Shader::Bias => "bias.wgsl",
             Shader::Sequence => "sequence.wgsl",
+            Shader::Recurrence => "recurrence.wgsl",
         }
     }
 
@@ -112,6 +116,7 @@ impl Shader {
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
+            Shader::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
         }
     }
 
@@ -131,6 +136,7 @@ impl Shader {
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
+            Shader::Recurrence => LstmParams::wgsl("Params"),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod random;
+pub mod recurrence;
 pub mod reduce;
 pub mod sequence;
 

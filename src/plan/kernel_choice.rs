@@ -6,8 +6,8 @@ use super::liveness::PlanGraph;
 use crate::device::Context;
 use crate::graph::{NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
-    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, SeqParams,
-    SoftmaxParams, UnaryParams, BINARY_FIRST,
+    BinaryParams, CopyParams, FillParams, LossParams, LstmParams, ProductParams, ReduceParams,
+    SeqParams, SoftmaxParams, UnaryParams, BINARY_FIRST,
 };
 use crate::kernels::{
     groups_1d, groups_per_item, Act, Epilogue, Gather, Kernel, Params, SUBGROUP_BLOCKS,
@@ -169,6 +169,38 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqBroadcast { .. }
         | Op::SeqShift { .. }
         | Op::SeqMask { .. } => sequence_dispatch(g, i),
+        Op::LstmScan {
+            u,
+            backwards,
+            forget_bias,
+            ..
+        }
+        | Op::LstmScanGrad {
+            u,
+            backwards,
+            forget_bias,
+            ..
+        } => {
+            let forget_bias = forget_bias.to_bits();
+            let kernel = match g.op(i) {
+                Op::LstmScan { .. } => Kernel::LstmForward {
+                    backwards,
+                    forget_bias,
+                },
+                _ => Kernel::LstmBackward {
+                    backwards,
+                    forget_bias,
+                },
+            };
+            let params = Params::Lstm(LstmParams {
+                batch: g.sizes.batch as u32,
+                steps: g.sizes.steps as u32,
+                hidden: d(u)[0] as u32,
+                _p0: 0,
+            });
+            // One workgroup per sequence.
+            (kernel, params, groups_per_item(g.sizes.batch))
+        }
     }))
 }
 

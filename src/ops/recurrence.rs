@@ -1,0 +1,166 @@
+//! Recurrence: the LSTM as one scan over the sequence axis (the whole loop in one kernel,
+//! whatever the length), with backpropagation through time as one reverse scan. The input
+//! projections of all steps are one product before the scan ([`Graph::lstm`]); per step the
+//! kernel runs the recurrent product and the cell.
+//!
+//! Gate blocks follow CNTK: `[g | i | f | o]` (candidate, input, forget, output), each H
+//! wide; PyTorch orders them `[i | f | g | o]`.
+
+use crate::error::shape_err;
+use crate::graph::{Graph, NodeId, Op};
+use crate::shape::{Dim, Shape};
+use crate::Result;
+
+/// The largest hidden size the scan kernel holds in workgroup memory.
+pub const MAX_LSTM_HIDDEN: usize = 512;
+
+impl Graph {
+    /// An LSTM over the sequence `x: [batch, seq, F]` with input weights `w: [F, 4H]`,
+    /// recurrent weights `u: [H, 4H]`, bias `b: [4H]` and initial states `h0`, `c0` (each
+    /// broadcast to `[batch, H]`; a scalar 0 for zeros). `forget_bias` is added to the forget
+    /// gate (1 starts training with the gate open, as a forget bias initialised to 1 would).
+    /// Returns the hidden states of every step, `[batch, seq, H]`, and the cell states.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm(
+        &self,
+        x: NodeId,
+        w: NodeId,
+        u: NodeId,
+        b: NodeId,
+        h0: NodeId,
+        c0: NodeId,
+        backwards: bool,
+        forget_bias: f32,
+    ) -> Result<(NodeId, NodeId)> {
+        let xproj = self.bias_act(self.matmul(x, w)?, b, -1, None)?;
+        let state = self.lstm_scan(xproj, u, h0, c0, backwards, forget_bias)?;
+        let hn = self.shape(u).0[0].resolve(0);
+        let h = self.slice(state, -1, 0, hn)?;
+        let c = self.slice(state, -1, hn, 2 * hn)?;
+        Ok((h, c))
+    }
+
+    /// The LSTM scan itself, from input projections `xproj: [batch, seq, 4H]` (see
+    /// [`Op::LstmScan`]): the states `[h | c]` of every step, `[batch, seq, 2H]`.
+    pub fn lstm_scan(
+        &self,
+        xproj: NodeId,
+        u: NodeId,
+        h0: NodeId,
+        c0: NodeId,
+        backwards: bool,
+        forget_bias: f32,
+    ) -> Result<NodeId> {
+        let op = "lstm";
+        let (sx, su) = (self.check(op, xproj)?, self.check(op, u)?);
+        let hn = match su.0[..] {
+            [Dim::Fixed(h), Dim::Fixed(g4)] if g4 == 4 * h => h,
+            _ => return shape_err(op, format!("recurrent weights must be [H, 4H], got {su}")),
+        };
+        if hn > MAX_LSTM_HIDDEN {
+            return shape_err(
+                op,
+                format!("hidden size {hn} is above the scan kernel's {MAX_LSTM_HIDDEN}"),
+            );
+        }
+        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(4 * hn)] {
+            return shape_err(
+                op,
+                format!(
+                    "input projections must be [batch, seq, {}] for {su}, got {sx}",
+                    4 * hn
+                ),
+            );
+        }
+        let step = Shape(vec![Dim::Batch, Dim::Fixed(hn)]);
+        let fit = |s: NodeId| -> Result<NodeId> {
+            let ss = self.check(op, s)?;
+            if Shape::broadcast(op, &ss, &step)? != step {
+                return shape_err(op, format!("initial state {ss} does not fit {step}"));
+            }
+            if ss == step {
+                Ok(s)
+            } else {
+                self.expand(s, step.clone())
+            }
+        };
+        let (h0, c0) = (fit(h0)?, fit(c0)?);
+        let lengths = self.sequence_lengths();
+        let scan = Op::LstmScan {
+            xproj,
+            u,
+            h0,
+            c0,
+            lengths,
+            backwards,
+            forget_bias,
+        };
+        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(2 * hn)])))
+    }
+
+    /// The gradient rules of these ops: (input, contribution) pairs for the gradient `g`
+    /// of node `out`; `wants` says which inputs need one.
+    pub(crate) fn grad_recurrence(
+        &self,
+        out: NodeId,
+        op: &Op,
+        g: NodeId,
+        wants: &dyn Fn(NodeId) -> bool,
+    ) -> Result<Vec<(NodeId, NodeId)>> {
+        let Op::LstmScan {
+            xproj,
+            u,
+            h0,
+            c0,
+            lengths,
+            backwards,
+            forget_bias,
+        } = *op
+        else {
+            return Err(crate::Error::Invalid(
+                "grad: second derivatives through an LSTM scan are not supported".into(),
+            ));
+        };
+        let hn = self.shape(u).0[0].resolve(0);
+        let back = Op::LstmScanGrad {
+            xproj,
+            u,
+            h0,
+            c0,
+            lengths,
+            state: out,
+            g,
+            backwards,
+            forget_bias,
+        };
+        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(6 * hn)]));
+        let dz = self.slice(grads, -1, 0, 4 * hn)?;
+        let mut res = vec![(xproj, dz)];
+        if wants(u) {
+            // dU = Σ over sequences and steps of h_before(t)ᵀ · dz(t).
+            let h = self.slice(out, -1, 0, hn)?;
+            let before = if backwards {
+                self.future_value(h, h0)?
+            } else {
+                self.past_value(h, h0)?
+            };
+            res.push((u, self.matmul_sum_batch(before, dz)?));
+        }
+        // What reaches the state before the scan's first step.
+        let at_start = |from: usize| -> Result<NodeId> {
+            let part = self.slice(grads, -1, from, from + hn)?;
+            if backwards {
+                self.sequence_last(part)
+            } else {
+                self.sequence_first(part)
+            }
+        };
+        if wants(h0) {
+            res.push((h0, at_start(4 * hn)?));
+        }
+        if wants(c0) {
+            res.push((c0, at_start(5 * hn)?));
+        }
+        Ok(res)
+    }
+}

@@ -132,9 +132,14 @@ impl Executor {
         Ok(Sizes { batch, steps })
     }
 
-    /// The samples `feed` holds for computing `targets` in a training step: the batch
-    /// size, or for sequences the steps of all sequences (checked as a step would).
-    pub(crate) fn feed_samples(&self, targets: &[NodeId], feed: &Feed) -> Result<usize> {
+    /// The samples `feed` holds for computing `targets` in a training step (checked as a
+    /// step would): the batch size, or with `per_token` the steps of all sequences.
+    pub(crate) fn feed_samples(
+        &self,
+        targets: &[NodeId],
+        feed: &Feed,
+        per_token: bool,
+    ) -> Result<usize> {
         let sizes = self.sizes(targets, feed, true)?;
         let lengths = self
             .nodes
@@ -142,16 +147,8 @@ impl Executor {
             .position(|n| matches!(&n.op, Op::Input { name } if name == SEQUENCE_LENGTHS))
             .and_then(|i| feed.iter().find(|(f, _)| f.0 == i));
         Ok(match lengths {
-            Some((_, l)) if sizes.steps > 1 || self.uses_sequences(targets) => {
-                l.iter().map(|&v| v as usize).sum()
-            }
+            Some((_, l)) if per_token => l.iter().map(|&v| v as usize).sum(),
             _ => sizes.batch,
         })
-    }
-
-    /// Whether computing `targets` reads a sequence input.
-    fn uses_sequences(&self, targets: &[NodeId]) -> bool {
-        let need = plan::needed(&self.nodes, targets, true);
-        (0..self.nodes.len()).any(|i| need[i] && self.nodes[i].shape.has_seq())
     }
 }

@@ -369,3 +369,74 @@ impl Layer for Embedding {
         g.embedding(x, w)
     }
 }
+
+/// An LSTM over a sequence `[batch, seq, F]` (CNTK's `Recurrence(LSTM(hidden))`): the hidden
+/// states of every step, `[batch, seq, hidden]`. Parameters `{name}.W` `[F, 4H]` and
+/// `{name}.U` `[H, 4H]` (glorot-uniform), `{name}.b` `[4H]` (zeros), gate blocks in CNTK's
+/// order (g, i, f, o), a forget-gate bias of 1 by default, zero initial states.
+#[derive(Clone, Copy, Debug)]
+pub struct Lstm {
+    /// Hidden units.
+    pub hidden: usize,
+    /// Scan from each sequence's last step down.
+    pub go_backwards: bool,
+    /// Added to the forget gate (1: as a forget bias initialised to 1).
+    pub forget_bias: f32,
+}
+
+impl Lstm {
+    /// An LSTM with `hidden` units, forwards.
+    pub fn new(hidden: usize) -> Lstm {
+        Lstm {
+            hidden,
+            go_backwards: false,
+            forget_bias: 1.0,
+        }
+    }
+
+    /// Runs from each sequence's end to its start.
+    pub fn go_backwards(mut self) -> Lstm {
+        self.go_backwards = true;
+        self
+    }
+}
+
+impl Layer for Lstm {
+    fn kind(&self) -> &'static str {
+        "lstm"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let s = g.shape(x);
+        let Some(&Dim::Fixed(features)) = s.0.last().filter(|_| s.has_seq() && s.rank() == 3)
+        else {
+            return Err(Error::Shape {
+                op: "lstm",
+                msg: format!("{name}: needs a sequence [batch, seq, features], got {s}"),
+            });
+        };
+        let h4 = 4 * self.hidden;
+        let w = g.parameter(&format!("{name}.W"), &[features, h4], Init::GlorotUniform)?;
+        let u = g.parameter(
+            &format!("{name}.U"),
+            &[self.hidden, h4],
+            Init::GlorotUniform,
+        )?;
+        let b = g.parameter(&format!("{name}.b"), &[h4], Init::Zeros)?;
+        let zero = g.scalar(0.0);
+        let (h, _) = g.lstm(x, w, u, b, zero, zero, self.go_backwards, self.forget_bias)?;
+        Ok(h)
+    }
+}
+
+/// The last step of each sequence (CNTK's `sequence.last`): `[batch, seq, ..] → [batch, ..]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Last;
+
+impl Layer for Last {
+    fn kind(&self) -> &'static str {
+        "last"
+    }
+    fn build(&self, g: &Graph, _name: &str, x: NodeId) -> Result<NodeId> {
+        g.sequence_last(x)
+    }
+}

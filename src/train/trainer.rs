@@ -30,6 +30,8 @@ pub struct Trainer {
     pub(crate) minibatches: u64,
     /// The learner's running sample count (FSAdaGrad's variance normaliser).
     pub(crate) smoothed_count: f64,
+    /// The loss is per token of sequences: a sample is a step.
+    per_token: bool,
 }
 
 impl Trainer {
@@ -49,6 +51,7 @@ impl Trainer {
                 false => Ok(x),
             }
         };
+        let per_token = graph.shape(loss).has_seq();
         let (loss, metric) = (token_mean(loss)?, metric.map(token_mean).transpose()?);
         let params = graph.parameters();
         let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;
@@ -74,12 +77,13 @@ impl Trainer {
             learner,
             minibatches: 0,
             smoothed_count: 0.0,
+            per_token,
         })
     }
 
     /// Writes the learner's hyper-parameters for the next minibatch (`feed`'s size).
     fn set_hyper(&mut self, feed: &Feed) -> Result<()> {
-        let batch = self.exec.feed_samples(&[self.loss], feed)?;
+        let batch = self.exec.feed_samples(&[self.loss], feed, self.per_token)?;
         let t = self.minibatches;
         let hyper = self.learner.hyper_at(t, batch, &mut self.smoothed_count);
         self.exec.set_hyper(hyper);

@@ -1,0 +1,131 @@
+//! CNTK tutorial 106A: an LSTM predicting a sine wave M steps ahead from windows of N
+//! samples. sin over linspace(0, 100, 10000), N = 5, M = 5, split 80/10/10 in order (CNTK's
+//! split_data), LSTM(5) → last → Dropout(0.2) → Dense(1), squared error, batch 100 in data
+//! order, 100 epochs, fsadagrad lr 0.02 momentum 0.9 as in the tutorial.
+//!
+//! ```text
+//! cargo run --release --example lstm_sine
+//! ```
+//! Options: `--learner fsadagrad|adam` (fsadagrad; adam uses lr 0.02), `--model lstm`
+//! (`gru` and `rnn` are not implemented yet), `--epochs N` (100), `--seed N` (0), `--dropout P`
+//! (0.2), `--forget-bias B` (0, CNTK's LSTM).
+
+use wgrad::data::Dataset;
+use wgrad::nn::{Dense, Dropout, Last, Lstm, Sequential};
+use wgrad::{Context, FitOptions, Graph, Learner, Trainer};
+
+const N: usize = 5;
+const M: usize = 5;
+
+/// The windows and targets of CNTK 106A's generate_data, split into (train, validation,
+/// test) as its split_data does.
+pub fn sine_data() -> wgrad::Result<(Dataset, Dataset, Dataset)> {
+    let points = 10_000;
+    let data: Vec<f32> = (0..points)
+        .map(|i| ((i as f64 * 100.0 / (points - 1) as f64) as f32).sin())
+        .collect();
+    let count = points - M - N + 1;
+    let ntest = (count as f64 * 0.9).round() as usize;
+    let nval = (ntest as f64 * 0.9).round() as usize;
+    let part = |from: usize, to: usize| -> wgrad::Result<Dataset> {
+        let x: Vec<f32> = (from..to).flat_map(|i| data[i..i + N].to_vec()).collect();
+        let y: Vec<f32> = (from..to).map(|i| data[i + N - 1 + M]).collect();
+        Dataset::new()
+            .with_stream("x", N, x)?
+            .with_stream("lengths", 1, vec![N as f32; to - from])?
+            .with_stream("y", 1, y)
+    };
+    Ok((part(0, nval)?, part(nval, ntest)?, part(ntest, count)?))
+}
+
+/// Trains the 106A model and returns the test MSE.
+pub fn train(
+    ctx: &Context,
+    learner: Learner,
+    epochs: usize,
+    seed: u64,
+    dropout: f32,
+    forget_bias: f32,
+) -> wgrad::Result<f32> {
+    let (train, _val, test) = sine_data()?;
+    let g = Graph::with_seed(seed);
+    let x = g.input_sequence("x", &[1])?;
+    let y = g.input("y", &[1])?;
+    let z = Sequential::new()
+        .add(Lstm {
+            forget_bias,
+            ..Lstm::new(5)
+        })
+        .add(Last)
+        .add(Dropout(dropout))
+        .add(Dense::new(1))
+        .build(&g, x)?;
+    let loss = g.squared_error(z, y)?;
+    let mut trainer = Trainer::new(ctx, &g, loss, None, learner)?;
+    let inputs = [("x", x), ("lengths", g.sequence_lengths()), ("y", y)];
+    let opts = FitOptions {
+        epochs,
+        batch: 100,
+        shuffle_seed: None,
+        print_epochs: std::env::var("SINE_VERBOSE").is_ok(),
+        ..FitOptions::default()
+    };
+    trainer.fit(&train, None, &inputs, &opts)?;
+    Ok(trainer.evaluate(&test, &inputs, 100)?.loss)
+}
+
+#[allow(dead_code)]
+fn main() -> wgrad::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let num = |flag: &str, default: usize| -> wgrad::Result<usize> {
+        get(flag).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
+        })
+    };
+    let model = get("--model").unwrap_or_else(|| "lstm".into());
+    if model != "lstm" {
+        return Err(wgrad::Error::Invalid(format!(
+            "--model {model}: only lstm is implemented so far"
+        )));
+    }
+    let learner = match get("--learner").as_deref() {
+        None | Some("fsadagrad") => Learner::fsadagrad(0.02, 0.9),
+        Some("adam") => Learner::adam(
+            std::env::var("SINE_LR")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.02),
+        ),
+        Some(other) => {
+            return Err(wgrad::Error::Invalid(format!(
+                "--learner {other}: use fsadagrad or adam"
+            )))
+        }
+    };
+    let (epochs, seed) = (num("--epochs", 100)?, num("--seed", 0)? as u64);
+    let ctx = Context::new()?;
+    println!("adapter: {}", ctx.adapter());
+    println!(
+        "CNTK 106A: LSTM(5), {epochs} epochs, {:?}",
+        learner.algorithm
+    );
+    let t0 = std::time::Instant::now();
+    let fnum = |flag: &str, default: f32| -> wgrad::Result<f32> {
+        get(flag).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
+        })
+    };
+    let (dropout, forget_bias) = (fnum("--dropout", 0.2)?, fnum("--forget-bias", 0.0)?);
+    let mse = train(&ctx, learner, epochs, seed, dropout, forget_bias)?;
+    println!("trained in {:.1} s", t0.elapsed().as_secs_f64());
+    println!("test MSE: {mse:.1e}");
+    Ok(())
+}

@@ -406,3 +406,51 @@ fn the_sine_example_learns_in_three_epochs() {
     let mse = lstm_sine::train(&ctx, wgrad::Learner::adam(0.02), 3, 0, 0.2, 0.0).unwrap();
     assert!(mse < 2e-2, "test MSE {mse}");
 }
+
+/// Stacked and bidirectional layers: a Bidirectional LSTM's steps join the forward LSTM's
+/// state and the backward one's, which equals the forward LSTM run on the reversed sequence.
+#[test]
+fn bidirectional_and_stacked_layers() {
+    use wgrad::nn::{Bidirectional, Lstm, Sequential};
+    let seqs = sequences(&[4, 2], 90);
+    let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
+    let batch = SequenceBatch::pack(&refs, F).unwrap();
+    let g = Graph::with_seed(9);
+    let x = g.input_sequence("x", &[F]).unwrap();
+    let bi = Sequential::new()
+        .add(Bidirectional(Lstm::new(3)))
+        .build(&g, x)
+        .unwrap();
+    let stacked = Sequential::new()
+        .add(Lstm::new(3))
+        .add(Lstm::new(2))
+        .build(&g, bi)
+        .unwrap();
+    assert_eq!(g.shape(bi).to_string(), "[batch, seq, 6]");
+    assert_eq!(g.shape(stacked).to_string(), "[batch, seq, 2]");
+    let mut ex = Executor::new(&ctx(), &g).unwrap();
+    let feed = batch.feed(x, g.sequence_lengths());
+    let got = batch.unpack(&ex.eval(&[bi], &feed).unwrap()[0]).unwrap();
+    let param = |n: &str| to64(&ex.parameter(g.find(n).unwrap()).unwrap());
+    let p = |dir: &str| Params {
+        h: 3,
+        w: param(&format!("bilstm1.{dir}.W")),
+        u: param(&format!("bilstm1.{dir}.U")),
+        b: param(&format!("bilstm1.{dir}.b")),
+        h0: vec![0.0; 3],
+        c0: vec![0.0; 3],
+    };
+    let (pf, pb) = (p("fwd"), p("bwd"));
+    // The layer's forget bias is 1, as the reference's.
+    for (k, s) in seqs.iter().enumerate() {
+        let xs = steps_of(s);
+        let (f, b) = (lstm_ref(&pf, &xs, false), lstm_ref(&pb, &xs, true));
+        let want: Vec<f64> = (0..xs.len())
+            .flat_map(|t| [f[t].clone(), b[t].clone()].concat())
+            .collect();
+        assert_close(&format!("bidirectional {k}"), &got[k], &want, 1e-5);
+    }
+    assert!(ex.eval(&[stacked], &feed).unwrap()[0]
+        .iter()
+        .all(|v| v.is_finite()));
+}

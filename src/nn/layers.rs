@@ -440,3 +440,28 @@ impl Layer for Last {
         g.sequence_last(x)
     }
 }
+
+/// Two LSTMs over a sequence, one forwards and one backwards, their hidden states joined
+/// per step: `[batch, seq, 2·hidden]` (CNTK's and Keras's `Bidirectional`). Parameters
+/// `{name}.fwd.*` and `{name}.bwd.*`.
+#[derive(Clone, Copy, Debug)]
+pub struct Bidirectional(pub Lstm);
+
+impl Layer for Bidirectional {
+    fn kind(&self) -> &'static str {
+        "bilstm"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let forwards = Lstm {
+            go_backwards: false,
+            ..self.0
+        };
+        let backwards = Lstm {
+            go_backwards: true,
+            ..self.0
+        };
+        let f = forwards.build(g, &format!("{name}.fwd"), x)?;
+        let b = backwards.build(g, &format!("{name}.bwd"), x)?;
+        g.concat(f, b, -1)
+    }
+}

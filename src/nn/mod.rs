@@ -8,8 +8,8 @@
 mod layers;
 
 pub use layers::{
-    Activation, AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Embedding, Flatten, Last, Lstm,
-    MaxPool2d,
+    Activation, AvgPool2d, BatchNorm, Bidirectional, Conv2d, Dense, Dropout, Embedding, Flatten,
+    Last, Lstm, MaxPool2d,
 };
 
 use crate::graph::{Graph, NodeId};

@@ -6,12 +6,12 @@
 //! ```text
 //! cargo run --release --example lstm_sine
 //! ```
-//! Options: `--learner fsadagrad|adam` (fsadagrad; adam uses lr 0.02), `--model lstm`
-//! (`gru` and `rnn` are not implemented yet), `--epochs N` (100), `--seed N` (0), `--dropout P`
+//! Options: `--learner fsadagrad|adam` (fsadagrad; adam uses lr 0.02), `--model lstm|gru`
+//! (`rnn` is not implemented yet), `--epochs N` (100), `--seed N` (0), `--dropout P`
 //! (0.2), `--forget-bias B` (0, CNTK's LSTM).
 
 use wgrad::data::Dataset;
-use wgrad::nn::{Dense, Dropout, Last, Lstm, Sequential};
+use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Sequential};
 use wgrad::{Context, FitOptions, Graph, Learner, Trainer};
 
 const N: usize = 5;
@@ -41,6 +41,7 @@ pub fn sine_data() -> wgrad::Result<(Dataset, Dataset, Dataset)> {
 /// Trains the 106A model and returns the test MSE.
 pub fn train(
     ctx: &Context,
+    model: &str,
     learner: Learner,
     epochs: usize,
     seed: u64,
@@ -51,11 +52,19 @@ pub fn train(
     let g = Graph::with_seed(seed);
     let x = g.input_sequence("x", &[1])?;
     let y = g.input("y", &[1])?;
-    let z = Sequential::new()
-        .add(Lstm {
+    let recurrent = match model {
+        "lstm" => Sequential::new().add(Lstm {
             forget_bias,
             ..Lstm::new(5)
-        })
+        }),
+        "gru" => Sequential::new().add(Gru::new(5)),
+        other => {
+            return Err(wgrad::Error::Invalid(format!(
+                "--model {other}: use lstm or gru (rnn is not implemented yet)"
+            )))
+        }
+    };
+    let z = recurrent
         .add(Last)
         .add(Dropout(dropout))
         .add(Dense::new(1))
@@ -90,11 +99,6 @@ fn main() -> wgrad::Result<()> {
         })
     };
     let model = get("--model").unwrap_or_else(|| "lstm".into());
-    if model != "lstm" {
-        return Err(wgrad::Error::Invalid(format!(
-            "--model {model}: only lstm is implemented so far"
-        )));
-    }
     let learner = match get("--learner").as_deref() {
         None | Some("fsadagrad") => Learner::fsadagrad(0.02, 0.9),
         Some("adam") => Learner::adam(
@@ -113,7 +117,7 @@ fn main() -> wgrad::Result<()> {
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     println!(
-        "CNTK 106A: LSTM(5), {epochs} epochs, {:?}",
+        "CNTK 106A: {model}(5), {epochs} epochs, {:?}",
         learner.algorithm
     );
     let t0 = std::time::Instant::now();
@@ -124,7 +128,7 @@ fn main() -> wgrad::Result<()> {
         })
     };
     let (dropout, forget_bias) = (fnum("--dropout", 0.2)?, fnum("--forget-bias", 0.0)?);
-    let mse = train(&ctx, learner, epochs, seed, dropout, forget_bias)?;
+    let mse = train(&ctx, &model, learner, epochs, seed, dropout, forget_bias)?;
     println!("trained in {:.1} s", t0.elapsed().as_secs_f64());
     println!("test MSE: {mse:.1e}");
     Ok(())

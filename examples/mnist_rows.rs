@@ -5,13 +5,13 @@
 //! cargo run --release --example mnist_rows -- --data ../shared/data/mnist-10k
 //! ```
 //! Options: `--data DIR` (IDX files, raw or .gz; default `$WGRAD_MNIST_DIR` or
-//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm` (`gru`
-//! and `rnn` are not implemented yet).
+//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru` (`rnn`
+//! is not implemented yet).
 
 use std::path::PathBuf;
 
 use wgrad::data::{mnist, Dataset};
-use wgrad::nn::{Dense, Last, Lstm, Sequential};
+use wgrad::nn::{Dense, Gru, Last, Lstm, Sequential};
 use wgrad::{Context, EpochRecord, FitOptions, Graph, Learner, Trainer};
 
 /// The dataset with a `lengths` stream: every digit is a sequence of 28 rows.
@@ -23,6 +23,7 @@ fn with_lengths(d: Dataset) -> wgrad::Result<Dataset> {
 /// Trains the row reader on the data in `dir` and returns the epoch records.
 pub fn train(
     ctx: &Context,
+    model: &str,
     dir: &std::path::Path,
     seed: u64,
     opts: &FitOptions,
@@ -32,8 +33,16 @@ pub fn train(
     let g = Graph::with_seed(seed);
     let x = g.input_sequence(mnist::IMAGES, &[28])?;
     let y = g.input(mnist::LABELS, &[10])?;
-    let z = Sequential::new()
-        .add(Lstm::new(128))
+    let recurrent = match model {
+        "lstm" => Sequential::new().add(Lstm::new(128)),
+        "gru" => Sequential::new().add(Gru::new(128)),
+        other => {
+            return Err(wgrad::Error::Invalid(format!(
+                "--model {other}: use lstm or gru (rnn is not implemented yet)"
+            )))
+        }
+    };
+    let z = recurrent
         .add(Last)
         .add(Dense::new(10))
         .build(&g, g.scale(x, 1.0 / 255.0)?)?;
@@ -64,11 +73,6 @@ fn main() -> wgrad::Result<()> {
         })
     };
     let model = get("--model").unwrap_or_else(|| "lstm".into());
-    if model != "lstm" {
-        return Err(wgrad::Error::Invalid(format!(
-            "--model {model}: only lstm is implemented so far"
-        )));
-    }
     let dir = get("--data")
         .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok())
         .map(PathBuf::from)
@@ -83,11 +87,11 @@ fn main() -> wgrad::Result<()> {
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     println!(
-        "MNIST rows: LSTM(128), data {}, {} epochs, batch 64, Adam lr 1e-3",
+        "MNIST rows: {model}(128), data {}, {} epochs, batch 64, Adam lr 1e-3",
         dir.display(),
         opts.epochs
     );
-    let records = train(&ctx, &dir, seed, &opts)?;
+    let records = train(&ctx, &model, &dir, seed, &opts)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;

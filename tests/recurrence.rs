@@ -403,8 +403,11 @@ fn lstm_rejects_wrong_shapes() {
 #[test]
 fn the_sine_example_learns_in_three_epochs() {
     let ctx = ctx();
-    let mse = lstm_sine::train(&ctx, wgrad::Learner::adam(0.02), 3, 0, 0.2, 0.0).unwrap();
-    assert!(mse < 2e-2, "test MSE {mse}");
+    for model in ["lstm", "gru"] {
+        let mse =
+            lstm_sine::train(&ctx, model, wgrad::Learner::adam(0.02), 3, 0, 0.2, 0.0).unwrap();
+        assert!(mse < 2e-2, "{model}: test MSE {mse}");
+    }
 }
 
 /// Stacked and bidirectional layers: a Bidirectional LSTM's steps join the forward LSTM's

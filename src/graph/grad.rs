@@ -135,9 +135,10 @@ impl Graph {
             | Op::SeqBroadcast { .. }
             | Op::SeqShift { .. }
             | Op::SeqMask { .. } => self.grad_sequence(out, op, g, &wants),
-            Op::LstmScan { .. } | Op::LstmScanGrad { .. } => {
-                self.grad_recurrence(out, op, g, &wants)
-            }
+            Op::LstmScan { .. }
+            | Op::LstmScanGrad { .. }
+            | Op::GruScan { .. }
+            | Op::GruScanGrad { .. } => self.grad_recurrence(out, op, g, &wants),
         }
     }
 }

@@ -430,6 +430,39 @@ pub enum Op {
         /// As in the scan.
         forget_bias: f32,
     },
+    /// A GRU over sequences, one scan (CNTK's convention, see gru.wgsl): from the input
+    /// projections `xproj: [batch, seq, 3H]` (blocks z, r, c), `u: [H, 3H]` and `h0:
+    /// [batch, H]`, the hidden state of every step: `[batch, seq, H]`.
+    GruScan {
+        /// Input projections of every step, bias included.
+        xproj: NodeId,
+        /// Recurrent weights `[Uz | Ur | Uc]`.
+        u: NodeId,
+        /// Initial state.
+        h0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// Scan from each sequence's last step down.
+        backwards: bool,
+    },
+    /// Backpropagation through an [`Op::GruScan`]: per step the gradient of the projections
+    /// (3H), the gradient reaching the previous state (H) and r ⊙ h (H): `[batch, seq, 5H]`.
+    GruScanGrad {
+        /// As in the scan.
+        xproj: NodeId,
+        /// As in the scan.
+        u: NodeId,
+        /// As in the scan.
+        h0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// The scan's output.
+        state: NodeId,
+        /// The gradient of the scan's output.
+        g: NodeId,
+        /// As in the scan.
+        backwards: bool,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -564,6 +597,22 @@ impl Op {
                 g,
                 ..
             } => vec![xproj, u, h0, c0, lengths, state, g],
+            Op::GruScan {
+                xproj,
+                u,
+                h0,
+                lengths,
+                ..
+            } => vec![xproj, u, h0, lengths],
+            Op::GruScanGrad {
+                xproj,
+                u,
+                h0,
+                lengths,
+                state,
+                g,
+                ..
+            } => vec![xproj, u, h0, lengths, state, g],
             Op::ScatterRows { indices, g } => vec![indices, g],
             Op::MatmulSumBatch { p, q, .. } => vec![p, q],
             Op::Mode { train, eval } => vec![train, eval],

@@ -66,8 +66,8 @@ blocks! {
     SoftmaxParams { outer: u32, len: u32, inner: u32, log: u32 }
     /// sequence.wgsl: `[batch, steps, inner]` sequence tensors.
     SeqParams { batch: u32, steps: u32, inner: u32, _p0: u32 }
-    /// recurrence.wgsl: `batch` sequences of `steps` (padded) steps, `hidden` units.
-    LstmParams { batch: u32, steps: u32, hidden: u32, _p0: u32 }
+    /// recurrence.wgsl and gru.wgsl: `batch` sequences of `steps` (padded) steps, `hidden` units.
+    ScanParams { batch: u32, steps: u32, hidden: u32, _p0: u32 }
     /// loss.wgsl: rows of `classes` scores; the incoming gradient is one value when
     /// `g_scalar`, scaled by `g_scale`.
     LossParams { rows: u32, classes: u32, g_scalar: u32, g_scale: f32 }
@@ -91,7 +91,7 @@ pub(crate) enum Params {
     Softmax(SoftmaxParams),
     Loss(LossParams),
     Seq(SeqParams),
-    Lstm(LstmParams),
+    Scan(ScanParams),
 }
 
 impl Params {
@@ -116,7 +116,7 @@ impl Params {
             Params::Softmax(p) => bytemuck::bytes_of(p),
             Params::Loss(p) => bytemuck::bytes_of(p),
             Params::Seq(p) => bytemuck::bytes_of(p),
-            Params::Lstm(p) => bytemuck::bytes_of(p),
+            Params::Scan(p) => bytemuck::bytes_of(p),
         };
         debug_assert!(b.len() as u64 <= PARAMS_SIZE);
         b

@@ -155,6 +155,13 @@ pub(crate) enum Kernel {
         backwards: bool,
         forget_bias: u32,
     },
+    /// A GRU scan and its backpropagation, specialised on the direction.
+    GruForward {
+        backwards: bool,
+    },
+    GruBackward {
+        backwards: bool,
+    },
 }
 
 impl Kernel {
@@ -198,6 +205,7 @@ impl Kernel {
             | Kernel::SeqShift { .. }
             | Kernel::SeqMask => Shader::Sequence,
             Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
+            Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
         }
     }
 
@@ -245,6 +253,8 @@ impl Kernel {
             Kernel::SeqMask => "seq_mask",
             Kernel::LstmForward { .. } => "lstm_forward",
             Kernel::LstmBackward { .. } => "lstm_backward",
+            Kernel::GruForward { .. } => "gru_forward",
+            Kernel::GruBackward { .. } => "gru_backward",
             _ => "main",
         }
     }
@@ -301,6 +311,10 @@ impl Kernel {
             // the result.
             Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],
             Kernel::LstmBackward { .. } => &[R, R, R, R, R, R, R, W],
+            // Projections, U, h0, lengths; the states and their gradient (backward only); the
+            // result.
+            Kernel::GruForward { .. } => &[R, R, R, R, X, X, W],
+            Kernel::GruBackward { .. } => &[R, R, R, R, R, R, W],
         }
     }
 
@@ -402,6 +416,9 @@ impl Kernel {
             Kernel::SeqPick { last } | Kernel::SeqPlace { last } => vec![("LAST", flag(last))],
             Kernel::SeqReduce { max } => vec![("MAX", flag(max))],
             Kernel::SeqShift { future } => vec![("FUTURE", flag(future))],
+            Kernel::GruForward { backwards } | Kernel::GruBackward { backwards } => {
+                vec![("BACKWARDS", flag(backwards))]
+            }
             Kernel::LstmForward {
                 backwards,
                 forget_bias,

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use super::contract::{
-    prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, LstmParams,
-    ProductParams, ReduceParams, Runtime, SeqParams, SoftmaxParams, UnaryParams,
+    prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, ProductParams,
+    ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, UnaryParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -46,6 +46,8 @@ pub enum Shader {
     Sequence,
     /// Recurrent scans (LSTM) and their backpropagation through time.
     Recurrence,
+    /// GRU scans and their backpropagation through time.
+    Gru,
 }
 
 /// A shared prelude file.
@@ -57,7 +59,7 @@ const LANES: &str = include_str!("../../shaders/lanes.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -74,6 +76,7 @@ impl Shader {
         Shader::Bias,
         Shader::Sequence,
         Shader::Recurrence,
+        Shader::Gru,
     ];
 
     /// The file name under `shaders/`.
@@ -95,6 +98,7 @@ impl Shader {
             Shader::Bias => "bias.wgsl",
             Shader::Sequence => "sequence.wgsl",
             Shader::Recurrence => "recurrence.wgsl",
+            Shader::Gru => "gru.wgsl",
         }
     }
 
@@ -117,6 +121,7 @@ impl Shader {
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
+            Shader::Gru => include_str!("../../shaders/gru.wgsl"),
         }
     }
 
@@ -136,7 +141,7 @@ impl Shader {
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
-            Shader::Recurrence => LstmParams::wgsl("Params"),
+            Shader::Recurrence | Shader::Gru => ScanParams::wgsl("Params"),
         }
     }
 

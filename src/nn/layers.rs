@@ -465,3 +465,57 @@ impl Layer for Bidirectional {
         g.concat(f, b, -1)
     }
 }
+
+/// A GRU over a sequence `[batch, seq, F]` (CNTK's `Recurrence(GRU(hidden))`, its
+/// convention: `h' = (1 − z)·c + z·h`, the reset gate applied before the candidate's
+/// product): the hidden states of every step, `[batch, seq, hidden]`. Parameters `{name}.W`
+/// `[F, 3H]`, `{name}.U` `[H, 3H]` (glorot-uniform; blocks z, r, c) and `{name}.b` `[3H]`
+/// (zeros), zero initial state.
+#[derive(Clone, Copy, Debug)]
+pub struct Gru {
+    /// Hidden units.
+    pub hidden: usize,
+    /// Scan from each sequence's last step down.
+    pub go_backwards: bool,
+}
+
+impl Gru {
+    /// A GRU with `hidden` units, forwards.
+    pub fn new(hidden: usize) -> Gru {
+        Gru {
+            hidden,
+            go_backwards: false,
+        }
+    }
+
+    /// Runs from each sequence's end to its start.
+    pub fn go_backwards(mut self) -> Gru {
+        self.go_backwards = true;
+        self
+    }
+}
+
+impl Layer for Gru {
+    fn kind(&self) -> &'static str {
+        "gru"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let s = g.shape(x);
+        let Some(&Dim::Fixed(features)) = s.0.last().filter(|_| s.has_seq() && s.rank() == 3)
+        else {
+            return Err(Error::Shape {
+                op: "gru",
+                msg: format!("{name}: needs a sequence [batch, seq, features], got {s}"),
+            });
+        };
+        let h3 = 3 * self.hidden;
+        let w = g.parameter(&format!("{name}.W"), &[features, h3], Init::GlorotUniform)?;
+        let u = g.parameter(
+            &format!("{name}.U"),
+            &[self.hidden, h3],
+            Init::GlorotUniform,
+        )?;
+        let b = g.parameter(&format!("{name}.b"), &[h3], Init::Zeros)?;
+        g.gru(x, w, u, b, g.scalar(0.0), self.go_backwards)
+    }
+}

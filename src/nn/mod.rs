@@ -9,7 +9,7 @@ mod layers;
 
 pub use layers::{
     Activation, AvgPool2d, BatchNorm, Bidirectional, Conv2d, Dense, Dropout, Embedding, Flatten,
-    Last, Lstm, MaxPool2d,
+    Gru, Last, Lstm, MaxPool2d,
 };
 
 use crate::graph::{Graph, NodeId};

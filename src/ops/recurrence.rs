@@ -1,4 +1,4 @@
-//! Recurrence: the LSTM as one scan over the sequence axis (the whole loop in one kernel,
+//! Recurrence: the LSTM and the GRU, each as one scan over the sequence axis (the whole loop in one kernel,
 //! whatever the length), with backpropagation through time as one reverse scan. The input
 //! projections of all steps are one product before the scan ([`Graph::lstm`]); per step the
 //! kernel runs the recurrent product and the cell.
@@ -11,8 +11,11 @@ use crate::graph::{Graph, NodeId, Op};
 use crate::shape::{Dim, Shape};
 use crate::Result;
 
-/// The largest hidden size the scan kernel holds in workgroup memory.
+/// The largest hidden size the LSTM scan kernel holds in workgroup memory.
 pub const MAX_LSTM_HIDDEN: usize = 512;
+
+/// The largest hidden size the GRU scan kernel holds in workgroup memory.
+pub const MAX_GRU_HIDDEN: usize = 256;
 
 impl Graph {
     /// An LSTM over the sequence `x: [batch, seq, F]` with input weights `w: [F, 4H]`,
@@ -98,6 +101,135 @@ impl Graph {
         Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(2 * hn)])))
     }
 
+    /// A GRU over `x: [batch, seq, F]` in CNTK's convention (see gru.wgsl), with input
+    /// weights `w: [F, 3H]`, recurrent weights `u: [H, 3H]` (blocks z, r, c), bias `b: [3H]`
+    /// and initial state `h0` (broadcast to `[batch, H]`): the hidden states `[batch, seq, H]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gru(
+        &self,
+        x: NodeId,
+        w: NodeId,
+        u: NodeId,
+        b: NodeId,
+        h0: NodeId,
+        backwards: bool,
+    ) -> Result<NodeId> {
+        let xproj = self.bias_act(self.matmul(x, w)?, b, -1, None)?;
+        self.gru_scan(xproj, u, h0, backwards)
+    }
+
+    /// The GRU scan itself, from input projections `xproj: [batch, seq, 3H]`.
+    pub fn gru_scan(
+        &self,
+        xproj: NodeId,
+        u: NodeId,
+        h0: NodeId,
+        backwards: bool,
+    ) -> Result<NodeId> {
+        let op = "gru";
+        let (sx, su) = (self.check(op, xproj)?, self.check(op, u)?);
+        let hn = match su.0[..] {
+            [Dim::Fixed(h), Dim::Fixed(g3)] if g3 == 3 * h => h,
+            _ => return shape_err(op, format!("recurrent weights must be [H, 3H], got {su}")),
+        };
+        if hn > MAX_GRU_HIDDEN {
+            return shape_err(
+                op,
+                format!("hidden size {hn} is above the scan kernel's {MAX_GRU_HIDDEN}"),
+            );
+        }
+        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(3 * hn)] {
+            return shape_err(
+                op,
+                format!(
+                    "input projections must be [batch, seq, {}] for {su}, got {sx}",
+                    3 * hn
+                ),
+            );
+        }
+        let step = Shape(vec![Dim::Batch, Dim::Fixed(hn)]);
+        let sh = self.check(op, h0)?;
+        if Shape::broadcast(op, &sh, &step)? != step {
+            return shape_err(op, format!("initial state {sh} does not fit {step}"));
+        }
+        let h0 = if sh == step {
+            h0
+        } else {
+            self.expand(h0, step)?
+        };
+        let lengths = self.sequence_lengths();
+        let scan = Op::GruScan {
+            xproj,
+            u,
+            h0,
+            lengths,
+            backwards,
+        };
+        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
+    }
+
+    /// The GRU's gradient rule (see [`Graph::grad_recurrence`]).
+    fn grad_gru(
+        &self,
+        out: NodeId,
+        op: &Op,
+        g: NodeId,
+        wants: &dyn Fn(NodeId) -> bool,
+    ) -> Result<Vec<(NodeId, NodeId)>> {
+        let Op::GruScan {
+            xproj,
+            u,
+            h0,
+            lengths,
+            backwards,
+        } = *op
+        else {
+            return Err(crate::Error::Invalid(
+                "grad: second derivatives through a GRU scan are not supported".into(),
+            ));
+        };
+        let hn = self.shape(u).0[0].resolve(0);
+        let back = Op::GruScanGrad {
+            xproj,
+            u,
+            h0,
+            lengths,
+            state: out,
+            g,
+            backwards,
+        };
+        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(5 * hn)]));
+        let dxproj = self.slice(grads, -1, 0, 3 * hn)?;
+        let mut res = vec![(xproj, dxproj)];
+        if wants(u) {
+            // [dUz | dUr] = Σ h_before(t)ᵀ · [dz | dr](t);  dUc = Σ (r ⊙ h)(t)ᵀ · dc(t).
+            let before = if backwards {
+                self.future_value(out, h0)?
+            } else {
+                self.past_value(out, h0)?
+            };
+            let dzr = self.slice(grads, -1, 0, 2 * hn)?;
+            let dc = self.slice(grads, -1, 2 * hn, 3 * hn)?;
+            let rh = self.slice(grads, -1, 4 * hn, 5 * hn)?;
+            let du = self.concat(
+                self.matmul_sum_batch(before, dzr)?,
+                self.matmul_sum_batch(rh, dc)?,
+                -1,
+            )?;
+            res.push((u, du));
+        }
+        if wants(h0) {
+            let part = self.slice(grads, -1, 3 * hn, 4 * hn)?;
+            let at_start = if backwards {
+                self.sequence_last(part)?
+            } else {
+                self.sequence_first(part)?
+            };
+            res.push((h0, at_start));
+        }
+        Ok(res)
+    }
+
     /// The gradient rules of these ops: (input, contribution) pairs for the gradient `g`
     /// of node `out`; `wants` says which inputs need one.
     pub(crate) fn grad_recurrence(
@@ -107,6 +239,9 @@ impl Graph {
         g: NodeId,
         wants: &dyn Fn(NodeId) -> bool,
     ) -> Result<Vec<(NodeId, NodeId)>> {
+        if matches!(op, Op::GruScan { .. } | Op::GruScanGrad { .. }) {
+            return self.grad_gru(out, op, g, wants);
+        }
         let Op::LstmScan {
             xproj,
             u,

@@ -6,7 +6,7 @@ use super::liveness::PlanGraph;
 use crate::device::Context;
 use crate::graph::{NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
-    BinaryParams, CopyParams, FillParams, LossParams, LstmParams, ProductParams, ReduceParams,
+    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, ScanParams,
     SeqParams, SoftmaxParams, UnaryParams, BINARY_FIRST,
 };
 use crate::kernels::{
@@ -169,6 +169,20 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqBroadcast { .. }
         | Op::SeqShift { .. }
         | Op::SeqMask { .. } => sequence_dispatch(g, i),
+        Op::GruScan { u, backwards, .. } | Op::GruScanGrad { u, backwards, .. } => {
+            let kernel = match g.op(i) {
+                Op::GruScan { .. } => Kernel::GruForward { backwards },
+                _ => Kernel::GruBackward { backwards },
+            };
+            let params = Params::Scan(ScanParams {
+                batch: g.sizes.batch as u32,
+                steps: g.sizes.steps as u32,
+                hidden: d(u)[0] as u32,
+                _p0: 0,
+            });
+            // One workgroup per sequence.
+            (kernel, params, groups_per_item(g.sizes.batch))
+        }
         Op::LstmScan {
             u,
             backwards,
@@ -192,7 +206,7 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
                     forget_bias,
                 },
             };
-            let params = Params::Lstm(LstmParams {
+            let params = Params::Scan(ScanParams {
                 batch: g.sizes.batch as u32,
                 steps: g.sizes.steps as u32,
                 hidden: d(u)[0] as u32,

@@ -169,52 +169,10 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqBroadcast { .. }
         | Op::SeqShift { .. }
         | Op::SeqMask { .. } => sequence_dispatch(g, i),
-        Op::GruScan { u, backwards, .. } | Op::GruScanGrad { u, backwards, .. } => {
-            let kernel = match g.op(i) {
-                Op::GruScan { .. } => Kernel::GruForward { backwards },
-                _ => Kernel::GruBackward { backwards },
-            };
-            let params = Params::Scan(ScanParams {
-                batch: g.sizes.batch as u32,
-                steps: g.sizes.steps as u32,
-                hidden: d(u)[0] as u32,
-                _p0: 0,
-            });
-            // One workgroup per sequence.
-            (kernel, params, groups_per_item(g.sizes.batch))
-        }
-        Op::LstmScan {
-            u,
-            backwards,
-            forget_bias,
-            ..
-        }
-        | Op::LstmScanGrad {
-            u,
-            backwards,
-            forget_bias,
-            ..
-        } => {
-            let forget_bias = forget_bias.to_bits();
-            let kernel = match g.op(i) {
-                Op::LstmScan { .. } => Kernel::LstmForward {
-                    backwards,
-                    forget_bias,
-                },
-                _ => Kernel::LstmBackward {
-                    backwards,
-                    forget_bias,
-                },
-            };
-            let params = Params::Scan(ScanParams {
-                batch: g.sizes.batch as u32,
-                steps: g.sizes.steps as u32,
-                hidden: d(u)[0] as u32,
-                _p0: 0,
-            });
-            // One workgroup per sequence.
-            (kernel, params, groups_per_item(g.sizes.batch))
-        }
+        Op::GruScan { .. }
+        | Op::GruScanGrad { .. }
+        | Op::LstmScan { .. }
+        | Op::LstmScanGrad { .. } => scan_dispatch(g, i),
     }))
 }
 
@@ -410,6 +368,49 @@ fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
         _p0: 0,
     });
     (kernel, params, groups_1d(g.numel(i)))
+}
+
+/// Recurrent scans and their reverse scans: one workgroup per sequence.
+fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
+    let d = |x: NodeId| &g.dims[x.0];
+    let (kernel, u) = match *g.op(i) {
+        Op::GruScan { u, backwards, .. } => (Kernel::GruForward { backwards }, u),
+        Op::GruScanGrad { u, backwards, .. } => (Kernel::GruBackward { backwards }, u),
+        Op::LstmScan {
+            u,
+            backwards,
+            forget_bias,
+            ..
+        } => {
+            let forget_bias = forget_bias.to_bits();
+            let k = Kernel::LstmForward {
+                backwards,
+                forget_bias,
+            };
+            (k, u)
+        }
+        Op::LstmScanGrad {
+            u,
+            backwards,
+            forget_bias,
+            ..
+        } => {
+            let forget_bias = forget_bias.to_bits();
+            let k = Kernel::LstmBackward {
+                backwards,
+                forget_bias,
+            };
+            (k, u)
+        }
+        _ => unreachable!("scan_dispatch takes recurrent scans"),
+    };
+    let params = Params::Scan(ScanParams {
+        batch: g.sizes.batch as u32,
+        steps: g.sizes.steps as u32,
+        hidden: d(u)[0] as u32,
+        _p0: 0,
+    });
+    (kernel, params, groups_per_item(g.sizes.batch))
 }
 
 /// Cross-entropy, its gradient and classification error: one invocation per row.

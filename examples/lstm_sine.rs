@@ -6,9 +6,9 @@
 //! ```text
 //! cargo run --release --example lstm_sine
 //! ```
-//! Options: `--learner fsadagrad|adam` (fsadagrad; adam uses lr 0.02), `--model lstm|gru`
+//! Options: `--learner fsadagrad|adam` (fsadagrad), `--lr X` (0.02), `--model lstm|gru`
 //! (`rnn` is not implemented yet), `--epochs N` (100), `--seed N` (0), `--dropout P`
-//! (0.2), `--forget-bias B` (0, CNTK's LSTM).
+//! (0.2), `--forget-bias B` (0, CNTK's LSTM), `--verbose` (a line per epoch).
 
 use wgrad::data::Dataset;
 use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Sequential};
@@ -39,6 +39,7 @@ pub fn sine_data() -> wgrad::Result<(Dataset, Dataset, Dataset)> {
 }
 
 /// Trains the 106A model and returns the test MSE.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     ctx: &Context,
     model: &str,
@@ -47,6 +48,7 @@ pub fn train(
     seed: u64,
     dropout: f32,
     forget_bias: f32,
+    verbose: bool,
 ) -> wgrad::Result<f32> {
     let (train, _val, test) = sine_data()?;
     let g = Graph::with_seed(seed);
@@ -76,7 +78,7 @@ pub fn train(
         epochs,
         batch: 100,
         shuffle_seed: None,
-        print_epochs: std::env::var("SINE_VERBOSE").is_ok(),
+        print_epochs: verbose,
         ..FitOptions::default()
     };
     trainer.fit(&train, None, &inputs, &opts)?;
@@ -99,14 +101,15 @@ fn main() -> wgrad::Result<()> {
         })
     };
     let model = get("--model").unwrap_or_else(|| "lstm".into());
+    let lr: f32 = match get("--lr") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| wgrad::Error::Invalid(format!("--lr needs a number, got {v}")))?,
+        None => 0.02,
+    };
     let learner = match get("--learner").as_deref() {
-        None | Some("fsadagrad") => Learner::fsadagrad(0.02, 0.9),
-        Some("adam") => Learner::adam(
-            std::env::var("SINE_LR")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.02),
-        ),
+        None | Some("fsadagrad") => Learner::fsadagrad(lr, 0.9),
+        Some("adam") => Learner::adam(lr),
         Some(other) => {
             return Err(wgrad::Error::Invalid(format!(
                 "--learner {other}: use fsadagrad or adam"
@@ -128,7 +131,17 @@ fn main() -> wgrad::Result<()> {
         })
     };
     let (dropout, forget_bias) = (fnum("--dropout", 0.2)?, fnum("--forget-bias", 0.0)?);
-    let mse = train(&ctx, &model, learner, epochs, seed, dropout, forget_bias)?;
+    let verbose = args.iter().any(|a| a == "--verbose");
+    let mse = train(
+        &ctx,
+        &model,
+        learner,
+        epochs,
+        seed,
+        dropout,
+        forget_bias,
+        verbose,
+    )?;
     println!("trained in {:.1} s", t0.elapsed().as_secs_f64());
     println!("test MSE: {mse:.1e}");
     Ok(())

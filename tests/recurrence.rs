@@ -404,8 +404,17 @@ fn lstm_rejects_wrong_shapes() {
 fn the_sine_example_learns_in_three_epochs() {
     let ctx = ctx();
     for model in ["lstm", "gru"] {
-        let mse =
-            lstm_sine::train(&ctx, model, wgrad::Learner::adam(0.02), 3, 0, 0.2, 0.0).unwrap();
+        let mse = lstm_sine::train(
+            &ctx,
+            model,
+            wgrad::Learner::adam(0.02),
+            3,
+            0,
+            0.2,
+            0.0,
+            false,
+        )
+        .unwrap();
         assert!(mse < 2e-2, "{model}: test MSE {mse}");
     }
 }

@@ -7,7 +7,6 @@
 // the steps in reverse and writes per step the gradient of xproj (3H), the gradient reaching
 // the previous h (H), and r ⊙ h (H, for Uc's gradient): [batch, steps, 5H].
 
-override BACKWARDS: bool = false;
 const MAX_HIDDEN: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,23 +26,6 @@ var<workgroup> dhn: array<f32, MAX_HIDDEN>;
 var<workgroup> dhp: array<f32, MAX_HIDDEN>;
 var<workgroup> zr: array<f32, 512>;
 var<workgroup> dzr: array<f32, 512>;
-var<workgroup> len_shared: u32;
-
-fn sigmoid(v: f32) -> f32 {
-    let e = exp(-abs(v));
-    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-}
-
-fn sequence_length(b: u32, lane: u32) -> u32 {
-    if (lane == 0u) {
-        len_shared = u32(lengths[b]);
-    }
-    return workgroupUniformLoad(&len_shared);
-}
-
-fn step_at(k: u32, l: u32) -> u32 {
-    return select(k, l - 1u - k, BACKWARDS);
-}
 
 // zr[q] = xproj[b, t, q] + Σ_j hs[j] · u[j, q] for the z and r blocks (q < 2H).
 fn update_and_reset(b: u32, t: u32, lane: u32) {

@@ -9,7 +9,6 @@
 // reverse and writes, per step, dz (the gradient of z, 4H) and the gradients reaching the
 // previous h and c (2H): [batch, steps, 6H]. BACKWARDS runs the scan from the last step down.
 
-override BACKWARDS: bool = false;
 override FORGET_BIAS: f32 = 0.0;
 const MAX_HIDDEN: u32 = 512u;
 
@@ -28,25 +27,6 @@ var<workgroup> hs: array<f32, MAX_HIDDEN>;
 var<workgroup> cs: array<f32, MAX_HIDDEN>;
 var<workgroup> dh: array<f32, MAX_HIDDEN>;
 var<workgroup> zs: array<f32, 2048>;
-var<workgroup> len_shared: u32;
-
-fn sigmoid(v: f32) -> f32 {
-    let e = exp(-abs(v));
-    return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-}
-
-// The length of sequence b, uniform across the workgroup.
-fn sequence_length(b: u32, lane: u32) -> u32 {
-    if (lane == 0u) {
-        len_shared = u32(lengths[b]);
-    }
-    return workgroupUniformLoad(&len_shared);
-}
-
-// The step of the k-th iteration of the forward scan.
-fn step_at(k: u32, l: u32) -> u32 {
-    return select(k, l - 1u - k, BACKWARDS);
-}
 
 // zs[q] = xproj[b, t, q] + Σ_j hs[j] · u[j, q] for this lane's gates.
 fn gates(b: u32, t: u32, lane: u32) {

@@ -46,7 +46,7 @@ fn every_wgsl_file_is_compiled_in() {
     }
     assert_eq!(
         files,
-        Shader::ALL.len() + 5,
-        "the shader files and the window, grid, activation, product and lanes preludes"
+        Shader::ALL.len() + 6,
+        "the shader files and the window, grid, activation, product, lanes and scan preludes"
     );
 }

@@ -56,6 +56,7 @@ const PRODUCT: &str = include_str!("../../shaders/product.wgsl");
 const WINDOW: &str = include_str!("../../shaders/window.wgsl");
 const GRID: &str = include_str!("../../shaders/grid.wgsl");
 const LANES: &str = include_str!("../../shaders/lanes.wgsl");
+const SCAN: &str = include_str!("../../shaders/scan.wgsl");
 
 impl Shader {
     /// Every shader file.
@@ -154,6 +155,7 @@ impl Shader {
             Shader::Reduce | Shader::Softmax => &[LANES],
             Shader::Conv | Shader::Pool => &[ACTIVATION, WINDOW, GRID],
             Shader::Bias => &[ACTIVATION, LANES],
+            Shader::Recurrence | Shader::Gru => &[SCAN],
             _ => &[],
         }
     }

@@ -55,39 +55,8 @@ impl Graph {
         forget_bias: f32,
     ) -> Result<NodeId> {
         let op = "lstm";
-        let (sx, su) = (self.check(op, xproj)?, self.check(op, u)?);
-        let hn = match su.0[..] {
-            [Dim::Fixed(h), Dim::Fixed(g4)] if g4 == 4 * h => h,
-            _ => return shape_err(op, format!("recurrent weights must be [H, 4H], got {su}")),
-        };
-        if hn > MAX_LSTM_HIDDEN {
-            return shape_err(
-                op,
-                format!("hidden size {hn} is above the scan kernel's {MAX_LSTM_HIDDEN}"),
-            );
-        }
-        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(4 * hn)] {
-            return shape_err(
-                op,
-                format!(
-                    "input projections must be [batch, seq, {}] for {su}, got {sx}",
-                    4 * hn
-                ),
-            );
-        }
-        let step = Shape(vec![Dim::Batch, Dim::Fixed(hn)]);
-        let fit = |s: NodeId| -> Result<NodeId> {
-            let ss = self.check(op, s)?;
-            if Shape::broadcast(op, &ss, &step)? != step {
-                return shape_err(op, format!("initial state {ss} does not fit {step}"));
-            }
-            if ss == step {
-                Ok(s)
-            } else {
-                self.expand(s, step.clone())
-            }
-        };
-        let (h0, c0) = (fit(h0)?, fit(c0)?);
+        let hn = self.scan_hidden(op, xproj, u, 4, MAX_LSTM_HIDDEN)?;
+        let (h0, c0) = (self.scan_state(op, h0, hn)?, self.scan_state(op, c0, hn)?);
         let lengths = self.sequence_lengths();
         let scan = Op::LstmScan {
             xproj,
@@ -127,36 +96,8 @@ impl Graph {
         backwards: bool,
     ) -> Result<NodeId> {
         let op = "gru";
-        let (sx, su) = (self.check(op, xproj)?, self.check(op, u)?);
-        let hn = match su.0[..] {
-            [Dim::Fixed(h), Dim::Fixed(g3)] if g3 == 3 * h => h,
-            _ => return shape_err(op, format!("recurrent weights must be [H, 3H], got {su}")),
-        };
-        if hn > MAX_GRU_HIDDEN {
-            return shape_err(
-                op,
-                format!("hidden size {hn} is above the scan kernel's {MAX_GRU_HIDDEN}"),
-            );
-        }
-        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(3 * hn)] {
-            return shape_err(
-                op,
-                format!(
-                    "input projections must be [batch, seq, {}] for {su}, got {sx}",
-                    3 * hn
-                ),
-            );
-        }
-        let step = Shape(vec![Dim::Batch, Dim::Fixed(hn)]);
-        let sh = self.check(op, h0)?;
-        if Shape::broadcast(op, &sh, &step)? != step {
-            return shape_err(op, format!("initial state {sh} does not fit {step}"));
-        }
-        let h0 = if sh == step {
-            h0
-        } else {
-            self.expand(h0, step)?
-        };
+        let hn = self.scan_hidden(op, xproj, u, 3, MAX_GRU_HIDDEN)?;
+        let h0 = self.scan_state(op, h0, hn)?;
         let lengths = self.sequence_lengths();
         let scan = Op::GruScan {
             xproj,
@@ -166,6 +107,56 @@ impl Graph {
             backwards,
         };
         Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
+    }
+
+    /// Checks a scan's operands (`xproj: [batch, seq, gates·H]`, `u: [H, gates·H]`, H at
+    /// most `max`) and returns H.
+    fn scan_hidden(
+        &self,
+        op: &'static str,
+        xproj: NodeId,
+        u: NodeId,
+        gates: usize,
+        max: usize,
+    ) -> Result<usize> {
+        let (sx, su) = (self.check(op, xproj)?, self.check(op, u)?);
+        let hn = match su.0[..] {
+            [Dim::Fixed(h), Dim::Fixed(g)] if g == gates * h => h,
+            _ => {
+                return shape_err(
+                    op,
+                    format!("recurrent weights must be [H, {gates}H], got {su}"),
+                )
+            }
+        };
+        if hn > max {
+            return shape_err(
+                op,
+                format!("hidden size {hn} is above the scan kernel's {max}"),
+            );
+        }
+        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(gates * hn)] {
+            let want = gates * hn;
+            return shape_err(
+                op,
+                format!("input projections must be [batch, seq, {want}] for {su}, got {sx}"),
+            );
+        }
+        Ok(hn)
+    }
+
+    /// An initial state `s` broadcast to `[batch, hn]`.
+    fn scan_state(&self, op: &'static str, s: NodeId, hn: usize) -> Result<NodeId> {
+        let step = Shape(vec![Dim::Batch, Dim::Fixed(hn)]);
+        let ss = self.check(op, s)?;
+        if Shape::broadcast(op, &ss, &step)? != step {
+            return shape_err(op, format!("initial state {ss} does not fit {step}"));
+        }
+        if ss == step {
+            Ok(s)
+        } else {
+            self.expand(s, step)
+        }
     }
 
     /// The GRU's gradient rule (see [`Graph::grad_recurrence`]).

@@ -6,12 +6,12 @@
 //! ```text
 //! cargo run --release --example lstm_sine
 //! ```
-//! Options: `--learner fsadagrad|adam` (fsadagrad), `--lr X` (0.02), `--model lstm|gru`
-//! (`rnn` is not implemented yet), `--epochs N` (100), `--seed N` (0), `--dropout P`
+//! Options: `--learner fsadagrad|adam` (fsadagrad), `--lr X` (0.02), `--model lstm|gru|rnn`,
+//! `--epochs N` (100), `--seed N` (0), `--dropout P`
 //! (0.2), `--forget-bias B` (0, CNTK's LSTM), `--verbose` (a line per epoch).
 
 use wgrad::data::Dataset;
-use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Sequential};
+use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Rnn, Sequential};
 use wgrad::{Context, FitOptions, Graph, Learner, Trainer};
 
 const N: usize = 5;
@@ -60,9 +60,10 @@ pub fn train(
             ..Lstm::new(5)
         }),
         "gru" => Sequential::new().add(Gru::new(5)),
+        "rnn" => Sequential::new().add(Rnn::new(5)),
         other => {
             return Err(wgrad::Error::Invalid(format!(
-                "--model {other}: use lstm or gru (rnn is not implemented yet)"
+                "--model {other}: use lstm, gru or rnn"
             )))
         }
     };

@@ -5,13 +5,12 @@
 //! cargo run --release --example mnist_rows -- --data ../shared/data/mnist-10k
 //! ```
 //! Options: `--data DIR` (IDX files, raw or .gz; default `$WGRAD_MNIST_DIR` or
-//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru` (`rnn`
-//! is not implemented yet).
+//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru|rnn`.
 
 use std::path::PathBuf;
 
 use wgrad::data::{mnist, Dataset};
-use wgrad::nn::{Dense, Gru, Last, Lstm, Sequential};
+use wgrad::nn::{Dense, Gru, Last, Lstm, Rnn, Sequential};
 use wgrad::{Context, EpochRecord, FitOptions, Graph, Learner, Trainer};
 
 /// The dataset with a `lengths` stream: every digit is a sequence of 28 rows.
@@ -36,9 +35,10 @@ pub fn train(
     let recurrent = match model {
         "lstm" => Sequential::new().add(Lstm::new(128)),
         "gru" => Sequential::new().add(Gru::new(128)),
+        "rnn" => Sequential::new().add(Rnn::new(128)),
         other => {
             return Err(wgrad::Error::Invalid(format!(
-                "--model {other}: use lstm or gru (rnn is not implemented yet)"
+                "--model {other}: use lstm, gru or rnn"
             )))
         }
     };

@@ -403,7 +403,7 @@ fn lstm_rejects_wrong_shapes() {
 #[test]
 fn the_sine_example_learns_in_three_epochs() {
     let ctx = ctx();
-    for model in ["lstm", "gru"] {
+    for model in ["lstm", "gru", "rnn"] {
         let mse = lstm_sine::train(
             &ctx,
             model,

@@ -138,7 +138,9 @@ impl Graph {
             Op::LstmScan { .. }
             | Op::LstmScanGrad { .. }
             | Op::GruScan { .. }
-            | Op::GruScanGrad { .. } => self.grad_recurrence(out, op, g, &wants),
+            | Op::GruScanGrad { .. }
+            | Op::RnnScan { .. }
+            | Op::RnnScanGrad { .. } => self.grad_recurrence(out, op, g, &wants),
         }
     }
 }

@@ -463,6 +463,38 @@ pub enum Op {
         /// As in the scan.
         backwards: bool,
     },
+    /// A plain RNN over sequences, one scan: `h' = tanh(xproj + h·u)` from `xproj: [batch,
+    /// seq, H]`, `u: [H, H]` and `h0: [batch, H]`: the hidden state of every step.
+    RnnScan {
+        /// Input projections of every step, bias included.
+        xproj: NodeId,
+        /// Recurrent weights.
+        u: NodeId,
+        /// Initial state.
+        h0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// Scan from each sequence's last step down.
+        backwards: bool,
+    },
+    /// Backpropagation through an [`Op::RnnScan`]: per step the pre-activation's gradient
+    /// (H) and the gradient reaching the previous state (H): `[batch, seq, 2H]`.
+    RnnScanGrad {
+        /// As in the scan.
+        xproj: NodeId,
+        /// As in the scan.
+        u: NodeId,
+        /// As in the scan.
+        h0: NodeId,
+        /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// The scan's output.
+        state: NodeId,
+        /// The gradient of the scan's output.
+        g: NodeId,
+        /// As in the scan.
+        backwards: bool,
+    },
     /// One-hot rows from class indices stored as floats: `[..] → [.., classes]`.
     OneHot {
         /// Class indices.
@@ -603,8 +635,24 @@ impl Op {
                 h0,
                 lengths,
                 ..
+            }
+            | Op::RnnScan {
+                xproj,
+                u,
+                h0,
+                lengths,
+                ..
             } => vec![xproj, u, h0, lengths],
             Op::GruScanGrad {
+                xproj,
+                u,
+                h0,
+                lengths,
+                state,
+                g,
+                ..
+            }
+            | Op::RnnScanGrad {
                 xproj,
                 u,
                 h0,

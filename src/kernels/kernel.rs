@@ -162,6 +162,13 @@ pub(crate) enum Kernel {
     GruBackward {
         backwards: bool,
     },
+    /// A plain RNN scan and its backpropagation, specialised on the direction.
+    RnnForward {
+        backwards: bool,
+    },
+    RnnBackward {
+        backwards: bool,
+    },
 }
 
 impl Kernel {
@@ -206,6 +213,7 @@ impl Kernel {
             | Kernel::SeqMask => Shader::Sequence,
             Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
             Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
+            Kernel::RnnForward { .. } | Kernel::RnnBackward { .. } => Shader::Rnn,
         }
     }
 
@@ -255,6 +263,8 @@ impl Kernel {
             Kernel::LstmBackward { .. } => "lstm_backward",
             Kernel::GruForward { .. } => "gru_forward",
             Kernel::GruBackward { .. } => "gru_backward",
+            Kernel::RnnForward { .. } => "rnn_forward",
+            Kernel::RnnBackward { .. } => "rnn_backward",
             _ => "main",
         }
     }
@@ -313,8 +323,8 @@ impl Kernel {
             Kernel::LstmBackward { .. } => &[R, R, R, R, R, R, R, W],
             // Projections, U, h0, lengths; the states and their gradient (backward only); the
             // result.
-            Kernel::GruForward { .. } => &[R, R, R, R, X, X, W],
-            Kernel::GruBackward { .. } => &[R, R, R, R, R, R, W],
+            Kernel::GruForward { .. } | Kernel::RnnForward { .. } => &[R, R, R, R, X, X, W],
+            Kernel::GruBackward { .. } | Kernel::RnnBackward { .. } => &[R, R, R, R, R, R, W],
         }
     }
 
@@ -416,7 +426,10 @@ impl Kernel {
             Kernel::SeqPick { last } | Kernel::SeqPlace { last } => vec![("LAST", flag(last))],
             Kernel::SeqReduce { max } => vec![("MAX", flag(max))],
             Kernel::SeqShift { future } => vec![("FUTURE", flag(future))],
-            Kernel::GruForward { backwards } | Kernel::GruBackward { backwards } => {
+            Kernel::GruForward { backwards }
+            | Kernel::GruBackward { backwards }
+            | Kernel::RnnForward { backwards }
+            | Kernel::RnnBackward { backwards } => {
                 vec![("BACKWARDS", flag(backwards))]
             }
             Kernel::LstmForward {

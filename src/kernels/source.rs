@@ -48,6 +48,8 @@ pub enum Shader {
     Recurrence,
     /// GRU scans and their backpropagation through time.
     Gru,
+    /// Plain RNN scans and their backpropagation through time.
+    Rnn,
 }
 
 /// A shared prelude file.
@@ -60,7 +62,7 @@ const SCAN: &str = include_str!("../../shaders/scan.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -78,6 +80,7 @@ impl Shader {
         Shader::Sequence,
         Shader::Recurrence,
         Shader::Gru,
+        Shader::Rnn,
     ];
 
     /// The file name under `shaders/`.
@@ -100,6 +103,7 @@ impl Shader {
             Shader::Sequence => "sequence.wgsl",
             Shader::Recurrence => "recurrence.wgsl",
             Shader::Gru => "gru.wgsl",
+            Shader::Rnn => "rnn.wgsl",
         }
     }
 
@@ -123,6 +127,7 @@ impl Shader {
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
+            Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
         }
     }
 
@@ -142,7 +147,7 @@ impl Shader {
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
-            Shader::Recurrence | Shader::Gru => ScanParams::wgsl("Params"),
+            Shader::Recurrence | Shader::Gru | Shader::Rnn => ScanParams::wgsl("Params"),
         }
     }
 
@@ -155,7 +160,7 @@ impl Shader {
             Shader::Reduce | Shader::Softmax => &[LANES],
             Shader::Conv | Shader::Pool => &[ACTIVATION, WINDOW, GRID],
             Shader::Bias => &[ACTIVATION, LANES],
-            Shader::Recurrence | Shader::Gru => &[SCAN],
+            Shader::Recurrence | Shader::Gru | Shader::Rnn => &[SCAN],
             _ => &[],
         }
     }

@@ -519,3 +519,45 @@ impl Layer for Gru {
         g.gru(x, w, u, b, g.scalar(0.0), self.go_backwards)
     }
 }
+
+/// A plain RNN over a sequence (CNTK's `Recurrence(RNNStep(hidden))`): `h' = tanh(x·W + b +
+/// h·U)`, the hidden states of every step `[batch, seq, hidden]`. Parameters `{name}.W`
+/// `[F, H]`, `{name}.U` `[H, H]` (glorot-uniform) and `{name}.b` `[H]` (zeros).
+#[derive(Clone, Copy, Debug)]
+pub struct Rnn {
+    /// Hidden units.
+    pub hidden: usize,
+    /// Scan from each sequence's last step down.
+    pub go_backwards: bool,
+}
+
+impl Rnn {
+    /// A plain RNN with `hidden` units, forwards.
+    pub fn new(hidden: usize) -> Rnn {
+        Rnn {
+            hidden,
+            go_backwards: false,
+        }
+    }
+}
+
+impl Layer for Rnn {
+    fn kind(&self) -> &'static str {
+        "rnn"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let s = g.shape(x);
+        let Some(&Dim::Fixed(features)) = s.0.last().filter(|_| s.has_seq() && s.rank() == 3)
+        else {
+            return Err(Error::Shape {
+                op: "rnn",
+                msg: format!("{name}: needs a sequence [batch, seq, features], got {s}"),
+            });
+        };
+        let h = self.hidden;
+        let w = g.parameter(&format!("{name}.W"), &[features, h], Init::GlorotUniform)?;
+        let u = g.parameter(&format!("{name}.U"), &[h, h], Init::GlorotUniform)?;
+        let b = g.parameter(&format!("{name}.b"), &[h], Init::Zeros)?;
+        g.rnn(x, w, u, b, g.scalar(0.0), self.go_backwards)
+    }
+}

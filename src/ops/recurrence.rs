@@ -1,4 +1,4 @@
-//! Recurrence: the LSTM and the GRU, each as one scan over the sequence axis (the whole loop in one kernel,
+//! Recurrence: the LSTM, the GRU and the plain RNN, each as one scan over the sequence axis (the whole loop in one kernel,
 //! whatever the length), with backpropagation through time as one reverse scan. The input
 //! projections of all steps are one product before the scan ([`Graph::lstm`]); per step the
 //! kernel runs the recurrent product and the cell.
@@ -159,6 +159,85 @@ impl Graph {
         }
     }
 
+    /// A plain RNN over `x: [batch, seq, F]`: `h' = tanh(x·w + b + h·u)` with `w: [F, H]`,
+    /// `u: [H, H]`, `b: [H]` and `h0` broadcast to `[batch, H]`: the hidden states
+    /// `[batch, seq, H]`.
+    pub fn rnn(
+        &self,
+        x: NodeId,
+        w: NodeId,
+        u: NodeId,
+        b: NodeId,
+        h0: NodeId,
+        backwards: bool,
+    ) -> Result<NodeId> {
+        let xproj = self.bias_act(self.matmul(x, w)?, b, -1, None)?;
+        let op = "rnn";
+        let hn = self.scan_hidden(op, xproj, u, 1, MAX_LSTM_HIDDEN)?;
+        let h0 = self.scan_state(op, h0, hn)?;
+        let scan = Op::RnnScan {
+            xproj,
+            u,
+            h0,
+            lengths: self.sequence_lengths(),
+            backwards,
+        };
+        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
+    }
+
+    /// The plain RNN's gradient rule (see [`Graph::grad_recurrence`]).
+    fn grad_rnn(
+        &self,
+        out: NodeId,
+        op: &Op,
+        g: NodeId,
+        wants: &dyn Fn(NodeId) -> bool,
+    ) -> Result<Vec<(NodeId, NodeId)>> {
+        let Op::RnnScan {
+            xproj,
+            u,
+            h0,
+            lengths,
+            backwards,
+        } = *op
+        else {
+            return Err(crate::Error::Invalid(
+                "grad: second derivatives through an RNN scan are not supported".into(),
+            ));
+        };
+        let hn = self.shape(u).0[0].resolve(0);
+        let back = Op::RnnScanGrad {
+            xproj,
+            u,
+            h0,
+            lengths,
+            state: out,
+            g,
+            backwards,
+        };
+        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(2 * hn)]));
+        let dz = self.slice(grads, -1, 0, hn)?;
+        let mut res = vec![(xproj, dz)];
+        if wants(u) {
+            let before = if backwards {
+                self.future_value(out, h0)?
+            } else {
+                self.past_value(out, h0)?
+            };
+            res.push((u, self.matmul_sum_batch(before, dz)?));
+        }
+        if wants(h0) {
+            let part = self.slice(grads, -1, hn, 2 * hn)?;
+            let at_start = if backwards {
+                self.sequence_last(part)?
+            } else {
+                self.sequence_first(part)?
+            };
+            res.push((h0, at_start));
+        }
+        Ok(res)
+    }
+
     /// The GRU's gradient rule (see [`Graph::grad_recurrence`]).
     fn grad_gru(
         &self,
@@ -232,6 +311,9 @@ impl Graph {
     ) -> Result<Vec<(NodeId, NodeId)>> {
         if matches!(op, Op::GruScan { .. } | Op::GruScanGrad { .. }) {
             return self.grad_gru(out, op, g, wants);
+        }
+        if matches!(op, Op::RnnScan { .. } | Op::RnnScanGrad { .. }) {
+            return self.grad_rnn(out, op, g, wants);
         }
         let Op::LstmScan {
             xproj,

@@ -171,6 +171,8 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqMask { .. } => sequence_dispatch(g, i),
         Op::GruScan { .. }
         | Op::GruScanGrad { .. }
+        | Op::RnnScan { .. }
+        | Op::RnnScanGrad { .. }
         | Op::LstmScan { .. }
         | Op::LstmScanGrad { .. } => scan_dispatch(g, i),
     }))
@@ -376,6 +378,8 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
     let (kernel, u) = match *g.op(i) {
         Op::GruScan { u, backwards, .. } => (Kernel::GruForward { backwards }, u),
         Op::GruScanGrad { u, backwards, .. } => (Kernel::GruBackward { backwards }, u),
+        Op::RnnScan { u, backwards, .. } => (Kernel::RnnForward { backwards }, u),
+        Op::RnnScanGrad { u, backwards, .. } => (Kernel::RnnBackward { backwards }, u),
         Op::LstmScan {
             u,
             backwards,

@@ -185,6 +185,32 @@ impl Graph {
         Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
     }
 
+    /// The state each step of a scan starts from: `h` one step earlier (later when going
+    /// backwards), `h0` at the first step of the scan.
+    fn state_before(&self, h: NodeId, h0: NodeId, backwards: bool) -> Result<NodeId> {
+        if backwards {
+            self.future_value(h, h0)
+        } else {
+            self.past_value(h, h0)
+        }
+    }
+
+    /// What a reverse scan's output `grads` holds in `range` (of its last axis) at the scan's
+    /// first step: the gradient reaching the initial state.
+    fn at_scan_start(
+        &self,
+        grads: NodeId,
+        range: std::ops::Range<usize>,
+        backwards: bool,
+    ) -> Result<NodeId> {
+        let part = self.slice(grads, -1, range.start, range.end)?;
+        if backwards {
+            self.sequence_last(part)
+        } else {
+            self.sequence_first(part)
+        }
+    }
+
     /// The plain RNN's gradient rule (see [`Graph::grad_recurrence`]).
     fn grad_rnn(
         &self,
@@ -219,21 +245,11 @@ impl Graph {
         let dz = self.slice(grads, -1, 0, hn)?;
         let mut res = vec![(xproj, dz)];
         if wants(u) {
-            let before = if backwards {
-                self.future_value(out, h0)?
-            } else {
-                self.past_value(out, h0)?
-            };
+            let before = self.state_before(out, h0, backwards)?;
             res.push((u, self.matmul_sum_batch(before, dz)?));
         }
         if wants(h0) {
-            let part = self.slice(grads, -1, hn, 2 * hn)?;
-            let at_start = if backwards {
-                self.sequence_last(part)?
-            } else {
-                self.sequence_first(part)?
-            };
-            res.push((h0, at_start));
+            res.push((h0, self.at_scan_start(grads, hn..2 * hn, backwards)?));
         }
         Ok(res)
     }
@@ -273,11 +289,7 @@ impl Graph {
         let mut res = vec![(xproj, dxproj)];
         if wants(u) {
             // [dUz | dUr] = Σ h_before(t)ᵀ · [dz | dr](t);  dUc = Σ (r ⊙ h)(t)ᵀ · dc(t).
-            let before = if backwards {
-                self.future_value(out, h0)?
-            } else {
-                self.past_value(out, h0)?
-            };
+            let before = self.state_before(out, h0, backwards)?;
             let dzr = self.slice(grads, -1, 0, 2 * hn)?;
             let dc = self.slice(grads, -1, 2 * hn, 3 * hn)?;
             let rh = self.slice(grads, -1, 4 * hn, 5 * hn)?;
@@ -289,13 +301,7 @@ impl Graph {
             res.push((u, du));
         }
         if wants(h0) {
-            let part = self.slice(grads, -1, 3 * hn, 4 * hn)?;
-            let at_start = if backwards {
-                self.sequence_last(part)?
-            } else {
-                self.sequence_first(part)?
-            };
-            res.push((h0, at_start));
+            res.push((h0, self.at_scan_start(grads, 3 * hn..4 * hn, backwards)?));
         }
         Ok(res)
     }
@@ -347,27 +353,14 @@ impl Graph {
         if wants(u) {
             // dU = Σ over sequences and steps of h_before(t)ᵀ · dz(t).
             let h = self.slice(out, -1, 0, hn)?;
-            let before = if backwards {
-                self.future_value(h, h0)?
-            } else {
-                self.past_value(h, h0)?
-            };
+            let before = self.state_before(h, h0, backwards)?;
             res.push((u, self.matmul_sum_batch(before, dz)?));
         }
-        // What reaches the state before the scan's first step.
-        let at_start = |from: usize| -> Result<NodeId> {
-            let part = self.slice(grads, -1, from, from + hn)?;
-            if backwards {
-                self.sequence_last(part)
-            } else {
-                self.sequence_first(part)
-            }
-        };
         if wants(h0) {
-            res.push((h0, at_start(4 * hn)?));
+            res.push((h0, self.at_scan_start(grads, 4 * hn..5 * hn, backwards)?));
         }
         if wants(c0) {
-            res.push((c0, at_start(5 * hn)?));
+            res.push((c0, self.at_scan_start(grads, 5 * hn..6 * hn, backwards)?));
         }
         Ok(res)
     }

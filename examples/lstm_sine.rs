@@ -8,7 +8,8 @@
 //! ```
 //! Options: `--learner fsadagrad|adam` (fsadagrad), `--lr X` (0.02), `--model lstm|gru|rnn`,
 //! `--epochs N` (100), `--seed N` (0), `--dropout P`
-//! (0.2), `--forget-bias B` (0, CNTK's LSTM), `--verbose` (a line per epoch).
+//! (0.2), `--forget-bias B` (0, CNTK's LSTM), `--shuffle` (shuffle the training windows each
+//! epoch; the tutorial keeps them in order), `--verbose` (a line per epoch).
 
 use wgrad::data::Dataset;
 use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Rnn, Sequential};
@@ -48,6 +49,7 @@ pub fn train(
     seed: u64,
     dropout: f32,
     forget_bias: f32,
+    shuffle: bool,
     verbose: bool,
 ) -> wgrad::Result<f32> {
     let (train, _val, test) = sine_data()?;
@@ -78,7 +80,7 @@ pub fn train(
     let opts = FitOptions {
         epochs,
         batch: 100,
-        shuffle_seed: None,
+        shuffle_seed: shuffle.then_some(seed),
         print_epochs: verbose,
         ..FitOptions::default()
     };
@@ -133,6 +135,7 @@ fn main() -> wgrad::Result<()> {
     };
     let (dropout, forget_bias) = (fnum("--dropout", 0.2)?, fnum("--forget-bias", 0.0)?);
     let verbose = args.iter().any(|a| a == "--verbose");
+    let shuffle = args.iter().any(|a| a == "--shuffle");
     let mse = train(
         &ctx,
         &model,
@@ -141,6 +144,7 @@ fn main() -> wgrad::Result<()> {
         seed,
         dropout,
         forget_bias,
+        shuffle,
         verbose,
     )?;
     println!("trained in {:.1} s", t0.elapsed().as_secs_f64());

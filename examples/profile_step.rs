@@ -1,6 +1,7 @@
 //! Prints where the time of one training step of an MNIST model goes, dispatch by dispatch.
 //! `cargo run --release --example profile_step -- cnn` (slowest first; `--in-order` lists
-//! every dispatch in step order instead).
+//! every dispatch in step order instead). `rows` profiles `mnist_rows`' LSTM(128) over 28
+//! steps instead of an MNIST model of examples/mnist.rs.
 //!
 //! Each dispatch is repeated 20 times in one submit and its mean time printed, so the
 //! synchronisation of a submit is spread thin; `cargo bench --bench train` gives the step
@@ -10,6 +11,7 @@
 #[allow(dead_code)]
 mod mnist;
 
+use wgrad::nn::{Dense, Last, Lstm, Sequential};
 use wgrad::{Context, Graph, Learner, Trainer};
 
 fn main() -> wgrad::Result<()> {
@@ -20,13 +22,27 @@ fn main() -> wgrad::Result<()> {
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     let g = Graph::new();
-    let (x, y, z) = mnist::graph(&g, &kind)?;
+    let (x, y, z) = if kind == "rows" {
+        let x = g.input_sequence("x", &[28])?;
+        let z = Sequential::new()
+            .add(Lstm::new(128))
+            .add(Last)
+            .add(Dense::new(10))
+            .build(&g, x)?;
+        (x, g.input("y", &[10])?, z)
+    } else {
+        mnist::graph(&g, &kind)?
+    };
     let loss = g.cross_entropy_with_softmax(z, y)?;
     let metric = g.classification_error(z, y)?;
     let mut t = Trainer::new(&ctx, &g, loss, Some(metric), Learner::sgd(0.01))?;
-    let xs: Vec<f32> = (0..64 * 784).map(|i| (i % 255) as f32).collect();
+    let xs: Vec<f32> = (0..64 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
     let ys: Vec<f32> = (0..640).map(|i| (i % 11 == 0) as u8 as f32).collect();
-    let feed = [(x, &xs[..]), (y, &ys[..])];
+    let lengths = vec![28.0f32; 64];
+    let mut feed = vec![(x, &xs[..]), (y, &ys[..])];
+    if kind == "rows" {
+        feed.push((g.sequence_lengths(), &lengths[..]));
+    }
     t.train_minibatch(&feed, true)?;
     let steps = t.executor().profile(&[loss, metric], &feed, true)?;
     let total: f64 = steps.iter().map(|s| s.1).sum();

@@ -179,7 +179,16 @@ fn steps_of(s: &[f32]) -> Vec<Vec<f64>> {
 
 #[test]
 fn lstm_scan_matches_the_reference_in_both_directions() {
-    for (hn, lengths) in [(1, vec![1, 7, 3]), (3, vec![1, 7, 3]), (37, vec![4, 2])] {
+    // Batches of more than one workgroup's sequences (4, or 2 above 256 units) and hidden
+    // sizes that are not multiples of 4 on both sides of 256.
+    let cases = [
+        (1, vec![1, 7, 3]),
+        (3, vec![1, 7, 3]),
+        (37, vec![4, 2]),
+        (5, vec![3, 1, 6, 2, 5, 4, 1, 7, 2]),
+        (259, vec![2, 3, 1]),
+    ];
+    for (hn, lengths) in cases {
         for backwards in [false, true] {
             let p = random_params(hn, 3 + hn as u64);
             let seqs = sequences(&lengths, 7);
@@ -230,71 +239,84 @@ fn a_recurrence_over_one_step_is_one_cell_step() {
 #[test]
 fn lstm_gradients_match_finite_differences_through_twenty_steps() {
     for backwards in [false, true] {
-        let hn = 3;
-        let p = random_params(hn, 50);
-        let lengths = [22, 1, 5];
-        let seqs = sequences(&lengths, 51);
-        let r = rand_vec(3 * 2 * hn, 52);
-        let (_, _, dx, dparams) = run_lstm(&p, &seqs, 22, &r, backwards);
-        let loss = |p: &Params, xs: &[Vec<Vec<f64>>]| -> f64 {
-            xs.iter()
-                .enumerate()
-                .map(|(k, x)| {
-                    readout_ref(p, x, backwards)
-                        .iter()
-                        .zip(&r[k * 2 * hn..])
-                        .map(|(a, &b)| a * b as f64)
-                        .sum::<f64>()
-                })
-                .sum()
+        check_lstm_gradients(3, &[22, 1, 5], backwards, 1);
+        // Two workgroups of sequences, lengths mixed within each.
+        check_lstm_gradients(5, &[21, 1, 5, 3, 9, 2], backwards, 1);
+    }
+}
+
+/// Above 256 hidden units the scans give each workgroup fewer sequences: the gradients
+/// there, checked on every input and on a sample of each parameter's entries.
+#[test]
+fn lstm_gradients_match_finite_differences_above_256_units() {
+    check_lstm_gradients(259, &[3, 1, 2], false, 20);
+}
+
+/// Central differences of a random readout of [`lstm_ref`] against the planned BPTT: every
+/// input, and of each parameter every entry (`samples` 1) or about `samples` of them spread
+/// over it.
+fn check_lstm_gradients(hn: usize, lengths: &[usize], backwards: bool, samples: usize) {
+    let p = random_params(hn, 50 + hn as u64);
+    let seqs = sequences(lengths, 51);
+    let n_seq = lengths.len();
+    let r = rand_vec(n_seq * 2 * hn, 52);
+    let steps = *lengths.iter().max().unwrap();
+    let (_, _, dx, dparams) = run_lstm(&p, &seqs, steps, &r, backwards);
+    let loss = |p: &Params, xs: &[Vec<Vec<f64>>]| -> f64 {
+        xs.iter()
+            .enumerate()
+            .map(|(k, x)| {
+                readout_ref(p, x, backwards)
+                    .iter()
+                    .zip(&r[k * 2 * hn..])
+                    .map(|(a, &b)| a * b as f64)
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let xs: Vec<Vec<Vec<f64>>> = seqs.iter().map(|s| steps_of(s)).collect();
+    let label = format!("H {hn} lengths {lengths:?} backwards {backwards}");
+    // Inputs, one sequence at a time.
+    for k in 0..n_seq {
+        let mut want = Vec::new();
+        for t in 0..xs[k].len() {
+            for f in 0..F {
+                let mut q = xs.clone();
+                q[k][t][f] += 1e-5;
+                let lp = loss(&p, &q);
+                q[k][t][f] -= 2e-5;
+                want.push((lp - loss(&p, &q)) / 2e-5);
+            }
+        }
+        assert_close(&format!("{label}: d/dx {k}"), &dx[k], &want, 2e-3);
+    }
+    // W, U, b, h0, c0.
+    for (which, name) in ["w", "u", "b", "h0", "c0"].iter().enumerate() {
+        let n = dparams[which].len();
+        let stride = if samples == 1 {
+            1
+        } else {
+            n.div_ceil(samples) | 1
         };
-        let xs: Vec<Vec<Vec<f64>>> = seqs.iter().map(|s| steps_of(s)).collect();
-        // Inputs, one sequence at a time.
-        for k in 0..3 {
-            let mut want = Vec::new();
-            for t in 0..xs[k].len() {
-                for f in 0..F {
-                    let mut q = xs.clone();
-                    q[k][t][f] += 1e-5;
-                    let lp = loss(&p, &q);
-                    q[k][t][f] -= 2e-5;
-                    want.push((lp - loss(&p, &q)) / 2e-5);
-                }
-            }
-            assert_close(
-                &format!("backwards {backwards}: d/dx {k}"),
-                &dx[k],
-                &want,
-                2e-3,
-            );
-        }
-        // W, U, b, h0, c0.
-        for (which, name) in ["w", "u", "b", "h0", "c0"].iter().enumerate() {
-            let n = dparams[which].len();
-            let mut want = Vec::new();
-            for i in 0..n {
-                let moved = |d: f64| {
-                    let mut q = Params {
-                        h: hn,
-                        w: p.w.clone(),
-                        u: p.u.clone(),
-                        b: p.b.clone(),
-                        h0: p.h0.clone(),
-                        c0: p.c0.clone(),
-                    };
-                    let v = [&mut q.w, &mut q.u, &mut q.b, &mut q.h0, &mut q.c0];
-                    v.into_iter().nth(which).unwrap()[i] += d;
-                    loss(&q, &xs)
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        for i in (0..n).step_by(stride) {
+            let moved = |d: f64| {
+                let mut q = Params {
+                    h: hn,
+                    w: p.w.clone(),
+                    u: p.u.clone(),
+                    b: p.b.clone(),
+                    h0: p.h0.clone(),
+                    c0: p.c0.clone(),
                 };
-                want.push((moved(1e-5) - moved(-1e-5)) / 2e-5);
-            }
-            assert_close(
-                &format!("backwards {backwards}: d/d{name}"),
-                &dparams[which],
-                &want,
-                2e-3,
-            );
+                let v = [&mut q.w, &mut q.u, &mut q.b, &mut q.h0, &mut q.c0];
+                v.into_iter().nth(which).unwrap()[i] += d;
+                loss(&q, &xs)
+            };
+            got.push(dparams[which][i]);
+            want.push((moved(1e-5) - moved(-1e-5)) / 2e-5);
         }
+        assert_close(&format!("{label}: d/d{name}"), &got, &want, 2e-3);
     }
 }
 
@@ -302,11 +324,12 @@ fn lstm_gradients_match_finite_differences_through_twenty_steps() {
 fn a_sequence_gives_the_same_results_alone_padded_and_in_a_batch() {
     let hn = 3;
     let p = random_params(hn, 60);
-    let seqs = sequences(&[4, 1, 7, 3], 61);
-    let r = rand_vec(4 * 2 * hn, 62);
+    // Six sequences: two workgroups' worth, each sequence's neighbours differing in length.
+    let seqs = sequences(&[4, 1, 7, 3, 2, 6], 61);
+    let r = rand_vec(6 * 2 * hn, 62);
     let (hs, _, dx, _) = run_lstm(&p, &seqs, 7, &r, false);
     let (hs_p, _, dx_p, _) = run_lstm(&p, &seqs, 12, &r, false);
-    for k in 0..4 {
+    for k in 0..6 {
         assert_close(&format!("padded h {k}"), &hs_p[k], &to64(&hs[k]), 1e-6);
         assert_close(&format!("padded dx {k}"), &dx_p[k], &to64(&dx[k]), 1e-6);
         let one = &r[k * 2 * hn..(k + 1) * 2 * hn];
@@ -412,6 +435,7 @@ fn the_sine_example_learns_in_three_epochs() {
             0,
             0.2,
             0.0,
+            false,
             false,
         )
         .unwrap();

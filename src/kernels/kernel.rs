@@ -145,15 +145,17 @@ pub(crate) enum Kernel {
         future: bool,
     },
     SeqMask,
-    /// An LSTM scan and its backpropagation, specialised on the direction and the forget
-    /// gate's bias (as f32 bits).
+    /// An LSTM scan and its backpropagation, specialised on the direction, the forget
+    /// gate's bias (as f32 bits) and the sequences each workgroup owns.
     LstmForward {
         backwards: bool,
         forget_bias: u32,
+        group_seqs: u32,
     },
     LstmBackward {
         backwards: bool,
         forget_bias: u32,
+        group_seqs: u32,
     },
     /// A GRU scan and its backpropagation, specialised on the direction.
     GruForward {
@@ -435,13 +437,16 @@ impl Kernel {
             Kernel::LstmForward {
                 backwards,
                 forget_bias,
+                group_seqs,
             }
             | Kernel::LstmBackward {
                 backwards,
                 forget_bias,
+                group_seqs,
             } => vec![
                 ("BACKWARDS", flag(backwards)),
                 ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
+                ("GROUP_SEQS", group_seqs as f64),
             ],
             Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),

@@ -372,7 +372,8 @@ fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
     (kernel, params, groups_1d(g.numel(i)))
 }
 
-/// Recurrent scans and their reverse scans: one workgroup per sequence.
+/// Recurrent scans and their reverse scans: one workgroup per sequence, or per
+/// [`lstm_group_seqs`] sequences for the LSTM's.
 fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
     let d = |x: NodeId| &g.dims[x.0];
     let (kernel, u) = match *g.op(i) {
@@ -386,10 +387,10 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
             forget_bias,
             ..
         } => {
-            let forget_bias = forget_bias.to_bits();
             let k = Kernel::LstmForward {
                 backwards,
-                forget_bias,
+                forget_bias: forget_bias.to_bits(),
+                group_seqs: lstm_group_seqs(d(u)[0]),
             };
             (k, u)
         }
@@ -399,10 +400,10 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
             forget_bias,
             ..
         } => {
-            let forget_bias = forget_bias.to_bits();
             let k = Kernel::LstmBackward {
                 backwards,
-                forget_bias,
+                forget_bias: forget_bias.to_bits(),
+                group_seqs: lstm_group_seqs(d(u)[0]),
             };
             (k, u)
         }
@@ -414,7 +415,24 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
         hidden: d(u)[0] as u32,
         _p0: 0,
     });
-    (kernel, params, groups_per_item(g.sizes.batch))
+    let per_group = match kernel {
+        Kernel::LstmForward { group_seqs, .. } | Kernel::LstmBackward { group_seqs, .. } => {
+            group_seqs as usize
+        }
+        _ => 1,
+    };
+    let groups = groups_per_item(g.sizes.batch.div_ceil(per_group));
+    (kernel, params, groups)
+}
+
+/// Sequences one workgroup of the LSTM scans owns for `hidden` units: 4, or 2 above 256
+/// units (recurrence.wgsl keeps sequences × hidden ≤ 1024 states in workgroup memory).
+fn lstm_group_seqs(hidden: usize) -> u32 {
+    if hidden <= 256 {
+        4
+    } else {
+        2
+    }
 }
 
 /// Cross-entropy, its gradient and classification error: one invocation per row.

@@ -5,13 +5,15 @@
 //! cargo run --release --example mnist_rows -- --data ../shared/data/mnist-10k
 //! ```
 //! Options: `--data DIR` (IDX files, raw or .gz; default `$WGRAD_MNIST_DIR` or
-//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru|rnn`.
+//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru|rnn`,
+//! `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras and Flax,
+//! instead of glorot-uniform as in CNTK).
 
 use std::path::PathBuf;
 
 use wgrad::data::{mnist, Dataset};
 use wgrad::nn::{Dense, Gru, Last, Lstm, Rnn, Sequential};
-use wgrad::{Context, EpochRecord, FitOptions, Graph, Learner, Trainer};
+use wgrad::{Context, EpochRecord, FitOptions, Graph, Init, Learner, Trainer};
 
 /// The dataset with a `lengths` stream: every digit is a sequence of 28 rows.
 fn with_lengths(d: Dataset) -> wgrad::Result<Dataset> {
@@ -25,6 +27,7 @@ pub fn train(
     model: &str,
     dir: &std::path::Path,
     seed: u64,
+    orthogonal: bool,
     opts: &FitOptions,
 ) -> wgrad::Result<Vec<EpochRecord>> {
     let (train, test) = mnist::load(dir)?;
@@ -33,7 +36,14 @@ pub fn train(
     let x = g.input_sequence(mnist::IMAGES, &[28])?;
     let y = g.input(mnist::LABELS, &[10])?;
     let recurrent = match model {
-        "lstm" => Sequential::new().add(Lstm::new(128)),
+        "lstm" => Sequential::new().add(Lstm {
+            recurrent_init: if orthogonal {
+                Init::Orthogonal { gain: 1.0 }
+            } else {
+                Init::GlorotUniform
+            },
+            ..Lstm::new(128)
+        }),
         "gru" => Sequential::new().add(Gru::new(128)),
         "rnn" => Sequential::new().add(Rnn::new(128)),
         other => {
@@ -91,7 +101,8 @@ fn main() -> wgrad::Result<()> {
         dir.display(),
         opts.epochs
     );
-    let records = train(&ctx, &model, &dir, seed, &opts)?;
+    let orthogonal = args.iter().any(|a| a == "--orthogonal");
+    let records = train(&ctx, &model, &dir, seed, orthogonal, &opts)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;

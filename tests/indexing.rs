@@ -269,3 +269,72 @@ fn embedding_layer_trains_only_the_rows_it_reads() {
         );
     }
 }
+
+/// `Init::Orthogonal` gives orthonormal rows (or columns, when fewer) times the gain, seeded
+/// per parameter; `parameter_from` and `Embedding::from_matrix` start from the given values
+/// and refuse wrong lengths and non-finite values, naming the parameter.
+#[test]
+fn orthogonal_and_given_initial_values() {
+    let ctx = ctx();
+    let g = wgrad::Graph::with_seed(3);
+    let gain = 1.5;
+    let wide = g
+        .parameter("wide", &[5, 12], wgrad::Init::Orthogonal { gain })
+        .unwrap();
+    let tall = g
+        .parameter("tall", &[12, 5], wgrad::Init::Orthogonal { gain })
+        .unwrap();
+    let given: Vec<f32> = (0..21).map(|i| i as f32 * 0.25 - 2.0).collect();
+    let from = g.parameter_from("from", &[7, 3], &given).unwrap();
+    let idx = g.input("idx", &[4]).unwrap();
+    let e = wgrad::nn::Embedding::from_matrix(7, 3, &given);
+    let looked = wgrad::nn::Layer::build(&e, &g, "emb", idx).unwrap();
+    let mut ex = wgrad::Executor::new(&ctx, &g).unwrap();
+    // Gram matrices along the shorter side: gain² on the diagonal, 0 off it.
+    let gram = |m: &[f32], k: usize, n: usize, rows: bool| -> Vec<f64> {
+        let at = |i: usize, j: usize| if rows { m[i * n + j] } else { m[j * k + i] } as f64;
+        let mut out = Vec::new();
+        for a in 0..k {
+            for b in 0..k {
+                out.push((0..n).map(|j| at(a, j) * at(b, j)).sum());
+            }
+        }
+        out
+    };
+    let eye: Vec<f64> = (0..25)
+        .map(|i| {
+            if i % 6 == 0 {
+                (gain * gain) as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (w, t) = (ex.parameter(wide).unwrap(), ex.parameter(tall).unwrap());
+    let as32 = |v: Vec<f64>| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    assert_close("rows of wide", &as32(gram(&w, 5, 12, true)), &eye, 1e-5);
+    assert_close("columns of tall", &as32(gram(&t, 5, 12, false)), &eye, 1e-5);
+    assert_ne!(w[..5], t[..5], "each parameter draws its own matrix");
+    assert_eq!(ex.parameter(from).unwrap(), given);
+    let rows = [6.0, 0.0, 2.0, 6.0];
+    let got = ex.eval(&[looked], &[(idx, &rows[..])]).unwrap();
+    let want: Vec<f64> = rows
+        .iter()
+        .flat_map(|&r| to64(&given[r as usize * 3..r as usize * 3 + 3]))
+        .collect();
+    assert_close("embedding from a matrix", &got[0], &want, 0.0);
+    // Wrong lengths and non-finite values.
+    let e = g.parameter_from("short", &[2, 3], &[1.0; 5]).unwrap_err();
+    assert!(
+        e.to_string().contains("short") && e.to_string().contains("[2, 3]"),
+        "{e}"
+    );
+    let e = g.parameter_from("nan", &[2], &[1.0, f32::NAN]).unwrap_err();
+    assert!(
+        e.to_string().contains("nan") && e.to_string().contains("finite"),
+        "{e}"
+    );
+    let bad = wgrad::nn::Embedding::from_matrix(7, 4, &given);
+    let e = wgrad::nn::Layer::build(&bad, &g, "bad", idx).unwrap_err();
+    assert!(e.to_string().contains("bad.weight"), "{e}");
+}

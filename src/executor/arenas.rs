@@ -176,7 +176,54 @@ pub(super) fn init_fill(init: Init, dims: &[usize], seed: u64) -> Fill {
             std: (2.0 / fan_in as f32).sqrt(),
             seed,
         },
+        Init::Orthogonal { .. } | Init::Given => {
+            unreachable!("host-made initial values are written, not filled")
+        }
     }
+}
+
+/// An orthogonal initial matrix for `dims` flattened to `[dims[0], rest]`: Gram–Schmidt
+/// (twice, in f64) on a seeded normal matrix, orthonormal along the shorter side, times `gain`.
+pub(super) fn orthogonal(dims: &[usize], seed: u64, gain: f32) -> Vec<f32> {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let rows = dims.first().copied().unwrap_or(1);
+    let cols = dims.iter().skip(1).product::<usize>();
+    // Orthonormalise `k` vectors of length `n`: the rows, or the columns when fewer.
+    let (k, n) = if rows <= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6f72_7468);
+    let mut normal = || {
+        // Box–Muller from two uniforms in (0, 1].
+        let (a, b): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+        (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+    };
+    let mut v: Vec<Vec<f64>> = (0..k).map(|_| (0..n).map(|_| normal()).collect()).collect();
+    for i in 0..k {
+        for _ in 0..2 {
+            for j in 0..i {
+                let d: f64 = v[i].iter().zip(&v[j]).map(|(a, b)| a * b).sum();
+                let vj = v[j].clone();
+                v[i].iter_mut().zip(&vj).for_each(|(a, b)| *a -= d * b);
+            }
+        }
+        let norm = v[i].iter().map(|a| a * a).sum::<f64>().sqrt();
+        v[i].iter_mut().for_each(|a| *a /= norm);
+    }
+    let mut out = vec![0.0f32; rows * cols];
+    for (i, vi) in v.iter().enumerate() {
+        for (j, &x) in vi.iter().enumerate() {
+            let at = if rows <= cols {
+                i * cols + j
+            } else {
+                j * cols + i
+            };
+            out[at] = (x * gain as f64) as f32;
+        }
+    }
+    out
 }
 
 /// Lays out the trainable parameters in arenas (each within the adapter's largest binding)

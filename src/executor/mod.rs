@@ -10,7 +10,7 @@ mod state;
 use std::collections::HashMap;
 
 use crate::device::Context;
-use crate::graph::{Graph, Node, NodeId, Op};
+use crate::graph::{Graph, Init, Node, NodeId, Op};
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
 use crate::shape::Sizes;
 use crate::tensor::{Fill, Tensor};
@@ -90,6 +90,27 @@ impl Executor {
         for (i, node) in nodes.iter().enumerate() {
             let dims = node.shape.resolve(1);
             let fill = match &node.op {
+                Op::Param {
+                    init: init @ (Init::Given | Init::Orthogonal { .. }),
+                    seed,
+                    ..
+                } => {
+                    let values = match *init {
+                        Init::Orthogonal { gain } => orthogonal(&dims, *seed, gain),
+                        _ => graph
+                            .given_values(NodeId(i))
+                            .expect("given values")
+                            .to_vec(),
+                    };
+                    let t = match persistent.entry(NodeId(i)) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(Tensor::empty(ctx, &dims)?)
+                        }
+                    };
+                    t.write(ctx, &values)?;
+                    continue;
+                }
                 Op::Param { init, seed, .. } => init_fill(*init, &dims, *seed),
                 Op::Const { value } => Fill::Const(*value),
                 _ => continue,
@@ -360,4 +381,4 @@ impl Executor {
 }
 
 pub(crate) use arenas::UpdateRule;
-use arenas::{init_fill, param_arenas, LearnerState, ParamArena};
+use arenas::{init_fill, orthogonal, param_arenas, LearnerState, ParamArena};

@@ -56,6 +56,14 @@ pub enum Init {
     GlorotUniform,
     /// He normal: N(0, sqrt(2 / fan_in)).
     HeNormal,
+    /// A random matrix with orthonormal rows or columns (whichever are fewer), times
+    /// `gain`; higher ranks are flattened to `[first axis, rest]`. For recurrent weights.
+    Orthogonal {
+        /// Scale of the orthonormal matrix.
+        gain: f32,
+    },
+    /// The values given to [`Graph::parameter_from`].
+    Given,
 }
 
 /// A node: its op and its inferred shape.
@@ -74,6 +82,7 @@ pub struct Node {
 pub struct Graph {
     nodes: RefCell<Vec<Node>>,
     assigns: RefCell<Vec<(NodeId, NodeId)>>,
+    given: RefCell<Vec<(NodeId, std::rc::Rc<[f32]>)>>,
     seed: u64,
 }
 
@@ -86,9 +95,8 @@ impl Graph {
     /// An empty graph whose parameter initialisers derive from `seed`.
     pub fn with_seed(seed: u64) -> Graph {
         Graph {
-            nodes: RefCell::default(),
-            assigns: RefCell::default(),
             seed,
+            ..Graph::default()
         }
     }
 
@@ -272,6 +280,36 @@ impl Graph {
     /// A learnable parameter of fixed shape.
     pub fn parameter(&self, name: &str, dims: &[usize], init: Init) -> Result<NodeId> {
         self.variable(name, dims, init, true)
+    }
+
+    /// A parameter that starts from `values` (row-major, `dims`' element count, all finite),
+    /// e.g. an embedding table trained elsewhere.
+    pub fn parameter_from(&self, name: &str, dims: &[usize], values: &[f32]) -> Result<NodeId> {
+        let want: usize = dims.iter().product();
+        if values.len() != want {
+            return shape_err(
+                "parameter",
+                format!(
+                    "{name}: {} values given for {dims:?} ({want})",
+                    values.len()
+                ),
+            );
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "parameter: {name}: value {i} is {} (initial values must be finite)",
+                values[i]
+            )));
+        }
+        let id = self.variable(name, dims, Init::Given, true)?;
+        self.given.borrow_mut().push((id, values.into()));
+        Ok(id)
+    }
+
+    /// The values a parameter made by [`Graph::parameter_from`] starts from.
+    pub(crate) fn given_values(&self, id: NodeId) -> Option<std::rc::Rc<[f32]>> {
+        let given = self.given.borrow();
+        given.iter().find(|(g, _)| *g == id).map(|(_, v)| v.clone())
     }
 
     /// A variable kept on the device across steps: a parameter when `trainable`, else state

@@ -328,8 +328,8 @@ impl Layer for Flatten {
 
 /// An embedding (CNTK's `Embedding`): a table `{name}.weight` of `[vocab, dim]`, looked up
 /// by index inputs (floats holding 0..vocab, any shape `[..]`): `[.., dim]`. Glorot-uniform
-/// by default; to start from a matrix, write it with `Executor::set_parameter`.
-#[derive(Clone, Copy, Debug)]
+/// by default, or starting from a given matrix ([`Embedding::from_matrix`]).
+#[derive(Clone, Debug)]
 pub struct Embedding {
     /// Rows of the table.
     pub vocab: usize,
@@ -337,6 +337,8 @@ pub struct Embedding {
     pub dim: usize,
     /// The table's initialiser.
     pub init: Init,
+    /// The table's initial values, row-major `[vocab, dim]`, when given.
+    pub table: Option<std::rc::Rc<[f32]>>,
 }
 
 impl Embedding {
@@ -346,6 +348,16 @@ impl Embedding {
             vocab,
             dim,
             init: Init::GlorotUniform,
+            table: None,
+        }
+    }
+
+    /// A table that starts from `table` (row-major `[vocab, dim]`, e.g. pretrained vectors)
+    /// and trains from there; building fails unless it holds vocab · dim finite values.
+    pub fn from_matrix(vocab: usize, dim: usize, table: &[f32]) -> Embedding {
+        Embedding {
+            table: Some(table.into()),
+            ..Embedding::new(vocab, dim)
         }
     }
 
@@ -361,11 +373,11 @@ impl Layer for Embedding {
         "embed"
     }
     fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
-        let w = g.parameter(
-            &format!("{name}.weight"),
-            &[self.vocab, self.dim],
-            self.init,
-        )?;
+        let (name, dims) = (format!("{name}.weight"), [self.vocab, self.dim]);
+        let w = match &self.table {
+            Some(t) => g.parameter_from(&name, &dims, t)?,
+            None => g.parameter(&name, &dims, self.init)?,
+        };
         g.embedding(x, w)
     }
 }
@@ -382,6 +394,9 @@ pub struct Lstm {
     pub go_backwards: bool,
     /// Added to the forget gate (1: as a forget bias initialised to 1).
     pub forget_bias: f32,
+    /// The recurrent weights' initialiser (glorot-uniform as CNTK; `Init::Orthogonal` as
+    /// Keras and Flax).
+    pub recurrent_init: Init,
 }
 
 impl Lstm {
@@ -391,6 +406,7 @@ impl Lstm {
             hidden,
             go_backwards: false,
             forget_bias: 1.0,
+            recurrent_init: Init::GlorotUniform,
         }
     }
 
@@ -419,7 +435,7 @@ impl Layer for Lstm {
         let u = g.parameter(
             &format!("{name}.U"),
             &[self.hidden, h4],
-            Init::GlorotUniform,
+            self.recurrent_init,
         )?;
         let b = g.parameter(&format!("{name}.b"), &[h4], Init::Zeros)?;
         let zero = g.scalar(0.0);

@@ -91,6 +91,11 @@ fn unit_gates(j: u32, steps_at: array<u32, MAX_SEQS>, buf: u32) -> array<vec4<f3
     return z;
 }
 
+// The gates' values from their pre-activations (g, i, f, o).
+fn activate(z: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(tanh(z.x), sigmoid(z.y), sigmoid(z.z + FORGET_BIAS), sigmoid(z.w));
+}
+
 // Sets unit j of sequence s in the quad buffer starting at `buf`.
 fn put_h(buf: u32, s: u32, j: u32, v: f32) {
     let quads = (p.hidden + 3u) / 4u;
@@ -146,10 +151,8 @@ fn lstm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 if (k >= group_len[s]) {
                     continue;
                 }
-                let g = tanh(z[s].x);
-                let i = sigmoid(z[s].y);
-                let f = sigmoid(z[s].z + FORGET_BIAS);
-                let o = sigmoid(z[s].w);
+                let a = activate(z[s]);
+                let g = a.x; let i = a.y; let f = a.z; let o = a.w;
                 let c = f * cst[s * hn + j] + i * g;
                 let h = o * tanh(c);
                 cst[s * hn + j] = c;
@@ -210,10 +213,8 @@ fn lstm_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                 if (kk >= group_len[s]) {
                     continue;
                 }
-                let g = tanh(z[s].x);
-                let i = sigmoid(z[s].y);
-                let f = sigmoid(z[s].z + FORGET_BIAS);
-                let o = sigmoid(z[s].w);
+                let a = activate(z[s]);
+                let g = a.x; let i = a.y; let f = a.z; let o = a.w;
                 let first = kk == 0u;
                 let c_prev = select(state[prevs[s] * 2u * hn + hn + j], c0[(b0 + s) * hn + j], first);
                 let at = rows[s] * 2u * hn;

@@ -337,4 +337,9 @@ fn orthogonal_and_given_initial_values() {
     let bad = wgrad::nn::Embedding::from_matrix(7, 4, &given);
     let e = wgrad::nn::Layer::build(&bad, &g, "bad", idx).unwrap_err();
     assert!(e.to_string().contains("bad.weight"), "{e}");
+    // Init::Given without values is an error at executor creation, not a panic.
+    let g2 = wgrad::Graph::new();
+    g2.parameter("novalues", &[2], wgrad::Init::Given).unwrap();
+    let e = wgrad::Executor::new(&ctx, &g2).err().expect("an error");
+    assert!(e.to_string().contains("novalues"), "{e}");
 }

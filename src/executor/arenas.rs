@@ -203,10 +203,10 @@ pub(super) fn orthogonal(dims: &[usize], seed: u64, gain: f32) -> Vec<f32> {
     let mut v: Vec<Vec<f64>> = (0..k).map(|_| (0..n).map(|_| normal()).collect()).collect();
     for i in 0..k {
         for _ in 0..2 {
-            for j in 0..i {
-                let d: f64 = v[i].iter().zip(&v[j]).map(|(a, b)| a * b).sum();
-                let vj = v[j].clone();
-                v[i].iter_mut().zip(&vj).for_each(|(a, b)| *a -= d * b);
+            let (done, rest) = v.split_at_mut(i);
+            for vj in done.iter() {
+                let d: f64 = rest[0].iter().zip(vj).map(|(a, b)| a * b).sum();
+                rest[0].iter_mut().zip(vj).for_each(|(a, b)| *a -= d * b);
             }
         }
         let norm = v[i].iter().map(|a| a * a).sum::<f64>().sqrt();

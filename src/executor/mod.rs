@@ -97,10 +97,19 @@ impl Executor {
                 } => {
                     let values = match *init {
                         Init::Orthogonal { gain } => orthogonal(&dims, *seed, gain),
-                        _ => graph
-                            .given_values(NodeId(i))
-                            .expect("given values")
-                            .to_vec(),
+                        _ => {
+                            let Some(v) = graph.given_values(NodeId(i)) else {
+                                return Err(Error::Invalid(format!(
+                                    "parameter {}: Init::Given needs values: make it with \
+                                     Graph::parameter_from",
+                                    match &node.op {
+                                        Op::Param { name, .. } => name.as_str(),
+                                        _ => "?",
+                                    }
+                                )));
+                            };
+                            v.to_vec()
+                        }
                     };
                     let t = match persistent.entry(NodeId(i)) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),

@@ -132,8 +132,8 @@ fn adaptive_learners() {
     });
 }
 
-/// CNTK's FSAdaGrad written as CNTK computes it, on the gradient summed over the minibatch
-/// (ROWS times the mean): the learner, which gets the mean gradient, must match it.
+/// CNTK's FSAdaGrad written as CNTK (≥ 2.2, per-minibatch learning rate) computes it: on the
+/// mean gradient, with the smoothed count counting samples (ROWS per step).
 fn fsadagrad_ref(
     lr: f64,
     mu: f64,
@@ -146,12 +146,11 @@ fn fsadagrad_ref(
         count.set(beta * count.get() + (1.0 - beta) * n);
         let ada_mul = count.get().sqrt();
         for i in 0..w.len() {
-            let gs = n * g[i];
-            v[i] = beta * v[i] + (1.0 - beta) * gs * gs;
+            v[i] = beta * v[i] + (1.0 - beta) * g[i] * g[i];
             let scaled = if v[i] != 0.0 {
-                gs * (ada_mul / v[i].sqrt()).min(10.0)
+                g[i] * (ada_mul / v[i].sqrt()).min(10.0)
             } else {
-                gs
+                g[i]
             };
             m[i] = mu * m[i] + (1.0 - mu) * scaled;
             w[i] -= lr * m[i];

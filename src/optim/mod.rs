@@ -44,9 +44,10 @@ pub enum Algorithm {
     },
     /// CNTK's FSAdaGrad (the learner of tutorial 106A), for minibatches of N samples:
     /// `v ← β·v + (1−β)·g²` with `β = e^(−N/τ)`; each gradient element is scaled by
-    /// `min(√c / √v, 10)` (c the smoothed sample count, so the scaled gradient keeps its
-    /// typical size), then unit-gain momentum `m ← μm + (1−μ)·g'; p ← p − lr·m`. Computed
-    /// from the minibatch-mean gradient with the bounds CNTK applies to the summed one.
+    /// `min(√c / √v, 10)` (c the smoothed sample count), then unit-gain momentum
+    /// `m ← μm + (1−μ)·g'; p ← p − lr·m`. g is the minibatch-mean gradient and lr applies per
+    /// minibatch, as in CNTK ≥ 2.2 with `learning_parameter_schedule(lr)` (the tutorial's
+    /// setting): CNTK's "compatible mode", where it divides the summed gradient by N first.
     FsAdagrad {
         /// Momentum μ per minibatch.
         momentum: f32,
@@ -303,9 +304,9 @@ impl Learner {
             // 1 − β from f64: in f32 it would lose most digits for τ ≫ N.
             h.eps = (1.0 - beta) as f32;
             h.c1 = smoothed_count.sqrt() as f32;
-            // CNTK bounds the multiplier of the summed gradient by 10: that of the mean is
-            // N times larger.
-            h.c2 = (10.0 * n) as f32;
+            // CNTK's bound on the multiplier, applied (in its compatible mode) to the mean
+            // gradient as here.
+            h.c2 = 10.0;
         }
         h
     }

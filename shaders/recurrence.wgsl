@@ -32,8 +32,11 @@ const MAX_STATE: u32 = 1024u;
 @group(0) @binding(8) var<storage, read_write> out: array<elem>;
 
 // Hidden states of the group's sequences, ⌈H/4⌉ quads each, zero past H: two buffers
-// (this step's and the next) forwards, one backwards.
-var<workgroup> hq4: array<vec4<f32>, 512>;
+// (this step's and the next) forwards, one backwards. The host sizes it per entry point
+// (512 quads forwards, 256 backwards) so that the backward scan's workgroup memory stays
+// within 32 KiB, the limit of GL adapters.
+override STATE_QUADS: u32 = 512u;
+var<workgroup> hq4: array<vec4<f32>, STATE_QUADS>;
 // Cell states forwards, the gradient reaching c from the later steps backwards.
 var<workgroup> cst: array<f32, MAX_STATE>;
 // Backwards: the gradient reaching h from the later steps, and this step's dz per unit as

@@ -438,8 +438,13 @@ impl Kernel {
                 backwards,
                 forget_bias,
                 group_seqs,
-            }
-            | Kernel::LstmBackward {
+            } => vec![
+                ("BACKWARDS", flag(backwards)),
+                ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
+                ("GROUP_SEQS", group_seqs as f64),
+                ("STATE_QUADS", 512.0),
+            ],
+            Kernel::LstmBackward {
                 backwards,
                 forget_bias,
                 group_seqs,
@@ -447,6 +452,7 @@ impl Kernel {
                 ("BACKWARDS", flag(backwards)),
                 ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
                 ("GROUP_SEQS", group_seqs as f64),
+                ("STATE_QUADS", 256.0),
             ],
             Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),

@@ -3,8 +3,9 @@
 //! Input variables have a batch axis whose size is only known when data is fed (and may change
 //! between calls, e.g. for a last partial minibatch). Sequence inputs also have a sequence
 //! axis (the steps, right after the batch axis), padded to the longest sequence of the
-//! minibatch. A [`Shape`] keeps both symbolic as [`Dim::Batch`] and [`Dim::Seq`]; a plan binds
-//! them to numbers with [`Shape::dims`].
+//! minibatch. A graph may have several sequence axes (a word's letters and its phonemes),
+//! each with its own lengths: [`Dim::Seq`] names the axis by number. A [`Shape`] keeps these
+//! axes symbolic; a plan binds them to numbers with [`Shape::dims`].
 
 use std::fmt;
 
@@ -13,25 +14,39 @@ use std::fmt;
 pub enum Dim {
     /// The minibatch axis, sized by the feed.
     Batch,
-    /// The sequence axis: the steps of the minibatch's sequences, padded to the longest.
-    Seq,
+    /// A sequence axis (0 is the graph's first; see `Graph::sequence_axis`): the steps of the
+    /// minibatch's sequences, padded.
+    Seq(u8),
     /// A size known when the graph is built.
     Fixed(usize),
 }
+
+/// The most sequence axes a graph may have.
+pub const MAX_SEQ_AXES: usize = 8;
 
 /// The sizes a feed binds the symbolic axes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Sizes {
     /// Samples (sequences) in the minibatch.
     pub batch: usize,
-    /// Steps of the sequence axis (the longest sequence, padding included); 1 without one.
-    pub steps: usize,
+    /// Padded steps of each sequence axis; 1 for an axis the feed does not use.
+    pub steps: [usize; MAX_SEQ_AXES],
 }
 
 impl Sizes {
     /// A minibatch of `batch` samples and no sequence axis.
     pub fn batch(batch: usize) -> Sizes {
-        Sizes { batch, steps: 1 }
+        Sizes {
+            batch,
+            steps: [1; MAX_SEQ_AXES],
+        }
+    }
+
+    /// A minibatch of `batch` sequences padded to `steps` on the first sequence axis.
+    pub fn sequences(batch: usize, steps: usize) -> Sizes {
+        let mut s = Sizes::batch(batch);
+        s.steps[0] = steps;
+        s
     }
 }
 
@@ -46,7 +61,7 @@ impl Dim {
     pub fn size(self, s: Sizes) -> usize {
         match self {
             Dim::Batch => s.batch,
-            Dim::Seq => s.steps,
+            Dim::Seq(k) => s.steps[k as usize],
             Dim::Fixed(n) => n,
         }
     }
@@ -89,9 +104,17 @@ impl Shape {
         self.0.iter().map(|d| d.size(s)).collect()
     }
 
-    /// True when an axis is the sequence axis.
+    /// True when an axis is a sequence axis.
     pub fn has_seq(&self) -> bool {
-        self.0.contains(&Dim::Seq)
+        self.0.iter().any(|d| matches!(d, Dim::Seq(_)))
+    }
+
+    /// The sequence axis of a sequence tensor `[batch, seq, ..]`; `None` for other shapes.
+    pub fn seq_axis(&self) -> Option<u8> {
+        match self.0.get(..2) {
+            Some([Dim::Batch, Dim::Seq(k)]) => Some(*k),
+            _ => None,
+        }
     }
 
     /// Element count of the fixed axes (the batch and sequence axes count as 1).
@@ -158,7 +181,8 @@ impl fmt::Display for Shape {
             }
             match d {
                 Dim::Batch => write!(f, "batch")?,
-                Dim::Seq => write!(f, "seq")?,
+                Dim::Seq(0) => write!(f, "seq")?,
+                Dim::Seq(k) => write!(f, "seq{k}")?,
                 Dim::Fixed(n) => write!(f, "{n}")?,
             }
         }

@@ -2,9 +2,9 @@
 //! batch size, and for sequence inputs the padded number of steps.
 
 use super::{Executor, Feed};
-use crate::graph::{NodeId, Op, SEQUENCE_LENGTHS};
+use crate::graph::{NodeId, Op};
 use crate::plan;
-use crate::shape::Sizes;
+use crate::shape::{Dim, Sizes, MAX_SEQ_AXES};
 use crate::{Error, Result};
 
 impl Executor {
@@ -20,14 +20,13 @@ impl Executor {
             }
         }
         let mut batch: Option<(usize, String)> = None;
-        // Sequence inputs: (name, values, rows = batch · steps).
-        let mut sequences: Vec<(String, usize, usize)> = Vec::new();
+        // Sequence inputs: (name, values, rows = batch · steps, axis).
+        let mut sequences: Vec<(String, usize, usize, u8)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let Op::Input { name } = &node.op else {
                 continue;
             };
-            // A fed sequence input sizes the sequence axis even where nothing reads it (a
-            // mask alone).
+            // A fed sequence input sizes its axis even where nothing reads it (a mask alone).
             let sizes_steps = node.shape.has_seq() && feed.iter().any(|(f, _)| f.0 == i);
             if !need[i] && !sizes_steps {
                 continue;
@@ -57,8 +56,8 @@ impl Executor {
                 )));
             }
             let b = data.len() / per;
-            if node.shape.has_seq() {
-                sequences.push((name.clone(), data.len(), b));
+            if let Some(k) = node.shape.seq_axis() {
+                sequences.push((name.clone(), data.len(), b, k));
                 continue;
             }
             match &batch {
@@ -70,66 +69,88 @@ impl Executor {
                 _ => batch = Some((b, name.clone())),
             }
         }
-        if sequences.is_empty() {
-            let batch = batch.map_or(1, |b| b.0);
-            if (0..self.nodes.len()).any(|i| need[i] && self.nodes[i].shape.has_seq()) {
-                return Err(Error::Feed(
-                    "the sequence axis has no size: feed a sequence input with the lengths".into(),
-                ));
+        let mut sizes = Sizes::batch(batch.as_ref().map_or(1, |b| b.0));
+        let mut sized = [false; MAX_SEQ_AXES];
+        for (k, done) in sized.iter_mut().enumerate().take(self.axes.len()) {
+            let on_axis: Vec<_> = sequences.iter().filter(|s| s.3 as usize == k).collect();
+            if on_axis.is_empty() {
+                continue;
             }
-            return Ok(Sizes::batch(batch));
+            let (b, steps) = self.axis_sizes(feed, k, &batch, &on_axis)?;
+            batch = Some((b, format!("the lengths of sequence axis {k}")));
+            sizes.batch = b;
+            sizes.steps[k] = steps;
+            *done = true;
         }
-        self.sequence_sizes(feed, batch, &sequences)
+        // A derived axis has the padded steps of the input axis it selects from.
+        for (k, axis) in self.axes.iter().enumerate() {
+            let root = axis.root as usize;
+            if root != k {
+                sizes.steps[k] = sizes.steps[root];
+                sized[k] = sized[root];
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(k) = node.shape.0.iter().find_map(|d| match d {
+                Dim::Seq(k) if need[i] && !sized[*k as usize] => Some(*k),
+                _ => None,
+            }) {
+                return Err(Error::Feed(format!(
+                    "sequence axis {k} has no size: feed a sequence input on it with its lengths"
+                )));
+            }
+        }
+        Ok(sizes)
     }
 
-    /// The sizes of a feed with sequence inputs: the batch is the number of sequence
-    /// lengths, and every sequence input holds batch × steps rows.
-    fn sequence_sizes(
+    /// The batch and padded steps of input sequence axis `k`, from its lengths and the
+    /// sequence inputs on it (`(name, values, rows, axis)`), each holding batch × steps rows.
+    fn axis_sizes(
         &self,
         feed: &Feed,
-        other: Option<(usize, String)>,
-        sequences: &[(String, usize, usize)],
-    ) -> Result<Sizes> {
-        let lengths = self
-            .nodes
+        k: usize,
+        other: &Option<(usize, String)>,
+        sequences: &[&(String, usize, usize, u8)],
+    ) -> Result<(usize, usize)> {
+        let id = self.axes[k].lengths;
+        let lengths = feed
             .iter()
-            .position(|n| matches!(&n.op, Op::Input { name } if name == SEQUENCE_LENGTHS))
-            .and_then(|i| feed.iter().find(|(f, _)| f.0 == i))
+            .find(|(f, _)| *f == id)
             .map(|(_, d)| *d)
             .ok_or_else(|| {
                 Error::Feed(format!(
-                    "sequence input '{}' needs the sequence lengths fed too (Graph::sequence_lengths, or SequenceBatch::feed)",
+                    "sequence input '{}' needs the lengths of its axis fed too (Graph::sequence_lengths or Graph::axis_lengths, or SequenceBatch::feed)",
                     sequences[0].0
                 ))
             })?;
         let batch = lengths.len();
-        if let Some((b, name)) = other.filter(|o| o.0 != batch) {
+        if let Some((b, name)) = other.as_ref().filter(|o| o.0 != batch) {
             return Err(Error::Feed(format!(
                 "input '{name}' has {b} samples but {batch} sequence lengths were fed"
             )));
         }
-        let (name, values, rows) = &sequences[0];
+        let (name, values, rows, _) = sequences[0];
         if rows % batch != 0 {
             return Err(Error::Feed(format!(
                 "sequence input '{name}' has {values} values ({rows} steps in all), not the same number of steps for each of the {batch} sequences"
             )));
         }
         let steps = rows / batch;
-        for (other, _, r) in sequences {
+        for (other, _, r, _) in sequences {
             if r != rows {
                 return Err(Error::Feed(format!(
                     "sequence inputs disagree on their padded steps: '{name}' has {rows} rows, '{other}' has {r}"
                 )));
             }
         }
-        for (k, &l) in lengths.iter().enumerate() {
+        for (s, &l) in lengths.iter().enumerate() {
             if l.fract() != 0.0 || l < 1.0 || l as usize > steps {
                 return Err(Error::Feed(format!(
-                    "sequence {k} has length {l}: lengths must be whole numbers from 1 to the {steps} padded steps"
+                    "sequence {s} has length {l}: lengths must be whole numbers from 1 to the {steps} padded steps"
                 )));
             }
         }
-        Ok(Sizes { batch, steps })
+        Ok((batch, steps))
     }
 
     /// The samples `feed` holds for computing `targets` in a training step (checked as a
@@ -142,10 +163,9 @@ impl Executor {
     ) -> Result<usize> {
         let sizes = self.sizes(targets, feed, true)?;
         let lengths = self
-            .nodes
-            .iter()
-            .position(|n| matches!(&n.op, Op::Input { name } if name == SEQUENCE_LENGTHS))
-            .and_then(|i| feed.iter().find(|(f, _)| f.0 == i));
+            .axes
+            .first()
+            .and_then(|a| feed.iter().find(|(f, _)| *f == a.lengths));
         Ok(match lengths {
             Some((_, l)) if per_token => l.iter().map(|&v| v as usize).sum(),
             _ => sizes.batch,

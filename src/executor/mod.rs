@@ -10,7 +10,7 @@ mod state;
 use std::collections::HashMap;
 
 use crate::device::Context;
-use crate::graph::{Graph, Init, Node, NodeId, Op};
+use crate::graph::{AxisInfo, Graph, Init, Node, NodeId, Op};
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
 use crate::shape::Sizes;
 use crate::tensor::{Fill, Tensor};
@@ -51,6 +51,8 @@ type PlanKey = (Vec<NodeId>, Pass, Sizes);
 pub struct Executor {
     ctx: Context,
     nodes: Vec<Node>,
+    /// The graph's sequence axes when the executor was made.
+    axes: Vec<AxisInfo>,
     persistent: HashMap<NodeId, Tensor>,
     arenas: Vec<ParamArena>,
     plans: HashMap<PlanKey, Plan>,
@@ -79,6 +81,7 @@ impl Executor {
     /// parameters and constants on the device.
     pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
         let nodes = graph.nodes().clone();
+        let axes = graph.sequence_axes();
         let arenas = param_arenas(ctx, &nodes)?;
         let mut persistent = HashMap::new();
         for a in &arenas {
@@ -139,6 +142,7 @@ impl Executor {
         Ok(Executor {
             ctx: ctx.clone(),
             nodes,
+            axes,
             persistent,
             arenas,
             plans: HashMap::new(),

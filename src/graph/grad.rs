@@ -135,6 +135,9 @@ impl Graph {
             | Op::SeqBroadcast { .. }
             | Op::SeqShift { .. }
             | Op::SeqMask { .. } => self.grad_sequence(out, op, g, &wants),
+            Op::SeqWhere { .. } | Op::SeqGather { .. } | Op::SeqScatter { .. } => {
+                self.grad_select(op, g)
+            }
             Op::LstmScan { .. }
             | Op::LstmScanGrad { .. }
             | Op::GruScan { .. }

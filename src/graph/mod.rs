@@ -4,6 +4,7 @@
 //!
 //! The graph uses interior mutability so that calls nest: `g.add(g.matmul(x, w)?, b)?`.
 
+mod axes;
 mod grad;
 mod op;
 
@@ -14,6 +15,7 @@ use crate::error::shape_err;
 use crate::shape::{Dim, Shape};
 use crate::{Error, Result};
 
+pub use axes::{AxisInfo, SequenceAxis};
 pub use op::{BinaryOp, Op, ReduceOp, UnaryOp, Window};
 
 /// The name of the input that holds the sequence lengths ([`Graph::sequence_lengths`]).
@@ -83,6 +85,7 @@ pub struct Graph {
     nodes: RefCell<Vec<Node>>,
     assigns: RefCell<Vec<(NodeId, NodeId)>>,
     given: RefCell<Vec<(NodeId, std::rc::Rc<[f32]>)>>,
+    axes: RefCell<Vec<AxisInfo>>,
     seed: u64,
 }
 
@@ -234,11 +237,20 @@ impl Graph {
                 format!("{name}: at most one batch axis, got {shape}"),
             );
         }
-        if shape.has_seq() && shape.0.get(..2) != Some(&[Dim::Batch, Dim::Seq][..]) {
+        let seqs = shape.0.iter().filter(|d| matches!(d, Dim::Seq(_))).count();
+        if seqs > 1 || (seqs == 1 && shape.seq_axis().is_none()) {
             return shape_err(
                 "input",
-                format!("{name}: a sequence axis must follow the batch axis, got {shape}"),
+                format!("{name}: one sequence axis, right after the batch axis, got {shape}"),
             );
+        }
+        if let Some(k) = shape.seq_axis() {
+            if k as usize >= self.axes.borrow().len() {
+                return shape_err(
+                    "input",
+                    format!("{name}: sequence axis {k} is not an axis of this graph (Graph::sequence_axis makes one)"),
+                );
+            }
         }
         if shape.0.contains(&Dim::Fixed(0)) {
             return shape_err("input", format!("{name}: empty axis in {shape}"));
@@ -249,32 +261,6 @@ impl Graph {
             )));
         }
         Ok(self.push(Op::Input { name: name.into() }, shape))
-    }
-
-    /// A sequence input: `input_sequence("x", &[3])` has shape `[batch, seq, 3]`, a minibatch
-    /// of sequences of any lengths padded to the longest (see
-    /// [`SequenceBatch`](crate::data::SequenceBatch), which packs them). All sequence inputs
-    /// of a graph share one sequence axis and its lengths, [`Graph::sequence_lengths`].
-    pub fn input_sequence(&self, name: &str, dims: &[usize]) -> Result<NodeId> {
-        let mut shape = vec![Dim::Batch, Dim::Seq];
-        shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
-        let x = self.input_with_shape(name, Shape(shape))?;
-        self.sequence_lengths();
-        Ok(x)
-    }
-
-    /// The input holding each sequence's length (`[batch]`, whole numbers from 1 to the
-    /// padded steps), created with the graph's first sequence input.
-    pub fn sequence_lengths(&self) -> NodeId {
-        match self.find(SEQUENCE_LENGTHS) {
-            Some(id) => id,
-            None => self.push(
-                Op::Input {
-                    name: SEQUENCE_LENGTHS.into(),
-                },
-                Shape::batched(&[]),
-            ),
-        }
     }
 
     /// A learnable parameter of fixed shape.

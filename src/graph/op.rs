@@ -383,9 +383,46 @@ pub enum Op {
         /// One step later (else earlier).
         future: bool,
     },
-    /// 1 at every valid step, 0 at padding: `[batch, seq]`.
+    /// 1 at the valid steps in `begin..end` of each sequence, 0 elsewhere: `[batch, seq]`.
+    /// Negative bounds count from the sequence's end, `end == 0` is its end (CNTK's
+    /// `sequence.slice`); `0..0` is the whole sequence.
     SeqMask {
         /// The graph's sequence lengths.
+        lengths: NodeId,
+        /// First step.
+        begin: i32,
+        /// One past the last step.
+        end: i32,
+    },
+    /// The steps where `cond: [batch, seq]` is non-zero: their indices, in order, on a
+    /// derived axis (`[batch, seq']`, zeros past each count), or with `count` how many
+    /// there are (`[batch]`, the derived axis's lengths).
+    SeqWhere {
+        /// The condition per step.
+        cond: NodeId,
+        /// The lengths of `cond`'s axis.
+        lengths: NodeId,
+        /// The counts instead of the indices.
+        count: bool,
+    },
+    /// The steps of `x: [batch, seq, ..]` at the indices `idx: [batch, seq']`, on `idx`'s
+    /// axis: `[batch, seq', ..]`, zeros at its padding.
+    SeqGather {
+        /// A sequence tensor.
+        x: NodeId,
+        /// Step indices into `x`'s sequences.
+        idx: NodeId,
+        /// The lengths of `idx`'s axis.
+        lengths: NodeId,
+    },
+    /// The adjoint of [`Op::SeqGather`]: each step of `g: [batch, seq', ..]` added to the
+    /// step of `x`'s axis it was gathered from (`[batch, seq, ..]`).
+    SeqScatter {
+        /// Gradients of the gathered steps.
+        g: NodeId,
+        /// Step indices, as the gather took them.
+        idx: NodeId,
+        /// The lengths of `idx`'s axis.
         lengths: NodeId,
     },
     /// An LSTM over sequences, one scan: from the input projections `xproj: [batch, seq, 4H]`
@@ -610,7 +647,12 @@ impl Op {
             Op::SeqShift {
                 x, init, lengths, ..
             } => vec![x, lengths, init],
-            Op::SeqMask { lengths } => vec![lengths],
+            Op::SeqMask { lengths, .. } => vec![lengths],
+            Op::SeqWhere { cond, lengths, .. } => vec![cond, lengths],
+            // The sequence, the lengths (of the indices' axis), the indices.
+            Op::SeqGather { x, idx, lengths } | Op::SeqScatter { g: x, idx, lengths } => {
+                vec![x, lengths, idx]
+            }
             Op::LstmScan {
                 xproj,
                 u,

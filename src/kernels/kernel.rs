@@ -144,7 +144,15 @@ pub(crate) enum Kernel {
     SeqShift {
         future: bool,
     },
-    SeqMask,
+    SeqMask {
+        begin: i32,
+        end: i32,
+    },
+    SeqWhere {
+        count: bool,
+    },
+    SeqGather,
+    SeqScatter,
     /// An LSTM scan and its backpropagation, specialised on the direction, the forget
     /// gate's bias (as f32 bits) and the sequences each workgroup owns.
     LstmForward {
@@ -212,7 +220,10 @@ impl Kernel {
             | Kernel::SeqReduce { .. }
             | Kernel::SeqBroadcast
             | Kernel::SeqShift { .. }
-            | Kernel::SeqMask => Shader::Sequence,
+            | Kernel::SeqMask { .. }
+            | Kernel::SeqWhere { .. }
+            | Kernel::SeqGather
+            | Kernel::SeqScatter => Shader::Sequence,
             Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
             Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
             Kernel::RnnForward { .. } | Kernel::RnnBackward { .. } => Shader::Rnn,
@@ -260,7 +271,10 @@ impl Kernel {
             Kernel::SeqReduce { .. } => "seq_reduce",
             Kernel::SeqBroadcast => "seq_broadcast",
             Kernel::SeqShift { .. } => "seq_shift",
-            Kernel::SeqMask => "seq_mask",
+            Kernel::SeqMask { .. } => "seq_mask",
+            Kernel::SeqWhere { .. } => "seq_where",
+            Kernel::SeqGather => "seq_gather",
+            Kernel::SeqScatter => "seq_scatter",
             Kernel::LstmForward { .. } => "lstm_forward",
             Kernel::LstmBackward { .. } => "lstm_backward",
             Kernel::GruForward { .. } => "gru_forward",
@@ -318,7 +332,11 @@ impl Kernel {
             | Kernel::SeqBroadcast => &[R, R, X, W],
             // The sequence, the lengths, the initial state, the result.
             Kernel::SeqShift { .. } => &[R, R, R, W],
-            Kernel::SeqMask => &[X, R, X, W],
+            Kernel::SeqMask { .. } => &[X, R, X, W],
+            // The condition, the lengths, the result.
+            Kernel::SeqWhere { .. } => &[R, R, X, W],
+            // The sequence (or the gathered gradients), the lengths, the indices, the result.
+            Kernel::SeqGather | Kernel::SeqScatter => &[R, R, R, W],
             // Projections, U, h0, c0, lengths; the states and their gradient (backward only);
             // the result.
             Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],
@@ -428,6 +446,10 @@ impl Kernel {
             Kernel::SeqPick { last } | Kernel::SeqPlace { last } => vec![("LAST", flag(last))],
             Kernel::SeqReduce { max } => vec![("MAX", flag(max))],
             Kernel::SeqShift { future } => vec![("FUTURE", flag(future))],
+            Kernel::SeqMask { begin, end } => {
+                vec![("BEGIN", begin as f64), ("END", end as f64)]
+            }
+            Kernel::SeqWhere { count } => vec![("COUNT", flag(count))],
             Kernel::GruForward { backwards }
             | Kernel::GruBackward { backwards }
             | Kernel::RnnForward { backwards }

@@ -20,7 +20,7 @@ impl Graph {
     fn softmax_op(&self, x: NodeId, axis: isize, log: bool) -> Result<NodeId> {
         let s = self.check("softmax", x)?;
         let axis = s.axis("softmax", axis)?;
-        if s.0[axis] == Dim::Seq {
+        if matches!(s.0[axis], Dim::Seq(_)) {
             return shape_err(
                 "softmax",
                 format!("axis {axis} of {s} is the sequence axis, which the sequence ops mix"),

@@ -12,10 +12,12 @@ impl Graph {
         let s = self.check("reshape", x)?;
         let batches = |sh: &Shape| sh.0.iter().filter(|d| **d == Dim::Batch).count();
         // A sequence axis stays where it is, right after the batch axis.
-        let seq_ok =
-            |sh: &Shape| !sh.has_seq() || sh.0.get(..2) == Some(&[Dim::Batch, Dim::Seq][..]);
+        let seq_ok = |sh: &Shape| {
+            let seqs = sh.0.iter().filter(|d| matches!(d, Dim::Seq(_))).count();
+            seqs == 0 || (seqs == 1 && sh.seq_axis().is_some())
+        };
         if batches(&s) != batches(&shape)
-            || s.has_seq() != shape.has_seq()
+            || s.seq_axis() != shape.seq_axis()
             || !seq_ok(&shape)
             || s.per_sample() != shape.per_sample()
         {

@@ -57,7 +57,7 @@ impl Graph {
         let op = "lstm";
         let hn = self.scan_hidden(op, xproj, u, 4, MAX_LSTM_HIDDEN)?;
         let (h0, c0) = (self.scan_state(op, h0, hn)?, self.scan_state(op, c0, hn)?);
-        let lengths = self.sequence_lengths();
+        let (_, lengths) = self.sequence_operand(op, xproj)?;
         let scan = Op::LstmScan {
             xproj,
             u,
@@ -67,7 +67,7 @@ impl Graph {
             backwards,
             forget_bias,
         };
-        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(2 * hn)])))
+        Ok(self.push(scan, self.seq_like(xproj, 2 * hn)))
     }
 
     /// A GRU over `x: [batch, seq, F]` in CNTK's convention (see gru.wgsl), with input
@@ -98,7 +98,7 @@ impl Graph {
         let op = "gru";
         let hn = self.scan_hidden(op, xproj, u, 3, MAX_GRU_HIDDEN)?;
         let h0 = self.scan_state(op, h0, hn)?;
-        let lengths = self.sequence_lengths();
+        let (_, lengths) = self.sequence_operand(op, xproj)?;
         let scan = Op::GruScan {
             xproj,
             u,
@@ -106,7 +106,7 @@ impl Graph {
             lengths,
             backwards,
         };
-        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
+        Ok(self.push(scan, self.seq_like(xproj, hn)))
     }
 
     /// Checks a scan's operands (`xproj: [batch, seq, gates·H]`, `u: [H, gates·H]`, H at
@@ -135,7 +135,7 @@ impl Graph {
                 format!("hidden size {hn} is above the scan kernel's {max}"),
             );
         }
-        if sx.0[..] != [Dim::Batch, Dim::Seq, Dim::Fixed(gates * hn)] {
+        if sx.seq_axis().is_none() || sx.rank() != 3 || sx.0[2] != Dim::Fixed(gates * hn) {
             let want = gates * hn;
             return shape_err(
                 op,
@@ -143,6 +143,13 @@ impl Graph {
             );
         }
         Ok(hn)
+    }
+
+    /// `[batch, seq, n]` on the sequence axis of `x`.
+    fn seq_like(&self, x: NodeId, n: usize) -> Shape {
+        let mut d = self.shape(x).0[..2].to_vec();
+        d.push(Dim::Fixed(n));
+        Shape(d)
     }
 
     /// An initial state `s` broadcast to `[batch, hn]`.
@@ -175,14 +182,15 @@ impl Graph {
         let op = "rnn";
         let hn = self.scan_hidden(op, xproj, u, 1, MAX_LSTM_HIDDEN)?;
         let h0 = self.scan_state(op, h0, hn)?;
+        let (_, lengths) = self.sequence_operand(op, xproj)?;
         let scan = Op::RnnScan {
             xproj,
             u,
             h0,
-            lengths: self.sequence_lengths(),
+            lengths,
             backwards,
         };
-        Ok(self.push(scan, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(hn)])))
+        Ok(self.push(scan, self.seq_like(xproj, hn)))
     }
 
     /// The state each step of a scan starts from: `h` one step earlier (later when going
@@ -241,7 +249,7 @@ impl Graph {
             g,
             backwards,
         };
-        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(2 * hn)]));
+        let grads = self.push(back, self.seq_like(xproj, 2 * hn));
         let dz = self.slice(grads, -1, 0, hn)?;
         let mut res = vec![(xproj, dz)];
         if wants(u) {
@@ -284,7 +292,7 @@ impl Graph {
             g,
             backwards,
         };
-        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(5 * hn)]));
+        let grads = self.push(back, self.seq_like(xproj, 5 * hn));
         let dxproj = self.slice(grads, -1, 0, 3 * hn)?;
         let mut res = vec![(xproj, dxproj)];
         if wants(u) {
@@ -347,7 +355,7 @@ impl Graph {
             backwards,
             forget_bias,
         };
-        let grads = self.push(back, Shape(vec![Dim::Batch, Dim::Seq, Dim::Fixed(6 * hn)]));
+        let grads = self.push(back, self.seq_like(xproj, 6 * hn));
         let dz = self.slice(grads, -1, 0, 4 * hn)?;
         let mut res = vec![(xproj, dz)];
         if wants(u) {

@@ -10,7 +10,7 @@ impl Graph {
     /// Reduction over one axis, kept with size 1.
     pub fn reduce_axis(&self, op: ReduceOp, x: NodeId, axis: usize) -> Result<NodeId> {
         let s = self.check("reduce", x)?;
-        if s.0.get(axis) == Some(&Dim::Seq) {
+        if matches!(s.0.get(axis), Some(Dim::Seq(_))) {
             return shape_err(
                 "reduce",
                 format!("axis {axis} of {s} is the sequence axis: use sequence_reduce_sum / sequence_reduce_max (or sequence_token_mean), which skip the padding"),

@@ -10,16 +10,16 @@ use crate::shape::{Dim, Shape};
 use crate::Result;
 
 impl Graph {
-    /// Checks that `x` is a sequence tensor and returns its shape and the lengths input.
-    fn sequence_operand(&self, op: &'static str, x: NodeId) -> Result<(Shape, NodeId)> {
+    /// Checks that `x` is a sequence tensor and returns its shape and its axis's lengths.
+    pub(crate) fn sequence_operand(&self, op: &'static str, x: NodeId) -> Result<(Shape, NodeId)> {
         let s = self.check(op, x)?;
-        if s.0.get(..2) != Some(&[Dim::Batch, Dim::Seq][..]) {
+        let Some(k) = s.seq_axis() else {
             return shape_err(
                 op,
                 format!("needs a sequence tensor [batch, seq, ..], got {s}"),
             );
-        }
-        Ok((s, self.sequence_lengths()))
+        };
+        Ok((s, self.lengths_of_axis(k)))
     }
 
     /// The per-step shape `[batch, ..]` of a sequence shape.
@@ -29,8 +29,8 @@ impl Graph {
         Shape(d)
     }
 
-    /// The sequence shape `[batch, seq, ..]` of a per-sequence shape `[batch, ..]`.
-    fn sequence_shape(op: &'static str, s: &Shape) -> Result<Shape> {
+    /// The sequence shape `[batch, seq k, ..]` of a per-sequence shape `[batch, ..]`.
+    fn sequence_shape(op: &'static str, s: &Shape, k: u8) -> Result<Shape> {
         if s.0.first() != Some(&Dim::Batch) || s.has_seq() {
             return shape_err(
                 op,
@@ -38,7 +38,7 @@ impl Graph {
             );
         }
         let mut d = s.0.clone();
-        d.insert(1, Dim::Seq);
+        d.insert(1, Dim::Seq(k));
         Ok(Shape(d))
     }
 
@@ -79,12 +79,29 @@ impl Graph {
         Ok(self.push(op, Graph::step_shape(&s)))
     }
 
-    /// CNTK's `sequence.broadcast_as`: a per-sequence value `v: [batch, ..]` at every step of
-    /// its sequence, `[batch, seq, ..]` (zeros at padding).
+    /// A per-sequence value `v: [batch, ..]` at every step of its sequence on the first
+    /// sequence axis, `[batch, seq, ..]` (zeros at padding).
     pub fn sequence_broadcast(&self, v: NodeId) -> Result<NodeId> {
+        self.broadcast_on(v, self.first_sequence_axis().index())
+    }
+
+    /// CNTK's `sequence.broadcast_as`: `v: [batch, ..]` at every step of the sequences of
+    /// `like`'s axis, `[batch, seq, ..]` (zeros at padding).
+    pub fn sequence_broadcast_as(&self, v: NodeId, like: NodeId) -> Result<NodeId> {
+        let s = self.check("sequence_broadcast_as", like)?;
+        let Some(k) = s.seq_axis() else {
+            return shape_err(
+                "sequence_broadcast_as",
+                format!("needs a sequence tensor to broadcast like, got {s}"),
+            );
+        };
+        self.broadcast_on(v, k)
+    }
+
+    fn broadcast_on(&self, v: NodeId, k: u8) -> Result<NodeId> {
         let s = self.check("sequence_broadcast", v)?;
-        let out = Graph::sequence_shape("sequence_broadcast", &s)?;
-        let lengths = self.sequence_lengths();
+        let out = Graph::sequence_shape("sequence_broadcast", &s, k)?;
+        let lengths = self.lengths_of_axis(k);
         Ok(self.push(Op::SeqBroadcast { v, lengths }, out))
     }
 
@@ -129,10 +146,31 @@ impl Graph {
         Ok(self.push(op, s))
     }
 
-    /// 1 at every valid step of every sequence, 0 at padding: `[batch, seq]`.
+    /// 1 at every valid step of every sequence of the first axis, 0 at padding: `[batch, seq]`.
     pub fn sequence_mask(&self) -> NodeId {
-        let lengths = self.sequence_lengths();
-        self.push(Op::SeqMask { lengths }, Shape(vec![Dim::Batch, Dim::Seq]))
+        self.mask_on(self.first_sequence_axis().index())
+    }
+
+    /// The mask `[batch, seq]` of the axis of the sequence tensor `x`.
+    pub fn sequence_mask_like(&self, x: NodeId) -> Result<NodeId> {
+        let s = self.check("sequence_mask_like", x)?;
+        match s.seq_axis() {
+            Some(k) => Ok(self.mask_on(k)),
+            None => shape_err(
+                "sequence_mask_like",
+                format!("needs a sequence tensor, got {s}"),
+            ),
+        }
+    }
+
+    fn mask_on(&self, k: u8) -> NodeId {
+        let lengths = self.lengths_of_axis(k);
+        let mask = Op::SeqMask {
+            lengths,
+            begin: 0,
+            end: 0,
+        };
+        self.push(mask, Shape(vec![Dim::Batch, Dim::Seq(k)]))
     }
 
     /// The mean of `x: [batch, seq]` (e.g. a per-token loss) over every valid step of the
@@ -145,7 +183,7 @@ impl Graph {
                 format!("needs one value per step [batch, seq], got {s}"),
             );
         }
-        let mask = self.sequence_mask();
+        let mask = self.sequence_mask_like(x)?;
         let total = self.reduce_sum(self.sequence_reduce_sum(self.mul(x, mask)?)?, &[])?;
         let tokens = self.reduce_sum(self.sequence_reduce_sum(mask)?, &[])?;
         self.div(total, tokens)
@@ -185,10 +223,10 @@ impl Graph {
                 ));
             }
             Op::SeqReduce { x, max, .. } => {
-                let spread = self.sequence_broadcast(g)?;
+                let spread = self.sequence_broadcast_as(g, x)?;
                 let gx = if max {
                     // To every step equal to the maximum (all of them on ties).
-                    let m = self.sequence_broadcast(out)?;
+                    let m = self.sequence_broadcast_as(out, x)?;
                     let hit = self.binary(crate::BinaryOp::Eq, x, m)?;
                     self.mul(spread, hit)?
                 } else {

@@ -168,7 +168,10 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqReduce { .. }
         | Op::SeqBroadcast { .. }
         | Op::SeqShift { .. }
-        | Op::SeqMask { .. } => sequence_dispatch(g, i),
+        | Op::SeqMask { .. }
+        | Op::SeqWhere { .. }
+        | Op::SeqGather { .. }
+        | Op::SeqScatter { .. } => sequence_dispatch(g, i),
         Op::GruScan { .. }
         | Op::GruScanGrad { .. }
         | Op::RnnScan { .. }
@@ -351,7 +354,14 @@ fn product_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Choice> {
 /// Sequence ops: one invocation per output element; the parameter block gives the batch,
 /// the padded steps and the elements of one step.
 fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
-    let (batch, steps) = (g.sizes.batch, g.sizes.steps);
+    let batch = g.sizes.batch;
+    // The padded steps of the sequence operand: the input for the ops that end the axis,
+    // the output for the others.
+    let steps = match *g.op(i) {
+        Op::SeqPick { x, .. } | Op::SeqReduce { x, .. } => g.dims[x.0][1],
+        Op::SeqWhere { cond, .. } => g.dims[cond.0][1],
+        _ => g.dims[i][1],
+    };
     let seq = |x: NodeId| g.dims[x.0][2..].iter().product::<usize>();
     let step = |x: NodeId| g.dims[x.0][1..].iter().product::<usize>();
     let (kernel, inner) = match *g.op(i) {
@@ -360,7 +370,10 @@ fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
         Op::SeqReduce { x, max, .. } => (Kernel::SeqReduce { max }, seq(x)),
         Op::SeqBroadcast { v, .. } => (Kernel::SeqBroadcast, step(v)),
         Op::SeqShift { x, future, .. } => (Kernel::SeqShift { future }, seq(x)),
-        Op::SeqMask { .. } => (Kernel::SeqMask, 1),
+        Op::SeqMask { begin, end, .. } => (Kernel::SeqMask { begin, end }, 1),
+        Op::SeqWhere { count, .. } => (Kernel::SeqWhere { count }, 1),
+        Op::SeqGather { x, .. } => (Kernel::SeqGather, seq(x)),
+        Op::SeqScatter { g: v, .. } => (Kernel::SeqScatter, seq(v)),
         _ => unreachable!("sequence_dispatch takes sequence ops"),
     };
     let params = Params::Seq(SeqParams {
@@ -411,7 +424,8 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
     };
     let params = Params::Scan(ScanParams {
         batch: g.sizes.batch as u32,
-        steps: g.sizes.steps as u32,
+        // The scans' outputs are [batch, steps, ..].
+        steps: g.dims[i][1] as u32,
         hidden: d(u)[0] as u32,
         _p0: 0,
     });

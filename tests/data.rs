@@ -216,3 +216,103 @@ fn minibatch_source_shuffles_per_epoch_and_keeps_the_last_partial_batch() {
     s.next();
     drop(s);
 }
+
+/// The shared CMU dictionary: `$WGRAD_CMUDICT`, default `../shared/data/cmudict/cmudict.dict.gz`.
+/// Missing: a failure when `CI=true`, otherwise a loud skip.
+fn cmudict_path() -> Option<std::path::PathBuf> {
+    let path = std::env::var("WGRAD_CMUDICT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/data/cmudict/cmudict.dict.gz")
+        });
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "CMUDict not found at {} (set WGRAD_CMUDICT); CI must run this test",
+            path.display()
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED: CMUDict not found at {} (set WGRAD_CMUDICT) ***\n",
+        path.display()
+    );
+    None
+}
+
+#[test]
+fn cmudict_preparation_follows_the_task() {
+    use wgrad::data::cmudict::{parse, symbols, LETTERS};
+    let mut text = String::from(
+        "zebra Z IY1 B R AH0\n\
+         read R EH1 D\n\
+         read(2) R IY1 D\n\
+         aalborg AO1 L B AO0 R G # place, danish\n\
+         a.m. EY2 EH1 M\n\
+         r2d2 AA1 R T UW1 D IY1 T UW1\n\
+         'bout B AW1 T\n\
+         \n\
+         abcdefghijklmnopq EY1\n\
+         abcdefghijklmnop EY1\n",
+    );
+    for k in 0..20 {
+        text.push_str(&format!("w{} W\n", (b'a' + k) as char));
+    }
+    let d = parse(&text, "hand-made").unwrap();
+    let all: Vec<&str> = d
+        .test
+        .iter()
+        .chain(&d.train)
+        .map(|p| p.word.as_str())
+        .collect();
+    assert_eq!(all.len(), 25, "{all:?}");
+    for dropped in ["read(2)", "a.m.", "r2d2", "abcdefghijklmnopq"] {
+        assert!(!all.contains(&dropped), "{dropped} kept");
+    }
+    // Sorted; the 1st and the 21st go to the test split.
+    let test: Vec<&str> = d.test.iter().map(|p| p.word.as_str()).collect();
+    assert_eq!(test, ["'bout", "wq"]);
+    assert_eq!(d.train[0].word, "aalborg");
+    let zebra = d.train.iter().find(|p| p.word == "zebra").unwrap();
+    assert_eq!(zebra.phoneme_string(), "Z IY B R AH");
+    let read = d.train.iter().find(|p| p.word == "read").unwrap();
+    assert_eq!(symbols(&read.phonemes), "R EH D");
+    let spelled: String = zebra
+        .letters
+        .iter()
+        .map(|&l| LETTERS.as_bytes()[l as usize] as char)
+        .collect();
+    assert_eq!(spelled, "zebra");
+
+    for (bad, want) in [
+        ("zebra Z IY1 B R AX0\n", "line 1: phoneme 5"),
+        (
+            "x K S\nzebra\n",
+            "line 2: the word \"zebra\" has no phonemes",
+        ),
+        ("zebra Z\nzebra Z\n", "listed twice"),
+        ("zebra Z\n", "too few"),
+    ] {
+        let e = parse(bad, "bad.dict").unwrap_err().to_string();
+        assert!(e.contains("bad.dict") && e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn the_full_cmudict_loads() {
+    let Some(path) = cmudict_path() else {
+        return;
+    };
+    let d = wgrad::data::cmudict::load(&path).unwrap();
+    let n = d.train.len() + d.test.len();
+    // 135,166 lines, of which about 8,000 alternates and some words with other characters.
+    assert!((110_000..135_000).contains(&n), "{n} words");
+    assert_eq!(d.test.len(), n.div_ceil(20));
+    assert!(d.train.iter().chain(&d.test).all(|p| p.letters.len() <= 16));
+    let e = wgrad::data::cmudict::load(std::path::Path::new("/no/such.dict.gz"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/no/such.dict.gz"), "{e}");
+}

@@ -930,3 +930,50 @@ fn bias_and_activation_fold_into_the_matmul_epilogue() {
         );
     }
 }
+
+/// CNTK's Stabilizer: the identity at its initial β, `x · softplus(4β)/4` after, with the
+/// gradients of x (finite differences) and of β (its closed form Σ r·x·σ(4β)).
+#[test]
+fn stabilizer_starts_as_the_identity_and_learns_its_gain() {
+    use wgrad::nn::{Layer, Stabilizer};
+    let dims = [3usize, 7];
+    let x = rand_vec(21, 41);
+    let (at_init, _) = run(&[dims.to_vec()], &[x.clone()], |g, v| {
+        Stabilizer::default().build(g, "st", v[0]).unwrap()
+    });
+    assert_close("stabilizer at init", &at_init, &to64(&x), 1e-6);
+    let softplus = |v: f64| (1.0 + v.exp()).ln();
+    let beta0 = (4f64.exp() - 1.0).ln() / 4.0;
+    check_grad(
+        "stabilizer dx",
+        &[dims.to_vec()],
+        &[x.clone()],
+        |g, v| Stabilizer::default().build(g, "st", v[0]).unwrap(),
+        |v| {
+            v[0].iter()
+                .map(|a| a * softplus(4.0 * beta0) / 4.0)
+                .collect()
+        },
+        GTOL,
+    );
+    let g = Graph::new();
+    let xin = g.input("x", &[7]).unwrap();
+    let y = Stabilizer::default().build(&g, "st", xin).unwrap();
+    let r = rand_vec(21, 42);
+    let rin = g.input("r", &[7]).unwrap();
+    let loss = g.reduce_sum(g.mul(y, rin).unwrap(), &[]).unwrap();
+    let beta = g.find("st.beta").unwrap();
+    let dbeta = g.grad(loss, &[beta]).unwrap()[0];
+    let mut ex = Executor::new(&ctx(), &g).unwrap();
+    let got = ex
+        .eval(&[dbeta], &[(xin, &x), (rin, &r)])
+        .unwrap()
+        .remove(0);
+    let sig = 1.0 / (1.0 + (-4.0 * beta0).exp());
+    let want: f64 = x.iter().zip(&r).map(|(a, b)| (a * b) as f64 * sig).sum();
+    assert_close("stabilizer dβ", &got, &[want], 1e-5);
+    let bad = Stabilizer { steepness: 0.0 }
+        .build(&g, "st2", xin)
+        .unwrap_err();
+    assert!(bad.to_string().contains("st2"), "{bad}");
+}

@@ -18,7 +18,7 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 /// Reads a whole file, decompressing gzip when it starts with gzip's magic bytes.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: e,

@@ -1,7 +1,8 @@
 //! Data: an in-memory [`Dataset`] of named streams, a [`MinibatchSource`] that shuffles per
-//! epoch and prefetches on a background thread, and readers for MNIST's IDX files and CNTK's
-//! text format (CTF), and [`SequenceBatch`], which packs sequences of different lengths.
+//! epoch and prefetches on a background thread, and readers for MNIST's IDX files, CNTK's
+//! text format (CTF) and the CMU Pronouncing Dictionary, and [`SequenceBatch`], which packs sequences of different lengths.
 
+pub mod cmudict;
 pub mod ctf;
 pub mod mnist;
 mod sequences;

@@ -286,6 +286,40 @@ impl Layer for Dropout {
     }
 }
 
+/// CNTK's `Stabilizer`: a learnt scalar gain on its input, `x · softplus(s·β)/s` with
+/// steepness s = 4 and `{name}.beta` starting where the gain is 1. Put before a recurrence or
+/// a dense layer, it lets the learner scale that layer's input as a whole.
+#[derive(Clone, Copy, Debug)]
+pub struct Stabilizer {
+    /// The steepness s of the softplus.
+    pub steepness: f32,
+}
+
+impl Default for Stabilizer {
+    fn default() -> Self {
+        Stabilizer { steepness: 4.0 }
+    }
+}
+
+impl Layer for Stabilizer {
+    fn kind(&self) -> &'static str {
+        "stabilizer"
+    }
+    fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let s = self.steepness;
+        if !(s.is_finite() && s > 0.0) {
+            return Err(Error::Invalid(format!(
+                "Stabilizer {name}: steepness must be positive and finite, got {s}"
+            )));
+        }
+        // softplus(s·β₀)/s = 1.
+        let beta0 = ((s as f64).exp_m1().ln() / s as f64) as f32;
+        let beta = g.parameter(&format!("{name}.beta"), &[1], Init::Const(beta0))?;
+        let gain = g.scale(g.softplus(g.scale(beta, s)?)?, 1.0 / s)?;
+        g.mul(x, gain)
+    }
+}
+
 /// Batch normalisation over axis 1 (channels of NCHW, or features of `[batch, n]`).
 #[derive(Clone, Copy, Debug)]
 pub struct BatchNorm {

@@ -9,7 +9,7 @@ mod layers;
 
 pub use layers::{
     Activation, AvgPool2d, BatchNorm, Bidirectional, Conv2d, Dense, Dropout, Embedding, Flatten,
-    Gru, Last, Lstm, MaxPool2d, Rnn,
+    Gru, Last, Lstm, MaxPool2d, Rnn, Stabilizer,
 };
 
 use crate::graph::{Graph, NodeId};

@@ -938,7 +938,7 @@ fn stabilizer_starts_as_the_identity_and_learns_its_gain() {
     use wgrad::nn::{Layer, Stabilizer};
     let dims = [3usize, 7];
     let x = rand_vec(21, 41);
-    let (at_init, _) = run(&[dims.to_vec()], &[x.clone()], |g, v| {
+    let (at_init, _) = run(&[dims.to_vec()], std::slice::from_ref(&x), |g, v| {
         Stabilizer::default().build(g, "st", v[0]).unwrap()
     });
     assert_close("stabilizer at init", &at_init, &to64(&x), 1e-6);
@@ -947,7 +947,7 @@ fn stabilizer_starts_as_the_identity_and_learns_its_gain() {
     check_grad(
         "stabilizer dx",
         &[dims.to_vec()],
-        &[x.clone()],
+        std::slice::from_ref(&x),
         |g, v| Stabilizer::default().build(g, "st", v[0]).unwrap(),
         |v| {
             v[0].iter()

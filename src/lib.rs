@@ -48,7 +48,7 @@ pub use executor::{Executor, Feed};
 pub use train::fit::{EarlyStopping, FitOptions};
 pub use train::records::EpochRecord;
 // The training modules keep their earlier paths (`wgrad::fit`, `wgrad::trainer`, …).
-pub use graph::{BinaryOp, Graph, Init, NodeId, Op, ReduceOp, UnaryOp, Window};
+pub use graph::{AttnPart, BinaryOp, Graph, Init, NodeId, Op, ReduceOp, UnaryOp, Window};
 pub use kernels::Shader;
 pub use ops::{Padding, WindowOpts};
 pub use optim::lbfgs;

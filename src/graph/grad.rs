@@ -135,6 +135,7 @@ impl Graph {
             | Op::SeqBroadcast { .. }
             | Op::SeqShift { .. }
             | Op::SeqMask { .. } => self.grad_sequence(out, op, g, &wants),
+            Op::Attention { .. } => self.grad_attention(out, op, g, &wants),
             Op::SeqWhere { .. } | Op::SeqGather { .. } | Op::SeqScatter { .. } => {
                 self.grad_select(op, g)
             }

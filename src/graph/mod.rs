@@ -16,7 +16,7 @@ use crate::shape::{Dim, Shape};
 use crate::{Error, Result};
 
 pub use axes::{AxisInfo, SequenceAxis};
-pub use op::{BinaryOp, Op, ReduceOp, UnaryOp, Window};
+pub use op::{AttnPart, BinaryOp, Op, ReduceOp, UnaryOp, Window};
 
 /// The name of the input that holds the sequence lengths ([`Graph::sequence_lengths`]).
 pub const SEQUENCE_LENGTHS: &str = "sequence lengths";

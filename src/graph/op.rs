@@ -121,6 +121,29 @@ impl ReduceOp {
     }
 }
 
+/// The parts of additive attention ([`Op::Attention`]): the weights and their use, and the
+/// pieces of their gradients. Each is one kernel of attention.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttnPart {
+    /// `(q, k, v) → α: [batch, seq_q, seq_k]`, the softmax over each sequence's keys of
+    /// `Σ_a v[a]·tanh(q[t, a] + k[j, a])`.
+    Weights,
+    /// `(α, values) → [batch, seq_q, E]`: `Σ_j α[t, j]·values[j]`.
+    Apply,
+    /// `(g, values) → dα`.
+    ApplyGradAlpha,
+    /// `(α, g) → dvalues`.
+    ApplyGradValues,
+    /// `(α, dα) → dscore`, through the softmax.
+    ScoreGrad,
+    /// `(q, k, v, dscore) → dq`.
+    GradQ,
+    /// `(q, k, v, dscore) → dk`.
+    GradK,
+    /// `(q, k, v, dscore) → Σ_j dscore·tanh(q + k): [batch, seq_q, A]`, summed to dv.
+    GradV,
+}
+
 /// An operation of the graph. Composite operations (conv2d, batch norm, the losses beyond
 /// cross-entropy) are built from these.
 ///
@@ -425,6 +448,21 @@ pub enum Op {
         /// The lengths of `idx`'s axis.
         lengths: NodeId,
     },
+    /// A part of additive attention of queries on one sequence axis over keys on another
+    /// (or the same): `args` are the part's operands in its order (the first repeated past
+    /// `n_args`), then the lengths of the queries' and the keys' axes.
+    Attention {
+        /// Which part.
+        part: AttnPart,
+        /// The operands.
+        args: [NodeId; 4],
+        /// How many of `args` are operands.
+        n_args: u8,
+        /// The queries' axis's lengths.
+        q_lengths: NodeId,
+        /// The keys' axis's lengths.
+        k_lengths: NodeId,
+    },
     /// An LSTM over sequences, one scan: from the input projections `xproj: [batch, seq, 4H]`
     /// (gate blocks g, i, f, o), the recurrent weights `u: [H, 4H]` and the initial states
     /// `h0`, `c0: [batch, H]`, the states `[h | c]` of every step: `[batch, seq, 2H]`.
@@ -648,6 +686,17 @@ impl Op {
                 x, init, lengths, ..
             } => vec![x, lengths, init],
             Op::SeqMask { lengths, .. } => vec![lengths],
+            Op::Attention {
+                args,
+                n_args,
+                q_lengths,
+                k_lengths,
+                ..
+            } => {
+                let mut v = args[..n_args as usize].to_vec();
+                v.extend([q_lengths, k_lengths]);
+                v
+            }
             Op::SeqWhere { cond, lengths, .. } => vec![cond, lengths],
             // The sequence, the lengths (of the indices' axis), the indices.
             Op::SeqGather { x, idx, lengths } | Op::SeqScatter { g: x, idx, lengths } => {

@@ -66,6 +66,9 @@ blocks! {
     SoftmaxParams { outer: u32, len: u32, inner: u32, log: u32 }
     /// sequence.wgsl: `[batch, steps, inner]` sequence tensors.
     SeqParams { batch: u32, steps: u32, inner: u32, _p0: u32 }
+    /// attention.wgsl: queries on `steps_q` padded steps, keys on `steps_k`, `width` features
+    /// in the kernel's feature loop (A for scores, E for values).
+    AttnParams { batch: u32, steps_q: u32, steps_k: u32, width: u32 }
     /// recurrence.wgsl and gru.wgsl: `batch` sequences of `steps` (padded) steps, `hidden` units.
     ScanParams { batch: u32, steps: u32, hidden: u32, _p0: u32 }
     /// loss.wgsl: rows of `classes` scores; the incoming gradient is one value when
@@ -92,6 +95,7 @@ pub(crate) enum Params {
     Loss(LossParams),
     Seq(SeqParams),
     Scan(ScanParams),
+    Attn(AttnParams),
 }
 
 impl Params {
@@ -117,6 +121,7 @@ impl Params {
             Params::Loss(p) => bytemuck::bytes_of(p),
             Params::Seq(p) => bytemuck::bytes_of(p),
             Params::Scan(p) => bytemuck::bytes_of(p),
+            Params::Attn(p) => bytemuck::bytes_of(p),
         };
         debug_assert!(b.len() as u64 <= PARAMS_SIZE);
         b

@@ -7,7 +7,7 @@ use super::contract::{Act, Epilogue};
 use super::matmul_gen::{subgroup_entry, texture_entry};
 use super::source::Shader;
 use crate::device::Context;
-use crate::graph::Window;
+use crate::graph::{AttnPart, Window};
 
 /// How a matrix product reads its operands, beyond stored (transposed) matrices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -153,6 +153,8 @@ pub(crate) enum Kernel {
     },
     SeqGather,
     SeqScatter,
+    /// A part of additive attention (attention.wgsl).
+    Attention(AttnPart),
     /// An LSTM scan and its backpropagation, specialised on the direction, the forget
     /// gate's bias (as f32 bits) and the sequences each workgroup owns.
     LstmForward {
@@ -224,6 +226,7 @@ impl Kernel {
             | Kernel::SeqWhere { .. }
             | Kernel::SeqGather
             | Kernel::SeqScatter => Shader::Sequence,
+            Kernel::Attention(_) => Shader::Attention,
             Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
             Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
             Kernel::RnnForward { .. } | Kernel::RnnBackward { .. } => Shader::Rnn,
@@ -275,6 +278,16 @@ impl Kernel {
             Kernel::SeqWhere { .. } => "seq_where",
             Kernel::SeqGather => "seq_gather",
             Kernel::SeqScatter => "seq_scatter",
+            Kernel::Attention(part) => match part {
+                AttnPart::Weights => "attn_weights",
+                AttnPart::Apply => "attn_apply",
+                AttnPart::ApplyGradAlpha => "attn_apply_grad_alpha",
+                AttnPart::ApplyGradValues => "attn_apply_grad_values",
+                AttnPart::ScoreGrad => "attn_score_grad",
+                AttnPart::GradQ => "attn_grad_q",
+                AttnPart::GradK => "attn_grad_k",
+                AttnPart::GradV => "attn_grad_v",
+            },
             Kernel::LstmForward { .. } => "lstm_forward",
             Kernel::LstmBackward { .. } => "lstm_backward",
             Kernel::GruForward { .. } => "gru_forward",
@@ -337,6 +350,12 @@ impl Kernel {
             Kernel::SeqWhere { .. } => &[R, R, X, W],
             // The sequence (or the gathered gradients), the lengths, the indices, the result.
             Kernel::SeqGather | Kernel::SeqScatter => &[R, R, R, W],
+            // Up to four operands, the queries' and the keys' lengths, the result.
+            Kernel::Attention(AttnPart::Weights) => &[R, R, R, X, R, R, W],
+            Kernel::Attention(AttnPart::GradQ | AttnPart::GradK | AttnPart::GradV) => {
+                &[R, R, R, R, R, R, W]
+            }
+            Kernel::Attention(_) => &[R, R, X, X, R, R, W],
             // Projections, U, h0, c0, lengths; the states and their gradient (backward only);
             // the result.
             Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use super::contract::{
-    prelude, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams, ProductParams,
-    ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, UnaryParams,
+    prelude, AttnParams, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams,
+    ProductParams, ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, UnaryParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -50,6 +50,8 @@ pub enum Shader {
     Gru,
     /// Plain RNN scans and their backpropagation through time.
     Rnn,
+    /// Additive attention and its gradients.
+    Attention,
 }
 
 /// A shared prelude file.
@@ -62,7 +64,7 @@ const SCAN: &str = include_str!("../../shaders/scan.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -81,6 +83,7 @@ impl Shader {
         Shader::Recurrence,
         Shader::Gru,
         Shader::Rnn,
+        Shader::Attention,
     ];
 
     /// The file name under `shaders/`.
@@ -104,6 +107,7 @@ impl Shader {
             Shader::Recurrence => "recurrence.wgsl",
             Shader::Gru => "gru.wgsl",
             Shader::Rnn => "rnn.wgsl",
+            Shader::Attention => "attention.wgsl",
         }
     }
 
@@ -128,6 +132,7 @@ impl Shader {
             Shader::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 
@@ -148,6 +153,7 @@ impl Shader {
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
             Shader::Recurrence | Shader::Gru | Shader::Rnn => ScanParams::wgsl("Params"),
+            Shader::Attention => AttnParams::wgsl("Params"),
         }
     }
 

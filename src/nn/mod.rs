@@ -5,7 +5,10 @@
 //! across runs and usable in checkpoints. Training and evaluation behaviour (dropout, batch
 //! norm) is chosen by the executor per call, not stored in the layer.
 
+mod attention;
 mod layers;
+
+pub use attention::AdditiveAttention;
 
 pub use layers::{
     Activation, AvgPool2d, BatchNorm, Bidirectional, Conv2d, Dense, Dropout, Embedding, Flatten,

@@ -4,6 +4,7 @@
 //! forward and backward read side by side. Kernels are chosen for them in
 //! `plan/kernel_choice.rs`; their WGSL is in `shaders/`.
 
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod loss;

@@ -4,10 +4,10 @@
 
 use super::liveness::PlanGraph;
 use crate::device::Context;
-use crate::graph::{NodeId, Op, ReduceOp};
+use crate::graph::{AttnPart, NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
-    BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams, ScanParams,
-    SeqParams, SoftmaxParams, UnaryParams, BINARY_FIRST,
+    AttnParams, BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams,
+    ScanParams, SeqParams, SoftmaxParams, UnaryParams, BINARY_FIRST,
 };
 use crate::kernels::{
     groups_1d, groups_per_item, Act, Epilogue, Gather, Kernel, Params, SUBGROUP_BLOCKS,
@@ -172,6 +172,7 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::SeqWhere { .. }
         | Op::SeqGather { .. }
         | Op::SeqScatter { .. } => sequence_dispatch(g, i),
+        Op::Attention { .. } => attention_dispatch(g, i),
         Op::GruScan { .. }
         | Op::GruScanGrad { .. }
         | Op::RnnScan { .. }
@@ -383,6 +384,35 @@ fn sequence_dispatch(g: &PlanGraph, i: usize) -> Choice {
         _p0: 0,
     });
     (kernel, params, groups_1d(g.numel(i)))
+}
+
+/// Attention: one invocation per output element, or per query row for the weights. The
+/// steps come from the weights-shaped operand or output (`[batch, seq_q, seq_k]`).
+fn attention_dispatch(g: &PlanGraph, i: usize) -> Choice {
+    let Op::Attention { part, args, .. } = *g.op(i) else {
+        unreachable!("attention_dispatch takes attention");
+    };
+    let d = |x: NodeId| &g.dims[x.0];
+    // The [batch, seq_q, seq_k] tensor of the part, and its feature width.
+    let (qk, width) = match part {
+        AttnPart::Weights => (d(NodeId(i)), d(args[0])[2]),
+        AttnPart::Apply => (d(args[0]), d(args[1])[2]),
+        AttnPart::ApplyGradAlpha => (d(NodeId(i)), d(args[1])[2]),
+        AttnPart::ApplyGradValues => (d(args[0]), d(args[1])[2]),
+        AttnPart::ScoreGrad => (d(args[0]), 1),
+        AttnPart::GradQ | AttnPart::GradK | AttnPart::GradV => (d(args[3]), d(args[0])[2]),
+    };
+    let params = Params::Attn(AttnParams {
+        batch: g.sizes.batch as u32,
+        steps_q: qk[1] as u32,
+        steps_k: qk[2] as u32,
+        width: width as u32,
+    });
+    let n = match part {
+        AttnPart::Weights => g.sizes.batch * qk[1],
+        _ => g.numel(i),
+    };
+    (Kernel::Attention(part), params, groups_1d(n))
 }
 
 /// Recurrent scans and their reverse scans: one workgroup per sequence, or per

@@ -57,4 +57,4 @@ pub use plan::summary::{Activation, DispatchSummary, Fused, PlanSummary, Role};
 pub use shape::{Dim, Shape, Sizes};
 pub use tensor::{Fill, Tensor};
 pub use train::trainer::{MinibatchStats, Trainer};
-pub use train::{checkpoint, fit, plot, trainer};
+pub use train::{checkpoint, edit_distance, fit, plot, trainer};

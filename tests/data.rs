@@ -316,3 +316,24 @@ fn the_full_cmudict_loads() {
         .to_string();
     assert!(e.contains("/no/such.dict.gz"), "{e}");
 }
+
+#[test]
+fn edit_distances_and_error_rates_on_hand_made_cases() {
+    use wgrad::edit_distance::{edit_distance, error_rates};
+    let d = |a: &str, b: &str| edit_distance(a.as_bytes(), b.as_bytes());
+    assert_eq!(d("kitten", "sitting"), 3);
+    assert_eq!(d("", "abc"), 3);
+    assert_eq!(d("abc", ""), 3);
+    assert_eq!(d("abc", "abc"), 0);
+    assert_eq!(d("ab", "ba"), 2);
+    assert_eq!(d("flaw", "lawn"), 2);
+    // Phonemes: one substitution in 5, one deletion in 3, one exact word.
+    let zebra: &[u8] = &[37, 17, 6, 27, 2];
+    let zebra_bad: &[u8] = &[37, 16, 6, 27, 2];
+    let read: &[u8] = &[27, 10, 8];
+    let red: &[u8] = &[27, 10];
+    let r = error_rates(&[(zebra_bad, zebra), (red, read), (zebra, zebra)]);
+    assert!((r.token - 2.0 / 13.0).abs() < 1e-12, "{r:?}");
+    assert!((r.sequence - 2.0 / 3.0).abs() < 1e-12, "{r:?}");
+    assert_eq!(error_rates::<u8>(&[]).token, 0.0);
+}

@@ -154,21 +154,21 @@ impl Executor {
     }
 
     /// The samples `feed` holds for computing `targets` in a training step (checked as a
-    /// step would): the batch size, or with `per_token` the steps of all sequences.
+    /// step would): the batch size, or with `per_token` (a sequence axis) the valid steps of
+    /// all its sequences when its lengths are fed.
     pub(crate) fn feed_samples(
         &self,
         targets: &[NodeId],
         feed: &Feed,
-        per_token: bool,
+        per_token: Option<u8>,
     ) -> Result<usize> {
         let sizes = self.sizes(targets, feed, true)?;
-        let lengths = self
-            .axes
-            .first()
+        let lengths = per_token
+            .and_then(|k| self.axes.get(k as usize))
             .and_then(|a| feed.iter().find(|(f, _)| *f == a.lengths));
         Ok(match lengths {
-            Some((_, l)) if per_token => l.iter().map(|&v| v as usize).sum(),
-            _ => sizes.batch,
+            Some((_, l)) => l.iter().map(|&v| v as usize).sum(),
+            None => sizes.batch,
         })
     }
 }

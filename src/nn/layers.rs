@@ -456,6 +456,22 @@ impl Layer for Lstm {
         "lstm"
     }
     fn build(&self, g: &Graph, name: &str, x: NodeId) -> Result<NodeId> {
+        let zero = g.scalar(0.0);
+        self.build_from(g, name, x, zero, zero)
+    }
+}
+
+impl Lstm {
+    /// The layer started from the states `h0` and `c0` (each `[batch, hidden]`, `[hidden]`
+    /// or a scalar) instead of zeros, e.g. a decoder started from its encoder.
+    pub fn build_from(
+        &self,
+        g: &Graph,
+        name: &str,
+        x: NodeId,
+        h0: NodeId,
+        c0: NodeId,
+    ) -> Result<NodeId> {
         let s = g.shape(x);
         let Some(&Dim::Fixed(features)) = s.0.last().filter(|_| s.has_seq() && s.rank() == 3)
         else {
@@ -472,8 +488,7 @@ impl Layer for Lstm {
             self.recurrent_init,
         )?;
         let b = g.parameter(&format!("{name}.b"), &[h4], Init::Zeros)?;
-        let zero = g.scalar(0.0);
-        let (h, _) = g.lstm(x, w, u, b, zero, zero, self.go_backwards, self.forget_bias)?;
+        let (h, _) = g.lstm(x, w, u, b, h0, c0, self.go_backwards, self.forget_bias)?;
         Ok(h)
     }
 }

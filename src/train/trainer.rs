@@ -30,8 +30,8 @@ pub struct Trainer {
     pub(crate) minibatches: u64,
     /// The learner's running sample count (FSAdaGrad's variance normaliser).
     pub(crate) smoothed_count: f64,
-    /// The loss is per token of sequences: a sample is a step.
-    per_token: bool,
+    /// The loss is per token of sequences on this axis: a sample is a step.
+    per_token: Option<u8>,
 }
 
 impl Trainer {
@@ -51,7 +51,7 @@ impl Trainer {
                 false => Ok(x),
             }
         };
-        let per_token = graph.shape(loss).has_seq();
+        let per_token = graph.shape(loss).seq_axis();
         let (loss, metric) = (token_mean(loss)?, metric.map(token_mean).transpose()?);
         let params = graph.parameters();
         let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;

@@ -1,0 +1,349 @@
+//! CNTK 204: grapheme → phoneme on the CMU Pronouncing Dictionary. The letters of a word are
+//! one sequence axis and its phonemes another. Encoder: letter embedding 64 → bidirectional
+//! LSTM 128 per direction. Decoder: LSTM 256 fed the previous phoneme (teacher forcing in
+//! training), started from tanh(W[h_fwd_last; h_bwd_first]); additive attention over the
+//! encoder states using the previous decoder state; logits from [state; context]. Adam lr
+//! 1e-3, batch 128 words, 6 epochs; greedy decoding on the test split (every 20th word).
+//!
+//! ```text
+//! cargo run --release --example g2p -- --epochs 6
+//! ```
+//! Options: `--data FILE` (default `$WGRAD_CMUDICT` or
+//! `../shared/data/cmudict/cmudict.dict.gz`), `--epochs N` (6), `--seed N` (0), `--limit N`
+//! (train on the first N training words of a shuffled order, test on N/20; all by default),
+//! `--beam K` (1: greedy; wider beams are not built yet).
+
+use std::path::PathBuf;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use wgrad::data::cmudict::{self, Pronunciation, LETTERS, MAX_LETTERS, PHONEMES};
+use wgrad::data::SequenceBatch;
+use wgrad::edit_distance::error_rates;
+use wgrad::graph::SequenceAxis;
+use wgrad::nn::{Activation, AdditiveAttention, Bidirectional, Dense, Embedding, Layer, Lstm};
+use wgrad::{Context, Graph, Learner, NodeId, Trainer};
+
+/// The decoder's start token (an input) and end token (an output class): one past the
+/// phonemes.
+pub const START: usize = PHONEMES.len();
+/// The end-of-word class.
+pub const END: usize = PHONEMES.len();
+
+/// Sizes of the model.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Letter and phoneme embedding width.
+    pub embed: usize,
+    /// Encoder LSTM units per direction.
+    pub encoder: usize,
+    /// Decoder LSTM units.
+    pub decoder: usize,
+    /// Attention projection width.
+    pub attention: usize,
+    /// Words per minibatch.
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Padded decoder steps (the longest pronunciation + 1).
+    pub steps: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            embed: 64,
+            encoder: 128,
+            decoder: 256,
+            attention: 128,
+            batch: 128,
+            lr: 1e-3,
+            steps: 21,
+        }
+    }
+}
+
+/// The graph and its named nodes.
+pub struct Model {
+    /// The graph.
+    pub g: Graph,
+    /// Letter indices `[batch, seq]`.
+    pub letters: NodeId,
+    /// The decoder's input tokens `[batch, seq1]`: START, then the phonemes.
+    pub decoder_in: NodeId,
+    /// The decoder's targets `[batch, seq1]`: the phonemes, then END.
+    pub target: NodeId,
+    /// The phonemes' axis.
+    pub phones: SequenceAxis,
+    /// Per-token cross-entropy `[batch, seq1]`.
+    pub loss: NodeId,
+    /// The most likely class at each decoder step `[batch, seq1]`.
+    pub prediction: NodeId,
+}
+
+/// Builds the encoder-decoder of `cfg`.
+pub fn model(cfg: &Config, seed: u64) -> wgrad::Result<Model> {
+    let g = Graph::with_seed(seed);
+    let letters = g.input_sequence("letters", &[])?;
+    let x = Embedding::new(LETTERS.len(), cfg.embed).build(&g, "letter_embedding", letters)?;
+    let enc = Bidirectional(Lstm::new(cfg.encoder)).build(&g, "encoder", x)?;
+    let e = cfg.encoder;
+    let fwd_last = g.slice(g.sequence_last(enc)?, -1, 0, e)?;
+    let bwd_first = g.slice(g.sequence_first(enc)?, -1, e, 2 * e)?;
+    let s0 = Dense::new(cfg.decoder).activation(Activation::Tanh).build(
+        &g,
+        "bridge",
+        g.concat(fwd_last, bwd_first, -1)?,
+    )?;
+    let phones = g.sequence_axis("phoneme lengths")?;
+    let decoder_in = g.input_sequence_on(phones, "decoder input", &[])?;
+    let target = g.input_sequence_on(phones, "target", &[])?;
+    let y = Embedding::new(START + 1, cfg.embed).build(&g, "phoneme_embedding", decoder_in)?;
+    let s = Lstm::new(cfg.decoder).build_from(&g, "decoder", y, s0, g.scalar(0.0))?;
+    let previous = g.past_value(s, s0)?;
+    let attention = AdditiveAttention { dim: cfg.attention };
+    let context = attention.apply(&g, "attention", previous, enc)?;
+    let z = Dense::new(END + 1).build(&g, "output", g.concat(s, context, -1)?)?;
+    let loss = g.cross_entropy_with_softmax_indices(z, target)?;
+    let prediction = g.argmax(z, -1)?;
+    Ok(Model {
+        g,
+        letters,
+        decoder_in,
+        target,
+        phones,
+        loss,
+        prediction,
+    })
+}
+
+/// Packed minibatch data: letters, decoder inputs and targets.
+pub struct Batch {
+    letters: SequenceBatch,
+    decoder_in: SequenceBatch,
+    target: SequenceBatch,
+}
+
+/// Packs `words` for teacher forcing, the decoder padded to `steps`.
+pub fn pack(words: &[&Pronunciation], steps: usize) -> wgrad::Result<Batch> {
+    let f = |v: &[u8]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let letters: Vec<Vec<f32>> = words.iter().map(|w| f(&w.letters)).collect();
+    let inputs: Vec<Vec<f32>> = words
+        .iter()
+        .map(|w| {
+            std::iter::once(START as f32)
+                .chain(f(&w.phonemes))
+                .collect()
+        })
+        .collect();
+    let targets: Vec<Vec<f32>> = words
+        .iter()
+        .map(|w| f(&w.phonemes).into_iter().chain([END as f32]).collect())
+        .collect();
+    let pk = |v: &[Vec<f32>], n: usize| {
+        let r: Vec<&[f32]> = v.iter().map(|s| &s[..]).collect();
+        SequenceBatch::pack_to(&r, 1, n)
+    };
+    Ok(Batch {
+        letters: pk(&letters, MAX_LETTERS)?,
+        decoder_in: pk(&inputs, steps)?,
+        target: pk(&targets, steps)?,
+    })
+}
+
+impl Model {
+    /// The feed of a packed minibatch (the targets too when `with_target`).
+    pub fn feed<'a>(&self, b: &'a Batch, with_target: bool) -> Vec<(NodeId, &'a [f32])> {
+        let mut feed = b
+            .letters
+            .feed(self.letters, self.g.sequence_lengths())
+            .to_vec();
+        let phone_lengths = self.g.axis_lengths(self.phones);
+        feed.extend(b.decoder_in.feed(self.decoder_in, phone_lengths));
+        if with_target {
+            feed.push((self.target, b.target.values()));
+        }
+        feed
+    }
+}
+
+/// Greedy decoding of `words`, batched: the decoder is fed its own most likely phoneme,
+/// one step more per call, until every word has produced END or `steps` phonemes.
+pub fn greedy(
+    m: &Model,
+    trainer: &mut Trainer,
+    words: &[&Pronunciation],
+    steps: usize,
+) -> wgrad::Result<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); words.len()];
+    let mut done = vec![false; words.len()];
+    let mut batch = pack(words, steps)?;
+    for t in 1..=steps {
+        // Every decoder input holds START and the phonemes so far (t steps).
+        let prefixes: Vec<Vec<f32>> = out
+            .iter()
+            .map(|o| {
+                let mut p = vec![START as f32];
+                p.extend(o.iter().map(|&x| x as f32));
+                p.resize(t, END as f32);
+                p
+            })
+            .collect();
+        let r: Vec<&[f32]> = prefixes.iter().map(|s| &s[..]).collect();
+        batch.decoder_in = SequenceBatch::pack_to(&r, 1, steps)?;
+        let pred = trainer
+            .eval(&[m.prediction], &m.feed(&batch, false))?
+            .remove(0);
+        for (k, o) in out.iter_mut().enumerate() {
+            let class = pred[k * steps + t - 1] as usize;
+            if done[k] {
+                continue;
+            }
+            if class == END || o.len() + 1 >= steps {
+                done[k] = true;
+            } else {
+                o.push(class as u8);
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Trains for `epochs` on `train` and returns the trainer and the mean loss of the last
+/// epoch.
+pub fn train(
+    ctx: &Context,
+    m: &Model,
+    cfg: &Config,
+    train: &[Pronunciation],
+    epochs: usize,
+    seed: u64,
+) -> wgrad::Result<(Trainer, f32)> {
+    let mut trainer = Trainer::new(ctx, &m.g, m.loss, None, Learner::adam(cfg.lr))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut last = f32::NAN;
+    for epoch in 1..=epochs {
+        order.shuffle(&mut rng);
+        let start = std::time::Instant::now();
+        let (mut total, mut n) = (0.0, 0);
+        for (k, chunk) in order.chunks(cfg.batch).enumerate() {
+            let words: Vec<&Pronunciation> = chunk.iter().map(|&i| &train[i]).collect();
+            let b = pack(&words, cfg.steps)?;
+            let read = k % 20 == 0;
+            if let Some(stats) = trainer.train_minibatch(&m.feed(&b, true), read)? {
+                total += stats.loss;
+                n += 1;
+            }
+        }
+        last = total / n.max(1) as f32;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "epoch {epoch}: loss {last:.3} (sampled), {:.0} words/s",
+            train.len() as f64 / secs
+        );
+    }
+    Ok((trainer, last))
+}
+
+/// PER and WER of greedy decoding on `test`, in batches.
+pub fn evaluate(
+    m: &Model,
+    trainer: &mut Trainer,
+    cfg: &Config,
+    test: &[Pronunciation],
+) -> wgrad::Result<(f64, f64, Vec<Vec<u8>>)> {
+    let mut decoded = Vec::new();
+    for chunk in test.chunks(cfg.batch) {
+        let words: Vec<&Pronunciation> = chunk.iter().collect();
+        decoded.extend(greedy(m, trainer, &words, cfg.steps)?);
+    }
+    let pairs: Vec<(&[u8], &[u8])> = decoded
+        .iter()
+        .zip(test)
+        .map(|(d, w)| (&d[..], &w.phonemes[..]))
+        .collect();
+    let r = error_rates(&pairs);
+    Ok((r.token, r.sequence, decoded))
+}
+
+#[allow(dead_code)]
+fn main() -> wgrad::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let num = |flag: &str, default: usize| -> wgrad::Result<usize> {
+        get(flag).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a whole number, got {v}")))
+        })
+    };
+    let data = get("--data")
+        .or_else(|| std::env::var("WGRAD_CMUDICT").ok())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/data/cmudict/cmudict.dict.gz"));
+    let (epochs, seed, beam) = (
+        num("--epochs", 6)?,
+        num("--seed", 0)? as u64,
+        num("--beam", 1)?,
+    );
+    if beam != 1 {
+        return Err(wgrad::Error::Invalid(format!(
+            "--beam {beam}: only greedy decoding (--beam 1) is built so far"
+        )));
+    }
+    let mut dict = cmudict::load(&data)?;
+    if let Some(limit) = get("--limit") {
+        let n: usize = limit
+            .parse()
+            .map_err(|_| wgrad::Error::Invalid(format!("--limit needs a number, got {limit}")))?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        dict.train.shuffle(&mut rng);
+        dict.test.shuffle(&mut rng);
+        dict.train.truncate(n);
+        dict.test.truncate((n / 20).max(1));
+    }
+    let longest = dict
+        .train
+        .iter()
+        .chain(&dict.test)
+        .map(|w| w.phonemes.len())
+        .max();
+    let cfg = Config {
+        steps: longest.unwrap_or(1) + 1,
+        ..Config::default()
+    };
+    let ctx = Context::new()?;
+    println!("adapter: {}", ctx.adapter());
+    println!(
+        "CMUDict: {} training words, {} test words; {cfg:?}",
+        dict.train.len(),
+        dict.test.len()
+    );
+    let m = model(&cfg, seed)?;
+    let (mut trainer, _) = train(&ctx, &m, &cfg, &dict.train, epochs, seed)?;
+    let start = std::time::Instant::now();
+    let (per, wer, decoded) = evaluate(&m, &mut trainer, &cfg, &dict.test)?;
+    let secs = start.elapsed().as_secs_f64();
+    for (w, d) in dict.test.iter().zip(&decoded).take(8) {
+        println!(
+            "{:>16}  {}  (reference {})",
+            w.word,
+            cmudict::symbols(d),
+            w.phoneme_string()
+        );
+    }
+    println!(
+        "decoded {} words at {:.0} words/s",
+        decoded.len(),
+        decoded.len() as f64 / secs
+    );
+    println!("PER: {:.1}% WER: {:.1}%", 100.0 * per, 100.0 * wer);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Prints where the time of one training step of an MNIST model goes, dispatch by dispatch.
 //! `cargo run --release --example profile_step -- cnn` (slowest first; `--in-order` lists
 //! every dispatch in step order instead). `rows` profiles `mnist_rows`' LSTM(128) over 28
-//! steps instead of an MNIST model of examples/mnist.rs.
+//! steps instead of an MNIST model of examples/mnist.rs, and `g2p` the encoder-decoder of
+//! examples/g2p.rs on 128 words of 8 letters and 7 phonemes.
 //!
 //! Each dispatch is repeated 20 times in one submit and its mean time printed, so the
 //! synchronisation of a submit is spread thin; `cargo bench --bench train` gives the step
@@ -10,6 +11,9 @@
 #[path = "mnist.rs"]
 #[allow(dead_code)]
 mod mnist;
+#[path = "g2p.rs"]
+#[allow(dead_code)]
+mod g2p;
 
 use wgrad::nn::{Dense, Last, Lstm, Sequential};
 use wgrad::{Context, Graph, Learner, Trainer};
@@ -21,6 +25,9 @@ fn main() -> wgrad::Result<()> {
         .unwrap_or_else(|| "cnn".into());
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
+    if kind == "g2p" {
+        return profile_g2p(&ctx);
+    }
     let g = Graph::new();
     let (x, y, z) = if kind == "rows" {
         let x = g.input_sequence("x", &[28])?;
@@ -45,8 +52,35 @@ fn main() -> wgrad::Result<()> {
     }
     t.train_minibatch(&feed, true)?;
     let steps = t.executor().profile(&[loss, metric], &feed, true)?;
+    print_profile(&steps);
+    Ok(())
+}
+
+/// One training step of the G2P model, dispatch by dispatch.
+fn profile_g2p(ctx: &Context) -> wgrad::Result<()> {
+    let cfg = g2p::Config::default();
+    let words: Vec<wgrad::data::cmudict::Pronunciation> = (0..cfg.batch)
+        .map(|k| wgrad::data::cmudict::Pronunciation {
+            word: String::new(),
+            letters: (0..8).map(|i| ((k + i) % 26) as u8).collect(),
+            phonemes: (0..7).map(|i| ((k * 3 + i) % 39) as u8).collect(),
+        })
+        .collect();
+    let refs: Vec<_> = words.iter().collect();
+    let m = g2p::model(&cfg, 0)?;
+    let batch = g2p::pack(&refs, cfg.steps)?;
+    let feed = m.feed(&batch, true);
+    let mut t = Trainer::new(ctx, &m.g, m.loss, None, Learner::adam(1e-3))?;
+    t.train_minibatch(&feed, true)?;
+    let steps = t.executor().profile(&[m.loss], &feed, true)?;
+    print_profile(&steps);
+    Ok(())
+}
+
+/// Prints the dispatches' times, slowest first unless `--in-order`.
+fn print_profile(steps: &[(String, f64)]) {
     let total: f64 = steps.iter().map(|s| s.1).sum();
-    let mut rows = steps.clone();
+    let mut rows = steps.to_vec();
     if !std::env::args().any(|a| a == "--in-order") {
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
@@ -58,5 +92,4 @@ fn main() -> wgrad::Result<()> {
         steps.len(),
         total * 1e3
     );
-    Ok(())
 }

@@ -124,7 +124,17 @@ pub struct Batch {
     target: SequenceBatch,
 }
 
-/// Packs `words` for teacher forcing, the decoder padded to `steps`.
+/// `n` rounded up to a multiple of 4, so that minibatches share a few plans.
+fn padded(n: usize) -> usize {
+    n.div_ceil(4) * 4
+}
+
+fn longest(v: &[Vec<f32>]) -> usize {
+    v.iter().map(|s| s.len()).max().unwrap_or(1)
+}
+
+/// Packs `words` for teacher forcing: the letters padded to their longest (rounded up to a
+/// multiple of 4), the decoder to `steps`.
 pub fn pack(words: &[&Pronunciation], steps: usize) -> wgrad::Result<Batch> {
     let f = |v: &[u8]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let letters: Vec<Vec<f32>> = words.iter().map(|w| f(&w.letters)).collect();
@@ -145,7 +155,7 @@ pub fn pack(words: &[&Pronunciation], steps: usize) -> wgrad::Result<Batch> {
         SequenceBatch::pack_to(&r, 1, n)
     };
     Ok(Batch {
-        letters: pk(&letters, MAX_LETTERS)?,
+        letters: pk(&letters, padded(longest(&letters)).min(MAX_LETTERS))?,
         decoder_in: pk(&inputs, steps)?,
         target: pk(&targets, steps)?,
     })
@@ -227,12 +237,22 @@ pub fn train(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut last = f32::NAN;
     for epoch in 1..=epochs {
+        // Minibatches of words of about the same length (shuffled, then sorted by length),
+        // in a shuffled order: little padding, and a few plans.
         order.shuffle(&mut rng);
+        order.sort_by_key(|&i| train[i].phonemes.len());
+        let mut batches: Vec<&[usize]> = order.chunks(cfg.batch).collect();
+        batches.shuffle(&mut rng);
         let start = std::time::Instant::now();
         let (mut total, mut n) = (0.0, 0);
-        for (k, chunk) in order.chunks(cfg.batch).enumerate() {
+        for (k, chunk) in batches.into_iter().enumerate() {
             let words: Vec<&Pronunciation> = chunk.iter().map(|&i| &train[i]).collect();
-            let b = pack(&words, cfg.steps)?;
+            let most = words
+                .iter()
+                .map(|w| w.phonemes.len() + 1)
+                .max()
+                .unwrap_or(1);
+            let b = pack(&words, padded(most).min(cfg.steps))?;
             let read = k % 20 == 0;
             if let Some(stats) = trainer.train_minibatch(&m.feed(&b, true), read)? {
                 total += stats.loss;

@@ -8,12 +8,12 @@
 //! synchronisation of a submit is spread thin; `cargo bench --bench train` gives the step
 //! throughput.
 
-#[path = "mnist.rs"]
-#[allow(dead_code)]
-mod mnist;
 #[path = "g2p.rs"]
 #[allow(dead_code)]
 mod g2p;
+#[path = "mnist.rs"]
+#[allow(dead_code)]
+mod mnist;
 
 use wgrad::nn::{Dense, Last, Lstm, Sequential};
 use wgrad::{Context, Graph, Learner, Trainer};

@@ -3,7 +3,8 @@
 //! LSTM 128 per direction. Decoder: LSTM 256 fed the previous phoneme (teacher forcing in
 //! training), started from tanh(W[h_fwd_last; h_bwd_first]); additive attention over the
 //! encoder states using the previous decoder state; logits from [state; context]. Adam lr
-//! 1e-3, batch 128 words, 6 epochs; greedy decoding on the test split (every 20th word).
+//! 1e-3, batch 128 words, 6 epochs; greedy decoding or beam search on the test split (every
+//! 20th word).
 //!
 //! ```text
 //! cargo run --release --example g2p -- --epochs 6
@@ -11,7 +12,7 @@
 //! Options: `--data FILE` (default `$WGRAD_CMUDICT` or
 //! `../shared/data/cmudict/cmudict.dict.gz`), `--epochs N` (6), `--seed N` (0), `--limit N`
 //! (train on the first N training words of a shuffled order, test on N/20; all by default),
-//! `--beam K` (1: greedy; wider beams are not built yet).
+//! `--beam K` (1: greedy decoding, the default; K > 1: beam search of width K).
 
 use std::path::PathBuf;
 
@@ -79,6 +80,8 @@ pub struct Model {
     pub loss: NodeId,
     /// The most likely class at each decoder step `[batch, seq1]`.
     pub prediction: NodeId,
+    /// Log-probabilities of the classes at each decoder step `[batch, seq1, classes]`.
+    pub log_probs: NodeId,
 }
 
 /// Builds the encoder-decoder of `cfg`.
@@ -106,6 +109,7 @@ pub fn model(cfg: &Config, seed: u64) -> wgrad::Result<Model> {
     let z = Dense::new(END + 1).build(&g, "output", g.concat(s, context, -1)?)?;
     let loss = g.cross_entropy_with_softmax_indices(z, target)?;
     let prediction = g.argmax(z, -1)?;
+    let log_probs = g.log_softmax(z, -1)?;
     Ok(Model {
         g,
         letters,
@@ -114,6 +118,7 @@ pub fn model(cfg: &Config, seed: u64) -> wgrad::Result<Model> {
         phones,
         loss,
         prediction,
+        log_probs,
     })
 }
 
@@ -222,6 +227,88 @@ pub fn greedy(
     Ok(out)
 }
 
+/// A partial pronunciation in a beam.
+#[derive(Clone, Debug)]
+struct Hypothesis {
+    phonemes: Vec<u8>,
+    log_prob: f64,
+    done: bool,
+}
+
+/// The decoder inputs of every beam row at step `t`: START and the hypothesis so far.
+fn beam_inputs(beams: &[Vec<Hypothesis>], width: usize, t: usize) -> Vec<Vec<f32>> {
+    (0..beams.len() * width)
+        .map(|r| {
+            let word = &beams[r / width];
+            let h = word.get(r % width).unwrap_or(&word[0]);
+            let mut p = vec![START as f32];
+            p.extend(h.phonemes.iter().map(|&x| x as f32));
+            p.resize(t, END as f32);
+            p
+        })
+        .collect()
+}
+
+/// Beam search of width `width`, batched: each word keeps its `width` most likely
+/// hypotheses, each extended by every class at each step; a hypothesis ends at END or at
+/// `steps` phonemes, as in [`greedy`] (which width 1 equals).
+pub fn beam(
+    m: &Model,
+    trainer: &mut Trainer,
+    words: &[&Pronunciation],
+    steps: usize,
+    width: usize,
+) -> wgrad::Result<Vec<Vec<u8>>> {
+    let classes = END + 1;
+    let start = Hypothesis {
+        phonemes: Vec::new(),
+        log_prob: 0.0,
+        done: false,
+    };
+    let mut beams: Vec<Vec<Hypothesis>> = vec![vec![start]; words.len()];
+    let rows: Vec<&Pronunciation> = words
+        .iter()
+        .flat_map(|w| std::iter::repeat_n(*w, width))
+        .collect();
+    let mut batch = pack(&rows, steps)?;
+    for t in 1..=steps {
+        let inputs = beam_inputs(&beams, width, t);
+        let r: Vec<&[f32]> = inputs.iter().map(|s| &s[..]).collect();
+        batch.decoder_in = SequenceBatch::pack_to(&r, 1, steps)?;
+        let lp = trainer
+            .eval(&[m.log_probs], &m.feed(&batch, false))?
+            .remove(0);
+        for (w, word) in beams.iter_mut().enumerate() {
+            let mut next = Vec::new();
+            for (b, h) in word.iter().enumerate() {
+                if h.done {
+                    next.push(h.clone());
+                    continue;
+                }
+                let at = ((w * width + b) * steps + t - 1) * classes;
+                for (c, &l) in lp[at..at + classes].iter().enumerate() {
+                    let mut e = h.clone();
+                    e.log_prob += l as f64;
+                    if c == END || h.phonemes.len() + 1 >= steps {
+                        e.done = true;
+                    } else {
+                        e.phonemes.push(c as u8);
+                    }
+                    next.push(e);
+                }
+            }
+            // Stable: among equal scores the lower class stays first, as argmax keeps it.
+            next.sort_by(|a, b| b.log_prob.total_cmp(&a.log_prob));
+            next.truncate(width);
+            *word = next;
+        }
+        if beams.iter().all(|w| w.iter().all(|h| h.done)) {
+            break;
+        }
+    }
+    Ok(beams.into_iter().map(|w| w[0].phonemes.clone()).collect())
+}
+
 /// Trains for `epochs` on `train` and returns the trainer and the mean loss of the last
 /// epoch.
 pub fn train(
@@ -269,17 +356,22 @@ pub fn train(
     Ok((trainer, last))
 }
 
-/// PER and WER of greedy decoding on `test`, in batches.
+/// PER and WER of decoding `test` (greedy at width 1, else beam search), in batches of
+/// about `cfg.batch` rows.
 pub fn evaluate(
     m: &Model,
     trainer: &mut Trainer,
     cfg: &Config,
     test: &[Pronunciation],
+    width: usize,
 ) -> wgrad::Result<(f64, f64, Vec<Vec<u8>>)> {
     let mut decoded = Vec::new();
-    for chunk in test.chunks(cfg.batch) {
+    for chunk in test.chunks((cfg.batch / width).max(1)) {
         let words: Vec<&Pronunciation> = chunk.iter().collect();
-        decoded.extend(greedy(m, trainer, &words, cfg.steps)?);
+        decoded.extend(match width {
+            1 => greedy(m, trainer, &words, cfg.steps)?,
+            _ => beam(m, trainer, &words, cfg.steps, width)?,
+        });
     }
     let pairs: Vec<(&[u8], &[u8])> = decoded
         .iter()
@@ -313,10 +405,10 @@ fn main() -> wgrad::Result<()> {
         num("--seed", 0)? as u64,
         num("--beam", 1)?,
     );
-    if beam != 1 {
-        return Err(wgrad::Error::Invalid(format!(
-            "--beam {beam}: only greedy decoding (--beam 1) is built so far"
-        )));
+    if beam == 0 {
+        return Err(wgrad::Error::Invalid(
+            "--beam needs a width of at least 1".into(),
+        ));
     }
     let mut dict = cmudict::load(&data)?;
     if let Some(limit) = get("--limit") {
@@ -349,7 +441,7 @@ fn main() -> wgrad::Result<()> {
     let m = model(&cfg, seed)?;
     let (mut trainer, _) = train(&ctx, &m, &cfg, &dict.train, epochs, seed)?;
     let start = std::time::Instant::now();
-    let (per, wer, decoded) = evaluate(&m, &mut trainer, &cfg, &dict.test)?;
+    let (per, wer, decoded) = evaluate(&m, &mut trainer, &cfg, &dict.test, beam)?;
     let secs = start.elapsed().as_secs_f64();
     for (w, d) in dict.test.iter().zip(&decoded).take(8) {
         println!(

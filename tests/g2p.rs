@@ -1,6 +1,6 @@
 //! The grapheme-to-phoneme example in a small configuration: on a made-up dictionary (each
 //! letter one phoneme) a small model learns, greedy decoding equals teacher forcing fed its
-//! own argmax, and the error rates come out of decoding.
+//! own argmax and beam search of width 1, and the error rates come out of decoding.
 
 mod common;
 use common::*;
@@ -50,8 +50,15 @@ fn a_small_g2p_model_learns_and_decodes_as_it_was_taught() {
     assert!(loss < 0.6, "loss after 16 epochs: {loss}");
 
     let test = made_up(96, 2);
-    let (per, wer, decoded) = g2p::evaluate(&m, &mut trainer, &cfg, &test).unwrap();
+    let (per, wer, decoded) = g2p::evaluate(&m, &mut trainer, &cfg, &test, 1).unwrap();
     assert!(per < 0.3 && wer <= 1.0, "PER {per}, WER {wer}");
+
+    // Beam search of width 1 is greedy decoding; wider beams keep close to it.
+    let refs: Vec<&Pronunciation> = test.iter().collect();
+    let one = g2p::beam(&m, &mut trainer, &refs, cfg.steps, 1).unwrap();
+    assert_eq!(one, decoded);
+    let (per3, _, _) = g2p::evaluate(&m, &mut trainer, &cfg, &test, 3).unwrap();
+    assert!(per3 <= per + 0.05, "beam 3: PER {per3}, greedy {per}");
 
     // Teacher forcing fed the decoded phonemes predicts them again, then END (words shorter
     // than the cap, which must have stopped at END).

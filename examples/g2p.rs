@@ -12,13 +12,17 @@
 //! Options: `--data FILE` (default `$WGRAD_CMUDICT` or
 //! `../shared/data/cmudict/cmudict.dict.gz`), `--epochs N` (6), `--seed N` (0), `--limit N`
 //! (train on the first N training words of a shuffled order, test on N/20; all by default),
-//! `--beam K` (1: greedy decoding, the default; K > 1: beam search of width K).
+//! `--beam K` (1: greedy decoding, the default; K > 1: beam search of width K),
+//! `--write-ctf DIR` (also write the prepared splits as CTF sequences, DIR/train.ctf and
+//! DIR/test.ctf), `--ctf DIR` (read the splits from such files instead of the dictionary).
 
 use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use wgrad::data::cmudict::{self, Pronunciation, LETTERS, MAX_LETTERS, PHONEMES};
+use wgrad::data::ctf::{CtfReader, Storage, StreamSpec};
+use wgrad::data::ctf_sequences::{write_sequences, CtfSequence};
 use wgrad::data::SequenceBatch;
 use wgrad::edit_distance::error_rates;
 use wgrad::graph::SequenceAxis;
@@ -309,6 +313,88 @@ pub fn beam(
     Ok(beams.into_iter().map(|w| w[0].phonemes.clone()).collect())
 }
 
+/// The CTF streams of a word: its letters and its phonemes, one-hot as sparse indices.
+pub fn ctf_streams() -> Vec<StreamSpec> {
+    vec![
+        StreamSpec {
+            name: "letters".into(),
+            dim: LETTERS.len(),
+            storage: Storage::Sparse,
+        },
+        StreamSpec {
+            name: "phonemes".into(),
+            dim: PHONEMES.len(),
+            storage: Storage::Sparse,
+        },
+    ]
+}
+
+/// Writes `words` as CTF sequences (id: the word's number; one-hot letters and phonemes).
+pub fn write_ctf(path: &std::path::Path, words: &[Pronunciation]) -> wgrad::Result<()> {
+    let one_hot = |v: &[u8], dim: usize| {
+        let mut out = vec![0.0; v.len() * dim];
+        for (t, &i) in v.iter().enumerate() {
+            out[t * dim + i as usize] = 1.0;
+        }
+        out
+    };
+    let seqs: Vec<CtfSequence> = words
+        .iter()
+        .enumerate()
+        .map(|(k, w)| CtfSequence {
+            id: k.to_string(),
+            streams: vec![
+                one_hot(&w.letters, LETTERS.len()),
+                one_hot(&w.phonemes, PHONEMES.len()),
+            ],
+        })
+        .collect();
+    write_sequences(path, &ctf_streams(), &seqs)
+}
+
+/// Reads words written by [`write_ctf`]; every step must be one-hot.
+pub fn read_ctf(path: &std::path::Path) -> wgrad::Result<Vec<Pronunciation>> {
+    let specs = ctf_streams();
+    let reader = CtfReader::new(&[
+        ("letters", specs[0].dim, Storage::Sparse),
+        ("phonemes", specs[1].dim, Storage::Sparse),
+    ]);
+    let (seqs, _) = reader.read_sequences_file(path)?;
+    let indices = |v: &[f32], dim: usize, id: &str| -> wgrad::Result<Vec<u8>> {
+        v.chunks(dim)
+            .map(|step| match step.iter().position(|&x| x == 1.0) {
+                Some(i) if step.iter().filter(|&&x| x != 0.0).count() == 1 => Ok(i as u8),
+                _ => Err(wgrad::Error::Invalid(format!(
+                    "{}: sequence {id}: a step that is not one-hot",
+                    path.display()
+                ))),
+            })
+            .collect()
+    };
+    seqs.sequences
+        .iter()
+        .map(|s| {
+            let letters = indices(&s.streams[0], specs[0].dim, &s.id)?;
+            let phonemes = indices(&s.streams[1], specs[1].dim, &s.id)?;
+            if letters.is_empty() || phonemes.is_empty() {
+                return Err(wgrad::Error::Invalid(format!(
+                    "{}: sequence {} needs letters and phonemes",
+                    path.display(),
+                    s.id
+                )));
+            }
+            let word = letters
+                .iter()
+                .map(|&l| LETTERS.as_bytes()[l as usize] as char);
+            Ok(Pronunciation {
+                word: word.collect(),
+                letters,
+                phonemes,
+            })
+        })
+        .collect()
+}
+
 /// Trains for `epochs` on `train` and returns the trainer and the mean loss of the last
 /// epoch.
 pub fn train(
@@ -410,7 +496,23 @@ fn main() -> wgrad::Result<()> {
             "--beam needs a width of at least 1".into(),
         ));
     }
-    let mut dict = cmudict::load(&data)?;
+    let mut dict = match get("--ctf") {
+        // Train and test splits as CTF sequences (written by --write-ctf).
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            cmudict::CmuDict {
+                train: read_ctf(&dir.join("train.ctf"))?,
+                test: read_ctf(&dir.join("test.ctf"))?,
+            }
+        }
+        None => cmudict::load(&data)?,
+    };
+    if let Some(dir) = get("--write-ctf") {
+        let dir = PathBuf::from(dir);
+        write_ctf(&dir.join("train.ctf"), &dict.train)?;
+        write_ctf(&dir.join("test.ctf"), &dict.test)?;
+        println!("wrote {}/train.ctf and test.ctf", dir.display());
+    }
     if let Some(limit) = get("--limit") {
         let n: usize = limit
             .parse()

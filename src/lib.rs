@@ -31,6 +31,7 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod executor;
+pub mod files;
 pub mod graph;
 pub mod kernels;
 pub mod nn;

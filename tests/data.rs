@@ -337,3 +337,86 @@ fn edit_distances_and_error_rates_on_hand_made_cases() {
     assert!((r.sequence - 2.0 / 3.0).abs() < 1e-12, "{r:?}");
     assert_eq!(error_rates::<u8>(&[]).token, 0.0);
 }
+
+#[test]
+fn ctf_sequences_read_streams_of_different_lengths_and_round_trip() {
+    use wgrad::data::ctf_sequences::{sequences_to_string, write_sequences};
+    let r = CtfReader::new(&[
+        ("letters", 5, Storage::Sparse),
+        ("x", 2, Storage::Dense),
+        ("phonemes", 4, Storage::Sparse),
+    ]);
+    let text = "w1 |letters 3:1 |x 0.5 -1 |phonemes 2:1 |# first step\n\
+                w1 |letters 0:1 |phonemes 3:1\r\n\
+                w1 |letters 4:2.5 |other 7\n\
+                \n\
+                |letters 1:1 |x 1 2\n\
+                w2 |phonemes 0:1 |x 3 4\n";
+    let (s, report) = r.read_sequences_str(text).unwrap();
+    assert!(report.skipped.is_empty());
+    assert_eq!(s.sequences.len(), 3);
+    let (l, x, p) = (
+        s.stream("letters").unwrap(),
+        s.stream("x").unwrap(),
+        s.stream("phonemes").unwrap(),
+    );
+    assert_eq!([s.steps(0, l), s.steps(0, x), s.steps(0, p)], [3, 1, 2]);
+    assert_eq!(s.sequences[0].id, "w1");
+    assert_eq!(
+        &s.sequences[0].streams[l][10..15],
+        &[0.0, 0.0, 0.0, 0.0, 2.5]
+    );
+    assert_eq!(s.sequences[0].streams[x], vec![0.5, -1.0]);
+    assert_eq!([s.steps(1, l), s.steps(1, x), s.steps(1, p)], [1, 1, 0]);
+    assert_eq!([s.steps(2, l), s.steps(2, x), s.steps(2, p)], [0, 1, 1]);
+
+    // What the writer writes reads back equal, through a file.
+    let dir = std::env::temp_dir().join(format!("wgrad-ctf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("seqs.ctf");
+    write_sequences(&path, &s.specs, &s.sequences).unwrap();
+    let (back, _) = r.read_sequences_file(&path).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(
+        sequences_to_string(&s.specs, &s.sequences).unwrap(),
+        std::fs::read_to_string(&path).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    for (bad, want) in [
+        (
+            "a |letters 3:1\na |letters 9:1\n",
+            "CTF line 2: column 12: stream letters: index 9",
+        ),
+        (
+            "a |x 1 2 3\n",
+            "CTF line 1: column 10: stream x: more than 2",
+        ),
+        (
+            "a |x 1\n",
+            "CTF line 1: column 4: stream x: 1 values, expected 2",
+        ),
+        (
+            "a |letters 1:1\nb |letters 1:1\na |letters 2:1\n",
+            "CTF line 3: sequence id a comes back",
+        ),
+        ("a letters 1:1\n", "CTF line 1: no |field"),
+    ] {
+        let e = r.read_sequences_str(bad).unwrap_err().to_string();
+        assert!(e.contains(want), "{bad:?}: {e}");
+    }
+    let (s, report) = r
+        .clone()
+        .max_errors(1)
+        .read_sequences_str("a |letters 1:1\na |letters x\nb |x 1 2\n")
+        .unwrap();
+    assert_eq!(
+        (s.sequences.len(), report.skipped.len(), report.skipped[0].0),
+        (2, 1, 2)
+    );
+    let e = r
+        .read_sequences_file(std::path::Path::new("/no/such.ctf"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/no/such.ctf"), "{e}");
+}

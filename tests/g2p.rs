@@ -91,3 +91,14 @@ fn a_small_g2p_model_learns_and_decodes_as_it_was_taught() {
         assert_eq!(row, want, "word {}", w.word);
     }
 }
+
+/// The splits travel as CTF sequences: what the example writes, it reads back equal.
+#[test]
+fn g2p_data_round_trips_through_ctf() {
+    let words = made_up(50, 7);
+    let path = std::env::temp_dir().join(format!("wgrad-g2p-{}.ctf", std::process::id()));
+    g2p::write_ctf(&path, &words).unwrap();
+    let back = g2p::read_ctf(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(back, words);
+}

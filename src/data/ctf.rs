@@ -9,8 +9,9 @@
 //! Dense fields list every value; sparse fields list `index:value` pairs (absent indices are
 //! 0, and a sparse stream may be missing from a line). `|#` starts a comment that runs to the
 //! next `|` or the end of the line. Lines may end in `\n` or `\r\n`. A malformed line is an
-//! error naming its line number, unless `max_errors` allows skipping it (CNTK's maxErrors).
-//! Several lines with the same id form a sequence, which this reader rejects.
+//! error naming its line number and column, unless `max_errors` allows skipping it (CNTK's
+//! maxErrors). Several lines with the same id form a sequence: [`CtfReader::read_str`]
+//! rejects them; [`CtfReader::read_sequences_str`] reads them (see [`super::ctf_sequences`]).
 
 use std::path::Path;
 
@@ -131,86 +132,20 @@ impl CtfReader {
         line: &str,
         last_id: &mut Option<String>,
     ) -> std::result::Result<Option<Vec<Vec<f32>>>, String> {
-        let (id, rest) = match line.find('|') {
-            Some(p) => (line[..p].trim(), &line[p..]),
-            None => return Err("no |field on the line".into()),
-        };
-        if !id.is_empty() {
+        let f = parse_fields(&self.streams, line)?;
+        if let Some(id) = f.id {
             if last_id.as_deref() == Some(id) {
                 return Err(format!(
-                    "sample id {id} repeats: sequences are not supported by this reader"
+                    "sample id {id} repeats: read sequences with CtfReader::read_sequences"
                 ));
             }
             *last_id = Some(id.to_string());
         }
-        let mut values: Vec<Option<Vec<f32>>> = vec![None; self.streams.len()];
-        let mut any = false;
-        for field in rest.split('|').skip(1) {
-            if field.starts_with('#') {
-                continue; // comment
-            }
-            let mut parts = field.split_whitespace();
-            let Some(name) = parts.next() else {
-                return Err("empty field name after |".into());
-            };
-            let Some(si) = self.streams.iter().position(|s| s.name == name) else {
-                continue; // a stream this reader was not asked for
-            };
-            if values[si].is_some() {
-                return Err(format!("stream {name} appears twice"));
-            }
-            let spec = &self.streams[si];
-            let mut v = vec![0.0f32; spec.dim];
-            let mut count = 0;
-            for tok in parts {
-                match (spec.storage, tok.split_once(':')) {
-                    (Storage::Sparse, Some((i, x))) => {
-                        let i: usize = i
-                            .parse()
-                            .map_err(|_| format!("stream {name}: bad index in {tok:?}"))?;
-                        if i >= spec.dim {
-                            return Err(format!(
-                                "stream {name}: index {i} is not below its dimension {}",
-                                spec.dim
-                            ));
-                        }
-                        v[i] = x
-                            .parse()
-                            .map_err(|_| format!("stream {name}: bad value in {tok:?}"))?;
-                    }
-                    (Storage::Dense, None) => {
-                        if count >= spec.dim {
-                            return Err(format!("stream {name}: more than {} values", spec.dim));
-                        }
-                        v[count] = tok
-                            .parse()
-                            .map_err(|_| format!("stream {name}: {tok:?} is not a number"))?;
-                    }
-                    (Storage::Sparse, None) => {
-                        return Err(format!("stream {name}: {tok:?} is not index:value"))
-                    }
-                    (Storage::Dense, Some(_)) => {
-                        return Err(format!(
-                            "stream {name}: {tok:?} is sparse but the stream is dense"
-                        ))
-                    }
-                }
-                count += 1;
-            }
-            if spec.storage == Storage::Dense && count != spec.dim {
-                return Err(format!(
-                    "stream {name}: {count} values, expected {}",
-                    spec.dim
-                ));
-            }
-            values[si] = Some(v);
-            any = true;
-        }
-        if !any && rest.split('|').skip(1).all(|f| f.starts_with('#')) {
+        if f.comment_only {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(values.len());
-        for (spec, v) in self.streams.iter().zip(values) {
+        let mut out = Vec::with_capacity(f.values.len());
+        for (spec, v) in self.streams.iter().zip(f.values) {
             match (v, spec.storage) {
                 (Some(v), _) => out.push(v),
                 (None, Storage::Sparse) => out.push(vec![0.0; spec.dim]),
@@ -219,4 +154,106 @@ impl CtfReader {
         }
         Ok(Some(out))
     }
+
+    /// The declared streams.
+    pub fn streams(&self) -> &[StreamSpec] {
+        &self.streams
+    }
+
+    /// How many malformed lines a read may skip.
+    pub(super) fn allowed_errors(&self) -> usize {
+        self.max_errors
+    }
+}
+
+/// What one line holds: its id, each declared stream's values where the line has them, and
+/// whether it holds nothing but comments.
+pub(super) struct Fields<'a> {
+    pub id: Option<&'a str>,
+    pub values: Vec<Option<Vec<f32>>>,
+    pub comment_only: bool,
+}
+
+/// Parses one line's fields; errors name the column (1-based) where the problem starts.
+pub(super) fn parse_fields<'a>(
+    streams: &[StreamSpec],
+    line: &'a str,
+) -> std::result::Result<Fields<'a>, String> {
+    let column = |part: &str| part.as_ptr() as usize - line.as_ptr() as usize + 1;
+    let Some(p) = line.find('|') else {
+        return Err("no |field on the line".into());
+    };
+    let id = Some(line[..p].trim()).filter(|i| !i.is_empty());
+    let mut values: Vec<Option<Vec<f32>>> = vec![None; streams.len()];
+    let mut comment_only = true;
+    for field in line[p..].split('|').skip(1) {
+        if field.starts_with('#') {
+            continue;
+        }
+        comment_only = false;
+        let mut parts = field.split_whitespace();
+        let Some(name) = parts.next() else {
+            return Err(format!(
+                "column {}: empty field name after |",
+                column(field)
+            ));
+        };
+        let Some(si) = streams.iter().position(|s| s.name == name) else {
+            continue; // a stream this reader was not asked for
+        };
+        if values[si].is_some() {
+            return Err(format!(
+                "column {}: stream {name} appears twice",
+                column(name)
+            ));
+        }
+        let at = |tok: &str, m: String| format!("column {}: stream {name}: {m}", column(tok));
+        let spec = &streams[si];
+        let mut v = vec![0.0f32; spec.dim];
+        let mut count = 0;
+        for tok in parts {
+            match (spec.storage, tok.split_once(':')) {
+                (Storage::Sparse, Some((i, x))) => {
+                    let i: usize = i
+                        .parse()
+                        .map_err(|_| at(tok, format!("bad index in {tok:?}")))?;
+                    if i >= spec.dim {
+                        let m = format!("index {i} is not below its dimension {}", spec.dim);
+                        return Err(at(tok, m));
+                    }
+                    v[i] = x
+                        .parse()
+                        .map_err(|_| at(tok, format!("bad value in {tok:?}")))?;
+                }
+                (Storage::Dense, None) => {
+                    if count >= spec.dim {
+                        return Err(at(tok, format!("more than {} values", spec.dim)));
+                    }
+                    v[count] = tok
+                        .parse()
+                        .map_err(|_| at(tok, format!("{tok:?} is not a number")))?;
+                }
+                (Storage::Sparse, None) => {
+                    return Err(at(tok, format!("{tok:?} is not index:value")))
+                }
+                (Storage::Dense, Some(_)) => {
+                    return Err(at(
+                        tok,
+                        format!("{tok:?} is sparse but the stream is dense"),
+                    ))
+                }
+            }
+            count += 1;
+        }
+        if spec.storage == Storage::Dense && count != spec.dim {
+            let m = format!("{count} values, expected {}", spec.dim);
+            return Err(at(name, m));
+        }
+        values[si] = Some(v);
+    }
+    Ok(Fields {
+        id,
+        values,
+        comment_only,
+    })
 }

@@ -4,6 +4,7 @@
 
 pub mod cmudict;
 pub mod ctf;
+pub mod ctf_sequences;
 pub mod mnist;
 mod sequences;
 mod source;

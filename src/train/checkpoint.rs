@@ -3,7 +3,6 @@
 //! a crash never leaves a half-written checkpoint behind.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -18,15 +17,7 @@ fn io(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
-}
+pub use crate::files::write_atomic;
 
 impl Trainer {
     /// Saves parameters, state, learner state and counters, plus `meta` (e.g. the epoch).

@@ -420,3 +420,112 @@ fn ctf_sequences_read_streams_of_different_lengths_and_round_trip() {
         .to_string();
     assert!(e.contains("/no/such.ctf"), "{e}");
 }
+
+#[test]
+fn sequence_source_counts_tokens_buckets_and_shuffles() {
+    use rand::{Rng, SeedableRng};
+    use wgrad::data::ctf::StreamSpec;
+    use wgrad::data::ctf_sequences::{CtfSequence, CtfSequences};
+    use wgrad::data::{SequenceBatching, SequenceSource};
+    let mut r = rand::rngs::StdRng::seed_from_u64(5);
+    let specs = vec![
+        StreamSpec {
+            name: "a".into(),
+            dim: 2,
+            storage: Storage::Dense,
+        },
+        StreamSpec {
+            name: "b".into(),
+            dim: 1,
+            storage: Storage::Dense,
+        },
+    ];
+    let sequences: Vec<CtfSequence> = (0..40)
+        .map(|k| {
+            let (la, lb) = (r.random_range(1..10usize), r.random_range(1..6usize));
+            CtfSequence {
+                id: k.to_string(),
+                streams: vec![
+                    (0..2 * la).map(|i| (k * 100 + i) as f32).collect(),
+                    (0..lb).map(|i| -((k * 100 + i) as f32)).collect(),
+                ],
+            }
+        })
+        .collect();
+    let data = Arc::new(CtfSequences { specs, sequences });
+    let tokens = |k: usize| data.steps(k, 0).max(data.steps(k, 1));
+    let how = SequenceBatching {
+        tokens: 20,
+        bucket: false,
+        pad_multiple: 4,
+    };
+    let orders = |how: SequenceBatching, seed: Option<u64>, epoch: u64| -> Vec<Vec<usize>> {
+        SequenceSource::epoch(data.clone(), how, seed, epoch, 2)
+            .unwrap()
+            .map(|mb| {
+                let mb = mb.unwrap();
+                let total: usize = mb.indices.iter().map(|&k| tokens(k)).sum();
+                assert_eq!(mb.tokens, total);
+                assert!(total <= 20 || mb.indices.len() == 1, "{total} tokens");
+                for (s, b) in mb.streams.iter().enumerate() {
+                    let longest = mb.indices.iter().map(|&k| data.steps(k, s)).max().unwrap();
+                    assert!(b.steps() % 4 == 0 && b.steps() >= longest && b.steps() < longest + 4);
+                    let got = b.unpack(b.values()).unwrap();
+                    for (g, &k) in got.iter().zip(&mb.indices) {
+                        assert_eq!(g, &data.sequences[k].streams[s]);
+                    }
+                }
+                mb.indices
+            })
+            .collect()
+    };
+    let e0 = orders(how, Some(1), 0);
+    let mut all: Vec<usize> = e0.iter().flatten().copied().collect();
+    all.sort();
+    assert_eq!(all, (0..40).collect::<Vec<_>>());
+    assert_eq!(orders(how, Some(1), 0), e0);
+    assert_ne!(orders(how, Some(1), 1), e0);
+    assert_eq!(orders(how, None, 0).concat(), (0..40).collect::<Vec<_>>());
+    // Bucketed: the minibatches' length ranges do not overlap.
+    let bucketed = orders(
+        SequenceBatching {
+            bucket: true,
+            ..how
+        },
+        Some(1),
+        0,
+    );
+    let ranges: Vec<(usize, usize)> = bucketed
+        .iter()
+        .map(|b| {
+            let l: Vec<usize> = b.iter().map(|&k| tokens(k)).collect();
+            (*l.iter().min().unwrap(), *l.iter().max().unwrap())
+        })
+        .collect();
+    for a in &ranges {
+        for b in &ranges {
+            assert!(
+                a == b || a.1 <= b.0 || b.1 <= a.0,
+                "{a:?} and {b:?} overlap"
+            );
+        }
+    }
+    assert!(SequenceSource::epoch(
+        data.clone(),
+        SequenceBatching { tokens: 0, ..how },
+        None,
+        0,
+        1
+    )
+    .is_err());
+    let mut holes = (*data).clone();
+    holes.sequences[3].streams[1].clear();
+    let errors: Vec<String> = SequenceSource::epoch(Arc::new(holes), how, None, 0, 1)
+        .unwrap()
+        .filter_map(|mb| mb.err().map(|e| e.to_string()))
+        .collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("sequence 3") && errors[0].contains("stream b"),
+        "{errors:?}"
+    );
+}

@@ -1,14 +1,18 @@
-//! Data: an in-memory [`Dataset`] of named streams, a [`MinibatchSource`] that shuffles per
-//! epoch and prefetches on a background thread, and readers for MNIST's IDX files, CNTK's
-//! text format (CTF) and the CMU Pronouncing Dictionary, and [`SequenceBatch`], which packs sequences of different lengths.
+//! Data: an in-memory [`Dataset`] of named streams and a [`MinibatchSource`] that shuffles
+//! per epoch and prefetches on a background thread; readers for MNIST's IDX files, CNTK's
+//! text format (CTF, samples and sequences) and the CMU Pronouncing Dictionary;
+//! [`SequenceBatch`], which packs sequences of different lengths, and [`SequenceSource`],
+//! which cuts sequences into minibatches by token count, bucketed by length.
 
 pub mod cmudict;
 pub mod ctf;
 pub mod ctf_sequences;
 pub mod mnist;
+mod sequence_source;
 mod sequences;
 mod source;
 
+pub use sequence_source::{SequenceBatching, SequenceMinibatch, SequenceSource};
 pub use sequences::SequenceBatch;
 pub use source::{Minibatch, MinibatchSource};
 

@@ -30,6 +30,13 @@ fn lk(s: u32) -> u32 {
     return u32(len_k[s]);
 }
 
+// How many keys query row `row` (sequence row / Tq) attends to: its sequence's valid keys,
+// none for a padding query.
+fn keys_of(row: u32) -> u32 {
+    let s = row / p.steps_q;
+    return select(0u, lk(s), row % p.steps_q < lq(s));
+}
+
 // tanh(q + k) at feature f of query row `qr` and key row `kr` (rows of A floats).
 fn th(qr: u32, kr: u32, f: u32) -> f32 {
     return tanh(a[qr * p.width + f] + b[kr * p.width + f]);
@@ -43,8 +50,7 @@ fn attn_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         return;
     }
     let s = row / p.steps_q;
-    let t = row % p.steps_q;
-    let keys = select(0u, lk(s), t < lq(s));
+    let keys = keys_of(row);
     let base = row * p.steps_k;
     var top = -3.4e38;
     for (var j = 0u; j < keys; j++) {
@@ -75,7 +81,7 @@ fn attn_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     let row = i / p.width;
     let s = row / p.steps_q;
-    let keys = select(0u, lk(s), row % p.steps_q < lq(s));
+    let keys = keys_of(row);
     var acc = 0.0;
     for (var j = 0u; j < keys; j++) {
         acc += a[row * p.steps_k + j] * b[(s * p.steps_k + j) * p.width + i % p.width];
@@ -132,7 +138,7 @@ fn attn_score_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let row = i / p.steps_k;
     let j = i % p.steps_k;
     let s = row / p.steps_q;
-    let keys = select(0u, lk(s), row % p.steps_q < lq(s));
+    let keys = keys_of(row);
     var v = 0.0;
     if (j < keys) {
         var dot = 0.0;
@@ -154,7 +160,7 @@ fn attn_grad_q(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let row = i / p.width;
     let f = i % p.width;
     let s = row / p.steps_q;
-    let keys = select(0u, lk(s), row % p.steps_q < lq(s));
+    let keys = keys_of(row);
     var acc = 0.0;
     for (var j = 0u; j < keys; j++) {
         let h = th(row, s * p.steps_k + j, f);
@@ -195,7 +201,7 @@ fn attn_grad_v(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let row = i / p.width;
     let f = i % p.width;
     let s = row / p.steps_q;
-    let keys = select(0u, lk(s), row % p.steps_q < lq(s));
+    let keys = keys_of(row);
     var acc = 0.0;
     for (var j = 0u; j < keys; j++) {
         acc += d[row * p.steps_k + j] * th(row, s * p.steps_k + j, f);

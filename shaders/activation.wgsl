@@ -6,7 +6,7 @@ override ACT: u32 = ACT_NONE;
 
 fn activate(v: f32) -> f32 {
     switch ACT {
-        case ACT_RELU: { return max(v, 0.0); }
+        case ACT_RELU: { return max_nan(v, 0.0); }
         case ACT_SIGMOID: {
             // Never overflows: exp is only taken of non-positive numbers.
             let e = exp(-abs(v));

@@ -14,8 +14,8 @@ fn apply(op: u32, x: f32, y: f32) -> f32 {
         case BINARY_SUB: { return x - y; }
         case BINARY_MUL: { return x * y; }
         case BINARY_DIV: { return x / y; }
-        case BINARY_MAX: { return max(x, y); }
-        case BINARY_MIN: { return min(x, y); }
+        case BINARY_MAX: { return max_nan(x, y); }
+        case BINARY_MIN: { return min_nan(x, y); }
         case BINARY_GT: { return select(0.0, 1.0, x > y); }
         case BINARY_GE: { return select(0.0, 1.0, x >= y); }
         case BINARY_LT: { return select(0.0, 1.0, x < y); }

@@ -13,7 +13,7 @@ fn combine(lane: u32, v: f32, is_max: bool) -> f32 {
         if (lane < half) {
             let a = partial[lane];
             let b = partial[lane + half];
-            partial[lane] = select(a + b, max(a, b), is_max);
+            partial[lane] = select(a + b, max_nan(a, b), is_max);
         }
         workgroupBarrier();
     }

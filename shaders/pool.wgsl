@@ -41,7 +41,7 @@ fn scan(plane: u32, oh: u32, ow: u32, max_pool: bool) -> Window {
             let v = x[at];
             r.count += 1.0;
             if (max_pool) {
-                if (v > r.value || r.count == 1.0) {
+                if (v > r.value || r.count == 1.0 || (is_nan(v) && !is_nan(r.value))) {
                     r.value = v;
                     r.arg = at;
                 }

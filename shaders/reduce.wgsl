@@ -16,12 +16,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (p.op == REDUCE_MAX) {
         acc = x[base];
         for (var j = 1u; j < p.len; j++) {
-            acc = max(acc, x[base + j * p.inner]);
+            acc = max_nan(acc, x[base + j * p.inner]);
         }
     } else if (p.op == REDUCE_MIN) {
         acc = x[base];
         for (var j = 1u; j < p.len; j++) {
-            acc = min(acc, x[base + j * p.inner]);
+            acc = min_nan(acc, x[base + j * p.inner]);
         }
     } else if (p.op == REDUCE_ARGMAX) {
         // The first index of the maximum (NaN never wins).
@@ -63,7 +63,7 @@ fn main_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     var acc = select(0.0, sign * x[base], is_max);
     for (var j = lane; j < p.len; j += LANES) {
         let v = sign * x[base + j * p.inner];
-        acc = select(acc + v, max(acc, v), is_max);
+        acc = select(acc + v, max_nan(acc, v), is_max);
     }
     var r = sign * combine(lane, acc, is_max);
     if (lane == 0u) {

@@ -78,7 +78,7 @@ fn seq_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     var acc = select(0.0, a[base], MAX && len_of(b) > 0u);
     for (var t = 0u; t < len_of(b); t++) {
         let v = a[base + t * p.inner];
-        acc = select(acc + v, max(acc, v), MAX);
+        acc = select(acc + v, max_nan(acc, v), MAX);
     }
     out[i] = acc;
 }

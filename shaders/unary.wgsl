@@ -28,7 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         case UNARY_SIGMOID: { r = sigmoid(v); }
         // tanh(x) is exactly ±1 in f32 beyond |x| = 9; clamping avoids inf/inf in some drivers.
         case UNARY_TANH: { r = tanh(clamp(v, -15.0, 15.0)); }
-        case UNARY_RELU: { r = max(v, 0.0); }
+        case UNARY_RELU: { r = max_nan(v, 0.0); }
         // softplus: max(v, 0) + ln(1 + e^-|v|) never overflows.
         case UNARY_SOFTPLUS: { r = max(v, 0.0) + log(1.0 + exp(-abs(v))); }
         default: { r = v; }  // UNARY_SCALE

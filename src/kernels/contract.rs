@@ -237,8 +237,17 @@ pub(crate) fn prelude() -> String {
     s += &consts("EPI", &Epilogue::ALL, |c| c as u32);
     s += &consts("FILL", &FillCode::ALL, |c| c as u32);
     s += &format!("const TEXTURE_WIDTH: u32 = {TEXTURE_WIDTH}u;\n");
+    s += NAN_EXTREMA;
     s
 }
+
+/// Extrema that propagate NaN (as PyTorch's do): WGSL's `max`/`min` may return either
+/// operand when one is NaN. NaN is tested on the bits, which no fast-math folding removes.
+const NAN_EXTREMA: &str = "\
+fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+fn max_nan(a: f32, b: f32) -> f32 { return select(select(max(a, b), b, is_nan(b)), a, is_nan(a)); }
+fn min_nan(a: f32, b: f32) -> f32 { return select(select(min(a, b), b, is_nan(b)), a, is_nan(a)); }
+";
 
 #[cfg(test)]
 mod tests {

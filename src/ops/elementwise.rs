@@ -38,7 +38,7 @@ impl Graph {
         self.unary(UnaryOp::Sqrt, x)
     }
 
-    /// |x|
+    /// |x|; its gradient at 0 is 0 (the sign of 0).
     pub fn abs(&self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Abs, x)
     }
@@ -58,7 +58,7 @@ impl Graph {
         self.unary(UnaryOp::Tanh, x)
     }
 
-    /// max(x, 0)
+    /// max(x, 0), NaN for NaN (as PyTorch); its gradient at 0 is 0.
     pub fn relu(&self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Relu, x)
     }
@@ -97,12 +97,12 @@ impl Graph {
         self.binary(BinaryOp::Div, a, b)
     }
 
-    /// max(a, b)
+    /// max(a, b), NaN if either is NaN. On a tie (a = b) the whole gradient goes to `a`.
     pub fn maximum(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.binary(BinaryOp::Max, a, b)
     }
 
-    /// min(a, b)
+    /// min(a, b), NaN if either is NaN. On a tie (a = b) the whole gradient goes to `a`.
     pub fn minimum(&self, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.binary(BinaryOp::Min, a, b)
     }

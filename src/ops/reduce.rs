@@ -75,12 +75,14 @@ impl Graph {
         self.reduce(ReduceOp::Mean, x, axes, false)
     }
 
-    /// Max over `axes` (empty: all), axes removed.
+    /// Max over `axes` (empty: all), axes removed. NaN propagates. Ties share the gradient:
+    /// the k elements equal to a maximum each get g/k (over several axes, per axis in turn),
+    /// so the gradients of a reduced row always sum to its g.
     pub fn reduce_max(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
         self.reduce(ReduceOp::Max, x, axes, false)
     }
 
-    /// Min over `axes` (empty: all), axes removed.
+    /// Min over `axes` (empty: all), axes removed; NaN and ties as [`Graph::reduce_max`].
     pub fn reduce_min(&self, x: NodeId, axes: &[isize]) -> Result<NodeId> {
         self.reduce(ReduceOp::Min, x, axes, false)
     }
@@ -169,10 +171,12 @@ impl Graph {
                 let gx = match op {
                     ReduceOp::Sum => self.expand(g, xs)?,
                     ReduceOp::Mean => self.expand_mean(g, xs, Some(axis))?,
-                    // To every element equal to the extremum (all of them on ties).
+                    // Split evenly among the elements equal to the extremum (as JAX and
+                    // TensorFlow do), so a row's gradients always sum to its g.
                     ReduceOp::Max | ReduceOp::Min => {
                         let hit = self.binary(BinaryOp::Eq, x, self.expand(out, xs.clone())?)?;
-                        self.mul(self.expand(g, xs)?, hit)?
+                        let ties = self.reduce_any_axis(ReduceOp::Sum, hit, axis)?;
+                        self.mul(self.expand(self.div(g, ties)?, xs)?, hit)?
                     }
                     // An index is piecewise constant: no gradient.
                     ReduceOp::Argmax => return Ok(res),

@@ -12,6 +12,11 @@
 // The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
 // Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
 // (src/executor/arenas.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
+//
+// The numerics guard: each update runs twice. The check pass (p.check = 1) writes nothing but
+// flags, in `guard`, a non-finite loss (run 0 looks at them), gradient or updated value; the
+// apply pass then writes only when nothing was ever flagged. The flag stays until the host has
+// read and reported it, so a bad step, and every step after it, changes no parameter.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> g: array<vec4<elem>>;
@@ -20,6 +25,8 @@
 @group(0) @binding(4) var<storage, read_write> s1: array<vec4<elem>>;
 @group(0) @binding(5) var<storage, read_write> s2: array<vec4<elem>>;
 @group(0) @binding(6) var<storage, read> clip: array<elem>;
+@group(0) @binding(7) var<storage, read> loss: array<elem>;
+@group(0) @binding(8) var<storage, read_write> guard: array<atomic<u32>>;
 
 fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -30,78 +37,156 @@ fn grad(i: u32) -> vec4<f32> {
     return clip[0] * g[i] + h.wd * w[i];
 }
 
+fn finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
+// Whether the lanes of vec4 i that hold parameters (not padding) are finite.
+fn finite4(i: u32, v: vec4<f32>) -> bool {
+    let lanes = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+    let bad = (bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+    return !any(bad & (lanes < vec4<u32>(p.n)));
+}
+
+fn flag(bit: u32, word: u32, i: u32) {
+    atomicOr(&guard[0], bit);
+    atomicMin(&guard[1], h.step);
+    atomicMin(&guard[word], i);
+}
+
+// Run at the top of every entry point, by every invocation: the check pass of run 0 looks
+// at the per-sample losses.
+fn check_loss(i: u32, nwg: vec3<u32>) {
+    if (p.check == 0u || p.run != 0u) {
+        return;
+    }
+    let stride = nwg.x * nwg.y * 256u;
+    for (var j = i; j < p.loss_n; j += stride) {
+        if (!finite(loss[j])) {
+            atomicOr(&guard[0], GUARD_LOSS);
+            atomicMin(&guard[1], h.step);
+            return;
+        }
+    }
+}
+
+// In the check pass, records what is non-finite and returns true (write nothing); in the
+// apply pass, true when anything was flagged.
+fn hold(i: u32, gi: vec4<f32>, next_finite: bool) -> bool {
+    if (p.check == 1u) {
+        if (!finite4(i, gi)) {
+            flag(GUARD_GRADIENT, GUARD_RUNS + 2u * p.run, i);
+        } else if (!next_finite) {
+            flag(GUARD_UPDATE, GUARD_RUNS + 2u * p.run + 1u, i);
+        }
+        return true;
+    }
+    return atomicLoad(&guard[0]) != 0u;
+}
+
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    w[i] = w[i] - h.lr * grad(i);
+    let gi = grad(i);
+    let wn = w[i] - h.lr * gi;
+    if (hold(i, gi, finite4(i, wn))) {
+        return;
+    }
+    w[i] = wn;
 }
 
 @compute @workgroup_size(256)
 fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
     let v = h.mu * s1[i] + gi;
+    let wn = w[i] - h.lr * select(v, gi + h.mu * v, h.nesterov == 1u);
+    if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
+        return;
+    }
     s1[i] = v;
-    w[i] = w[i] - h.lr * select(v, gi + h.mu * v, h.nesterov == 1u);
+    w[i] = wn;
 }
 
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
     let m = h.mu * s1[i] + (1.0 - h.mu) * gi;
     let v = h.beta2 * s2[i] + (1.0 - h.beta2) * gi * gi;
+    let wi = w[i] * (1.0 - h.lr * h.dwd);
+    let wn = wi - h.lr * (m * h.c1) / (sqrt(v * h.c2) + h.eps);
+    if (hold(i, gi, finite4(i, m) && finite4(i, v) && finite4(i, wn))) {
+        return;
+    }
     s1[i] = m;
     s2[i] = v;
-    let wi = w[i] * (1.0 - h.lr * h.dwd);
-    w[i] = wi - h.lr * (m * h.c1) / (sqrt(v * h.c2) + h.eps);
+    w[i] = wn;
 }
 
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
     let v = h.mu * s1[i] + (1.0 - h.mu) * gi * gi;
+    let wn = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
+        return;
+    }
     s1[i] = v;
-    w[i] = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    w[i] = wn;
 }
 
 @compute @workgroup_size(256)
 fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
     let v = s1[i] + gi * gi;
+    let wn = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
+        return;
+    }
     s1[i] = v;
-    w[i] = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    w[i] = wn;
 }
 
 @compute @workgroup_size(256)
 fn fsadagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
+    check_loss(i, nwg);
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
     let gi = grad(i);
     // h.eps holds 1 - β2 here, computed on the host in f64.
     let v = h.beta2 * s1[i] + h.eps * gi * gi;
-    s1[i] = v;
     let scale = select(vec4<f32>(1.0), min(h.c1 / sqrt(v), vec4<f32>(h.c2)), v != vec4<f32>(0.0));
     let m = h.mu * s2[i] + (1.0 - h.mu) * gi * scale;
+    let wn = w[i] - h.lr * m;
+    if (hold(i, gi, finite4(i, v) && finite4(i, m) && finite4(i, wn))) {
+        return;
+    }
+    s1[i] = v;
     s2[i] = m;
-    w[i] = w[i] - h.lr * m;
+    w[i] = wn;
 }

@@ -3,6 +3,11 @@
 //! Create one [`Context`] and pass it by reference. The adapter is chosen by wgpu's
 //! environment variables when set (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`), otherwise a real GPU is
 //! preferred over a CPU adapter such as Mesa's lavapipe.
+//!
+//! Device errors are `Result`s: buffers and pipelines are created inside error scopes (out of
+//! memory and validation errors name what was being made); any other error wgpu reports, and
+//! the loss of the device, are kept and returned by the next call that submits or waits;
+//! after a device loss every such call fails at once. Readback waits have a timeout.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +29,9 @@ pub struct ContextOptions {
     /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
     /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
     pub poison: bool,
+    /// How long a readback may wait for the device before it is an error (default: 10
+    /// minutes, or `WGRAD_READBACK_TIMEOUT_S`).
+    pub readback_timeout: Option<std::time::Duration>,
 }
 
 /// When matrix products on CPU adapters copy their operands into textures and read them
@@ -77,6 +85,27 @@ pub struct Context {
     pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
     buffers_created: Arc<AtomicU64>,
     submits: Arc<AtomicU64>,
+    /// Errors wgpu reported outside any error scope, returned by the next check.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is.
+    lost: Arc<Mutex<Option<String>>>,
+    memory: Arc<MemoryCounter>,
+}
+
+/// Live GPU buffers created by wgrad and their bytes (see [`Context::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Buffers alive now.
+    pub buffers: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Counts buffers as they are created and dropped.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryCounter {
+    buffers: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Context {
@@ -122,6 +151,16 @@ impl Context {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
+        let uncaptured: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).push(e.to_string());
+        }));
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lock(&sink) = Some(format!("{reason:?}: {message}"));
+        });
         Ok(Context {
             device,
             queue,
@@ -132,7 +171,52 @@ impl Context {
             pipelines: Arc::default(),
             buffers_created: Arc::default(),
             submits: Arc::default(),
+            uncaptured,
+            lost,
+            memory: Arc::default(),
         })
+    }
+
+    /// The buffers wgrad holds on the device now and their bytes (parameters, plans,
+    /// staging), to watch memory instead of guessing it.
+    pub fn memory(&self) -> MemoryUse {
+        MemoryUse {
+            buffers: self.memory.buffers.load(Ordering::Relaxed),
+            bytes: self.memory.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fails if the device was lost or wgpu reported an error outside any scope since the
+    /// last check; `during` names the call that notices.
+    pub(crate) fn check(&self, during: &str) -> Result<()> {
+        if let Some(why) = lock(&self.lost).as_ref() {
+            return Err(Error::Gpu(format!(
+                "{during}: the device was lost ({why}); create a new Context"
+            )));
+        }
+        let errors = std::mem::take(&mut *lock(&self.uncaptured));
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Gpu(format!("{during}: {}", errors.join("; ")))),
+        }
+    }
+
+    /// Runs `make` inside out-of-memory and validation error scopes: an error it causes is
+    /// an `Err` naming `what`, not a panic in wgpu's default handler.
+    pub(crate) fn scoped<T>(&self, what: &str, make: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = make();
+        let invalid = pollster::block_on(invalid.pop());
+        let oom = pollster::block_on(oom.pop());
+        match oom.or(invalid) {
+            None => Ok(value),
+            Some(e @ wgpu::Error::OutOfMemory { .. }) => Err(Error::Gpu(format!(
+                "{what}: out of device memory ({e}) on {}",
+                self.summary.name
+            ))),
+            Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
+        }
     }
 
     /// Which adapter this context runs on.
@@ -173,7 +257,7 @@ impl Context {
         what: &str,
         bytes: u64,
         usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<Buffer> {
         let limit = if usage.contains(wgpu::BufferUsages::STORAGE) {
             self.max_binding_bytes()
         } else {
@@ -187,24 +271,27 @@ impl Context {
                 adapter: self.summary.name.clone(),
             });
         }
-        self.buffers_created.fetch_add(1, Ordering::Relaxed);
         // Rounded up to 16 bytes so that any buffer can also be read as vec4s.
         let size = bytes.max(16).div_ceil(16) * 16;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(what),
-            size,
-            usage,
-            mapped_at_creation: false,
-        }))
+        let buffer = self.scoped(what, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        Ok(self.memory.track(buffer))
     }
 
     /// A storage buffer for `len` elements of `dtype`, usable as copy source and destination.
-    pub(crate) fn storage(&self, what: &str, len: usize, dtype: DType) -> Result<wgpu::Buffer> {
+    pub(crate) fn storage(&self, what: &str, len: usize, dtype: DType) -> Result<Buffer> {
         self.storage_bytes(what, (len * dtype.size()) as u64)
     }
 
     /// A storage buffer of `bytes` bytes (copyable both ways).
-    pub(crate) fn storage_bytes(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(crate) fn storage_bytes(&self, what: &str, bytes: u64) -> Result<Buffer> {
         self.buffer(
             what,
             bytes,
@@ -220,25 +307,65 @@ impl Context {
         self.queue.submit(Some(cmd))
     }
 
-    /// The pipeline cached under `key`, made by `compile` on first use.
+    /// The pipeline cached under `key`, made by `compile` on first use. A compile that
+    /// fails (or panics) is an error for this call only: nothing is cached and the cache
+    /// stays usable.
     pub(crate) fn cached_pipeline(
         &self,
         key: String,
         compile: impl FnOnce(&wgpu::Device) -> wgpu::ComputePipeline,
-    ) -> wgpu::ComputePipeline {
-        let mut cache = self.pipelines.lock().unwrap();
-        cache
-            .entry(key)
-            .or_insert_with(|| compile(&self.device))
-            .clone()
+    ) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let what = format!("compiling kernel {key}");
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.scoped(&what, || compile(&self.device))
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(Error::Gpu(format!("{what}: {msg}")))
+        })?;
+        Ok(lock(&self.pipelines).entry(key).or_insert(made).clone())
     }
 
-    /// Blocks until every submitted command buffer has finished.
+    /// Blocks until every submitted command buffer has finished (within the readback
+    /// timeout), then reports any device error since the last check.
     pub fn wait(&self) -> Result<()> {
+        self.check("wait")?;
+        self.poll(None, "wait")?;
+        self.check("wait")
+    }
+
+    /// Waits for submission `after` (default: all) within the readback timeout.
+    fn poll(&self, after: Option<wgpu::SubmissionIndex>, during: &str) -> Result<()> {
+        let timeout = self.readback_timeout();
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: after,
+                timeout: Some(timeout),
+            })
             .map(|_| ())
-            .map_err(|e| Error::Gpu(e.to_string()))
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Gpu(format!(
+                    "{during}: the device did not finish within {timeout:?} (ContextOptions::readback_timeout)"
+                )),
+                e => Error::Gpu(format!("{during}: {e}")),
+            })
+    }
+
+    fn readback_timeout(&self) -> std::time::Duration {
+        self.options.readback_timeout.unwrap_or_else(|| {
+            let secs = std::env::var("WGRAD_READBACK_TIMEOUT_S")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600);
+            std::time::Duration::from_secs(secs)
+        })
     }
 
     /// Copies `len` f32 values from byte `offset` of a buffer back to the host (blocking).
@@ -267,15 +394,11 @@ impl Context {
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: after,
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.poll(after, "readback")?;
+        self.check("readback")?;
         rx.recv()
-            .map_err(|e| Error::Gpu(e.to_string()))?
-            .map_err(|e| Error::Gpu(e.to_string()))?;
+            .map_err(|e| Error::Gpu(format!("readback: {e}")))?
+            .map_err(|e| Error::Gpu(format!("readback: {e}")))?;
         let out = {
             let view = staging
                 .get_mapped_range(0..bytes)
@@ -284,6 +407,57 @@ impl Context {
         };
         staging.unmap();
         Ok(out)
+    }
+}
+
+/// Locks a mutex whose holder may have panicked: the data it guards (caches, error lists)
+/// is valid at every step, so a poisoned lock is used as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A GPU buffer made by [`Context::buffer`], counted in [`Context::memory`] while any clone
+/// of it lives; it derefs to the `wgpu::Buffer`.
+#[derive(Clone, Debug)]
+pub(crate) struct Buffer {
+    inner: wgpu::Buffer,
+    _live: Arc<Live>,
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.inner
+    }
+}
+
+/// Uncounts a buffer's bytes when its last clone is dropped.
+#[derive(Debug)]
+struct Live {
+    counter: Arc<MemoryCounter>,
+    bytes: u64,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.counter.buffers.fetch_sub(1, Ordering::Relaxed);
+        self.counter.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl MemoryCounter {
+    /// Wraps `inner`, counting it until its last clone is dropped.
+    fn track(self: &Arc<Self>, inner: wgpu::Buffer) -> Buffer {
+        let bytes = inner.size();
+        self.buffers.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Buffer {
+            inner,
+            _live: Arc::new(Live {
+                counter: self.clone(),
+                bytes,
+            }),
+        }
     }
 }
 

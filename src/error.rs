@@ -45,6 +45,15 @@ pub enum Error {
     /// The GPU reported an error while running or reading back.
     #[error("gpu: {0}")]
     Gpu(String),
+    /// A training step produced a non-finite value (the numerics guard); that step, and any
+    /// step run after it and before this error was read, updated no parameter.
+    #[error("step {step}: non-finite {what}; the step's update was not applied")]
+    NonFinite {
+        /// The training step (1-based, as [`crate::Executor::step`] counts).
+        step: u64,
+        /// Where it was seen: the loss, a parameter's gradient or its update.
+        what: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

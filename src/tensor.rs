@@ -1,6 +1,6 @@
 //! [`Tensor`]: an f32 buffer on the device with a concrete shape.
 
-use crate::device::Context;
+use crate::device::{Buffer, Context};
 use crate::dtype::DType;
 use crate::kernels::contract::{FillCode, FillParams};
 use crate::kernels::{groups_1d, run_once, Kernel, Params, Slice};
@@ -37,7 +37,7 @@ pub enum Fill {
 /// A tensor living in a GPU buffer (its elements f32 today; the host side reads and writes
 /// f32).
 pub struct Tensor {
-    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) buffer: Buffer,
     /// Bytes from the start of `buffer` (non-zero for tensors inside an arena).
     offset: u64,
     shape: Vec<usize>,
@@ -74,7 +74,7 @@ impl Tensor {
     }
 
     /// A tensor stored in `buffer` from byte `offset` (aligned for binding).
-    pub(crate) fn view(buffer: &wgpu::Buffer, offset: u64, shape: &[usize]) -> Tensor {
+    pub(crate) fn view(buffer: &Buffer, offset: u64, shape: &[usize]) -> Tensor {
         Tensor {
             buffer: buffer.clone(),
             offset,

@@ -184,7 +184,11 @@ fn minibatch_source_shuffles_per_epoch_and_keeps_the_last_partial_batch() {
             .with_stream("y", 1, (0..n).map(|i| i as f32).collect())
             .unwrap(),
     );
-    let epoch = |e| MinibatchSource::epoch(ds.clone(), 25, Some(7), e, 2).collect::<Vec<_>>();
+    let epoch = |e| {
+        MinibatchSource::epoch(ds.clone(), 25, Some(7), e, 2)
+            .unwrap()
+            .collect::<Vec<_>>()
+    };
     let e0 = epoch(0);
     assert_eq!(
         e0.iter().map(|m| m.len).collect::<Vec<_>>(),
@@ -209,10 +213,12 @@ fn minibatch_source_shuffles_per_epoch_and_keeps_the_last_partial_batch() {
     );
     assert_eq!(epoch(0), e0, "the same seed and epoch give the same order");
     assert_ne!(epoch(1), e0, "another epoch, another order");
-    let ordered: Vec<_> = MinibatchSource::epoch(ds.clone(), 50, None, 0, 1).collect();
+    let ordered: Vec<_> = MinibatchSource::epoch(ds.clone(), 50, None, 0, 1)
+        .unwrap()
+        .collect();
     assert_eq!(ordered[0].streams[1][..3], [0.0, 1.0, 2.0]);
     // Dropping a source early stops its thread.
-    let mut s = MinibatchSource::epoch(ds, 1, Some(1), 0, 1);
+    let mut s = MinibatchSource::epoch(ds, 1, Some(1), 0, 1).unwrap();
     s.next();
     drop(s);
 }

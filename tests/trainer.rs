@@ -236,7 +236,7 @@ fn lbfgs_reaches_the_gradient_descent_optimum() {
 /// included, is 15 dispatches (each costs about 45 µs on lavapipe), and the trainer's mean
 /// loss and metric are the means of the per-sample values.
 #[test]
-fn cnn_training_step_is_fifteen_dispatches() {
+fn cnn_training_step_is_fifteen_dispatches_and_the_guard() {
     use wgrad::nn::Conv2d;
     let ctx =
         wgrad::Context::new().unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
@@ -271,17 +271,23 @@ fn cnn_training_step_is_fifteen_dispatches() {
         .executor()
         .plan_summary(&[loss, err], &feed, true)
         .unwrap();
-    assert_eq!(plan.len(), 15, "{plan}");
+    // 15 dispatches, and the numerics guard's look at the update.
+    assert_eq!(plan.len(), 16, "{plan}");
+    assert_eq!(
+        plan.count(|d| matches!(d.role, wgrad::Role::UpdateCheck { .. })),
+        1
+    );
 }
 
 /// The training steps of the four CNTK 103 models, loss and metric included, keep the
 /// dispatch counts they had before the planner became passes: logreg 6, mlp 14, cnn 15,
-/// cnn-pool 18, with one learner update each (the metric shares the loss's pass).
+/// cnn-pool 18, with one learner update each (the metric shares the loss's pass), plus the
+/// numerics guard's check of that update.
 #[test]
 fn mnist_training_steps_keep_their_dispatch_counts() {
     let ctx =
         wgrad::Context::new().unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"));
-    for (kind, count) in [("logreg", 6), ("mlp", 14), ("cnn", 15), ("cnn-pool", 18)] {
+    for (kind, count) in [("logreg", 7), ("mlp", 15), ("cnn", 16), ("cnn-pool", 19)] {
         let g = Graph::with_seed(1);
         let (x, y, z) = mnist_example::graph(&g, kind).unwrap();
         let loss = g.cross_entropy_with_softmax(z, y).unwrap();

@@ -10,7 +10,9 @@
 //! 0, and a sparse stream may be missing from a line). `|#` starts a comment that runs to the
 //! next `|` or the end of the line. Lines may end in `\n` or `\r\n`. A malformed line is an
 //! error naming its line number and column, unless `max_errors` allows skipping it (CNTK's
-//! maxErrors). Several lines with the same id form a sequence: [`CtfReader::read_str`]
+//! maxErrors). A `|name` the reader was not given is an error (a misspelt label stream would
+//! otherwise read as all zeros) unless [`CtfReader::ignore_streams`] names it; values that are
+//! not finite (`nan`, `inf`) are errors. Several lines with the same id form a sequence: [`CtfReader::read_str`]
 //! rejects them; [`CtfReader::read_sequences_str`] reads them (see [`super::ctf_sequences`]).
 
 use std::path::Path;
@@ -43,6 +45,8 @@ pub struct StreamSpec {
 pub struct CtfReader {
     streams: Vec<StreamSpec>,
     max_errors: usize,
+    /// Stream names in the file to skip (`*` skips every undeclared one).
+    ignored: Vec<String>,
 }
 
 /// What a successful read skipped.
@@ -53,7 +57,8 @@ pub struct CtfReport {
 }
 
 impl CtfReader {
-    /// A reader for the given streams; streams in the file that are not declared are ignored.
+    /// A reader for the given streams; a stream in the file that is neither declared nor
+    /// ignored ([`CtfReader::ignore_streams`]) is an error.
     pub fn new(streams: &[(&str, usize, Storage)]) -> CtfReader {
         CtfReader {
             streams: streams
@@ -65,7 +70,14 @@ impl CtfReader {
                 })
                 .collect(),
             max_errors: 0,
+            ignored: Vec::new(),
         }
+    }
+
+    /// Skips these undeclared streams of the file (`"*"`: every undeclared stream).
+    pub fn ignore_streams(mut self, names: &[&str]) -> CtfReader {
+        self.ignored.extend(names.iter().map(|n| n.to_string()));
+        self
     }
 
     /// Tolerates up to `n` malformed lines (skipped and reported) before failing.
@@ -132,7 +144,7 @@ impl CtfReader {
         line: &str,
         last_id: &mut Option<String>,
     ) -> std::result::Result<Option<Vec<Vec<f32>>>, String> {
-        let f = parse_fields(&self.streams, line)?;
+        let f = parse_fields(self, line)?;
         if let Some(id) = f.id {
             if last_id.as_deref() == Some(id) {
                 return Err(format!(
@@ -176,9 +188,10 @@ pub(super) struct Fields<'a> {
 
 /// Parses one line's fields; errors name the column (1-based) where the problem starts.
 pub(super) fn parse_fields<'a>(
-    streams: &[StreamSpec],
+    reader: &CtfReader,
     line: &'a str,
 ) -> std::result::Result<Fields<'a>, String> {
+    let streams = &reader.streams;
     let column = |part: &str| part.as_ptr() as usize - line.as_ptr() as usize + 1;
     let Some(p) = line.find('|') else {
         return Err("no |field on the line".into());
@@ -199,7 +212,14 @@ pub(super) fn parse_fields<'a>(
             ));
         };
         let Some(si) = streams.iter().position(|s| s.name == name) else {
-            continue; // a stream this reader was not asked for
+            if reader.ignored.iter().any(|i| i == name || i == "*") {
+                continue;
+            }
+            let declared: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "column {}: stream {name} is not one of the declared {declared:?} (CtfReader::ignore_streams skips it)",
+                column(name)
+            ));
         };
         if values[si].is_some() {
             return Err(format!(
@@ -221,17 +241,21 @@ pub(super) fn parse_fields<'a>(
                         let m = format!("index {i} is not below its dimension {}", spec.dim);
                         return Err(at(tok, m));
                     }
-                    v[i] = x
-                        .parse()
-                        .map_err(|_| at(tok, format!("bad value in {tok:?}")))?;
+                    v[i] = finite(
+                        x.parse()
+                            .map_err(|_| at(tok, format!("bad value in {tok:?}")))?,
+                    )
+                    .map_err(|m| at(tok, m))?;
                 }
                 (Storage::Dense, None) => {
                     if count >= spec.dim {
                         return Err(at(tok, format!("more than {} values", spec.dim)));
                     }
-                    v[count] = tok
-                        .parse()
-                        .map_err(|_| at(tok, format!("{tok:?} is not a number")))?;
+                    v[count] = finite(
+                        tok.parse()
+                            .map_err(|_| at(tok, format!("{tok:?} is not a number")))?,
+                    )
+                    .map_err(|m| at(tok, m))?;
                 }
                 (Storage::Sparse, None) => {
                     return Err(at(tok, format!("{tok:?} is not index:value")))
@@ -256,4 +280,12 @@ pub(super) fn parse_fields<'a>(
         values,
         comment_only,
     })
+}
+
+/// A value read from a file must be finite.
+fn finite(v: f32) -> std::result::Result<f32, String> {
+    match v.is_finite() {
+        true => Ok(v),
+        false => Err(format!("{v} is not a finite number")),
+    }
 }

@@ -76,7 +76,7 @@ impl CtfReader {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed = parse_fields(&specs, line).and_then(|f| {
+            let parsed = parse_fields(self, line).and_then(|f| {
                 let continues = f.id.is_some() && sequences.last().map(|s| s.id.as_str()) == f.id;
                 match f.id {
                     Some(id) if !continues && seen.contains(id) => {

@@ -37,61 +37,87 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 /// Parses an IDX file of unsigned bytes: its dimensions and data, after checking the magic
 /// number, the number of dimensions and that the data length matches them exactly.
 pub fn read_idx(path: &Path, expect_dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = read_maybe_gzip(path)?;
-    if bytes.len() < 4 {
-        return Err(bad(
-            path,
-            format!("{} bytes is too short for an IDX header", bytes.len()),
+    let raw = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    parse_idx(&raw, expect_dims).map_err(|m| bad(path, m))
+}
+
+/// [`read_idx`] of a file's bytes, raw or gzip-compressed. A compressed file is inflated
+/// only as far as its header declares (plus one byte, to tell trailing data), so a small
+/// file cannot make the reader allocate more than the dimensions it states; a product of
+/// dimensions that overflows is an error.
+pub fn parse_idx(
+    raw: &[u8],
+    expect_dims: usize,
+) -> std::result::Result<(Vec<usize>, Vec<u8>), String> {
+    let mut reader: Box<dyn Read + '_> = match raw.starts_with(&[0x1f, 0x8b]) {
+        true => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        false => Box::new(raw),
+    };
+    let mut head = [0u8; 4];
+    read_full(&mut reader, &mut head)
+        .map_err(|got| format!("{got} bytes is too short for an IDX header"))?;
+    if head[0] != 0 || head[1] != 0 {
+        return Err(format!(
+            "bad magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)",
+            head[0], head[1], head[2], head[3]
         ));
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad(
-            path,
-            format!(
-                "bad magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)",
-                bytes[0], bytes[1], bytes[2], bytes[3]
-            ),
+    if head[2] != 0x08 {
+        return Err(format!(
+            "element type 0x{:02x} is not unsigned bytes (0x08)",
+            head[2]
         ));
     }
-    if bytes[2] != 0x08 {
-        return Err(bad(
-            path,
-            format!(
-                "element type 0x{:02x} is not unsigned bytes (0x08)",
-                bytes[2]
-            ),
-        ));
-    }
-    let ndim = bytes[3] as usize;
+    let ndim = head[3] as usize;
     if ndim != expect_dims {
-        return Err(bad(
-            path,
-            format!("{ndim} dimensions, expected {expect_dims}"),
-        ));
+        return Err(format!("{ndim} dimensions, expected {expect_dims}"));
     }
-    let header = 4 + 4 * ndim;
-    if bytes.len() < header {
-        return Err(bad(path, "truncated header"));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+    let mut sizes = vec![0u8; 4 * ndim];
+    read_full(&mut reader, &mut sizes).map_err(|_| "truncated header".to_string())?;
+    let dims: Vec<usize> = sizes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let n: usize = dims.iter().product();
-    let have = bytes.len() - header;
-    if have != n {
-        return Err(bad(
-            path,
-            format!(
-                "dimensions {dims:?} need {n} data bytes, the file has {have} ({})",
-                if have < n {
-                    "truncated"
-                } else {
-                    "trailing data"
-                }
-            ),
+    // Every partial product must fit, zeros aside (so that dims[1]·dims[2] of an empty
+    // file cannot overflow either).
+    let nonzero = dims
+        .iter()
+        .filter(|&&d| d > 0)
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n < isize::MAX as usize)
+        .ok_or_else(|| format!("dimensions {dims:?} overflow"))?;
+    let n = if dims.contains(&0) { 0 } else { nonzero };
+    let mut data = Vec::new();
+    reader
+        .take(n as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("corrupt gzip data: {e}"))?;
+    if data.len() != n {
+        let have = if data.len() > n {
+            "more (trailing data)".to_string()
+        } else {
+            format!("{} (truncated)", data.len())
+        };
+        return Err(format!(
+            "dimensions {dims:?} need {n} data bytes, the file has {have}"
         ));
     }
-    Ok((dims, bytes[header..].to_vec()))
+    Ok((dims, data))
+}
+
+/// Fills `buf` from `r`; on a short read, the bytes it got.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::result::Result<(), usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => return Err(got),
+            Ok(k) => got += k,
+        }
+    }
+    Ok(())
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {

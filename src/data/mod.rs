@@ -82,8 +82,19 @@ impl Dataset {
         self.streams.iter().find(|s| s.0 == name).map(|s| s.1)
     }
 
-    /// The samples at `indices`, stream by stream.
-    pub fn gather(&self, indices: &[usize]) -> Vec<Vec<f32>> {
+    /// The samples at `indices`, stream by stream; an index past the end is an error.
+    pub fn gather(&self, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.len) {
+            return Err(Error::Invalid(format!(
+                "dataset: sample {i} asked of a dataset of {} samples",
+                self.len
+            )));
+        }
+        Ok(self.gather_valid(indices))
+    }
+
+    /// [`Dataset::gather`] of indices known to be in range.
+    pub(crate) fn gather_valid(&self, indices: &[usize]) -> Vec<Vec<f32>> {
         self.streams
             .iter()
             .map(|(_, dim, data)| {
@@ -96,16 +107,23 @@ impl Dataset {
             .collect()
     }
 
-    /// Samples `range` as a new dataset (e.g. a validation split).
-    pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
+    /// Samples `range` as a new dataset (e.g. a validation split); a range reaching past
+    /// the end is an error.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Dataset> {
+        if range.start > range.end || range.end > self.len {
+            return Err(Error::Invalid(format!(
+                "dataset: samples {range:?} asked of a dataset of {} samples",
+                self.len
+            )));
+        }
         let idx: Vec<usize> = range.collect();
         let len = idx.len();
         let streams = self
             .streams
             .iter()
-            .zip(self.gather(&idx))
+            .zip(self.gather_valid(&idx))
             .map(|((n, d, _), v)| (n.clone(), *d, v))
             .collect();
-        Dataset { streams, len }
+        Ok(Dataset { streams, len })
     }
 }

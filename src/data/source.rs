@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::Dataset;
+use crate::{Error, Result};
 
 /// One minibatch: each stream's rows, in the dataset's stream order.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,14 +29,20 @@ pub struct MinibatchSource {
 impl MinibatchSource {
     /// The minibatches of epoch `epoch` (0-based) of `data`: shuffled by a permutation drawn
     /// from `seed` and `epoch` (in order when `seed` is `None`), `batch` samples each, the last
-    /// one partial. Up to `prefetch` minibatches are prepared ahead on another thread.
+    /// one partial. Up to `prefetch` minibatches are prepared ahead on another thread. A
+    /// batch size of 0 is an error.
     pub fn epoch(
         data: Arc<Dataset>,
         batch: usize,
         seed: Option<u64>,
         epoch: u64,
         prefetch: usize,
-    ) -> MinibatchSource {
+    ) -> Result<MinibatchSource> {
+        if batch == 0 {
+            return Err(Error::Invalid(
+                "MinibatchSource: the batch size is 0".into(),
+            ));
+        }
         let (tx, rx) = sync_channel(prefetch.max(1));
         let worker = std::thread::spawn(move || {
             let mut order: Vec<usize> = (0..data.len()).collect();
@@ -43,9 +50,9 @@ impl MinibatchSource {
                 let mut rng = StdRng::seed_from_u64(s ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 order.shuffle(&mut rng);
             }
-            for chunk in order.chunks(batch.max(1)) {
+            for chunk in order.chunks(batch) {
                 let mb = Minibatch {
-                    streams: data.gather(chunk),
+                    streams: data.gather_valid(chunk),
                     len: chunk.len(),
                 };
                 if tx.send(mb).is_err() {
@@ -53,10 +60,10 @@ impl MinibatchSource {
                 }
             }
         });
-        MinibatchSource {
+        Ok(MinibatchSource {
             rx: Some(rx),
             worker: Some(worker),
-        }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! initialisation.
 
 use super::{Executor, Pass};
-use crate::device::Context;
+use crate::device::{Buffer, Context};
 use crate::dtype::DType;
 use crate::graph::{Init, Node, NodeId, Op};
 use crate::kernels::contract::Hyper;
@@ -30,11 +30,15 @@ pub(super) struct LearnerState {
     pub(super) clip: NodeId,
     /// (parameter, its gradient node, its state tensors)
     pub(super) params: Vec<(NodeId, NodeId, Vec<Tensor>)>,
-    pub(super) hyper: wgpu::Buffer,
+    pub(super) hyper: Buffer,
     /// Per parameter arena: the gradient arena, the state arenas, and the runs of
     /// consecutive parameters the learner updates, each as (byte offset, floats,
     /// (gradient node, byte offset) of its parameters).
     pub(super) arenas: Vec<LearnerArena>,
+    /// The per-sample loss the numerics guard looks at.
+    pub(super) loss: NodeId,
+    /// The numerics guard's words (`guard.rs`).
+    pub(super) guard: Buffer,
 }
 
 /// Consecutive parameters that one update dispatch covers: byte offset, floats, and the
@@ -45,16 +49,16 @@ pub(super) type UpdateRun = (u64, usize, Vec<(NodeId, u64)>);
 pub(super) type ArenaMembers = Vec<(NodeId, u64, usize)>;
 
 pub(super) struct LearnerArena {
-    pub(super) params: wgpu::Buffer,
-    pub(super) grads: wgpu::Buffer,
-    pub(super) states: Vec<wgpu::Buffer>,
+    pub(super) params: Buffer,
+    pub(super) grads: Buffer,
+    pub(super) states: Vec<Buffer>,
     pub(super) runs: Vec<UpdateRun>,
 }
 
 /// Trainable parameters stored side by side in one buffer, each at an offset aligned for
 /// binding, so that a learner updates all of them in one dispatch.
 pub(super) struct ParamArena {
-    pub(super) buffer: wgpu::Buffer,
+    pub(super) buffer: Buffer,
     pub(super) floats: usize,
     pub(super) members: ArenaMembers,
 }
@@ -66,6 +70,7 @@ impl Executor {
         rule: UpdateRule,
         pairs: &[(NodeId, NodeId)],
         clip: NodeId,
+        loss: NodeId,
     ) -> Result<()> {
         let hyper = self.ctx.buffer(
             "learner hyper-parameters",
@@ -123,6 +128,13 @@ impl Executor {
                 p.0
             )));
         }
+        let runs = arenas.iter().map(|a| a.runs.len()).sum();
+        let words = super::guard::guard_words(runs);
+        let guard = self.ctx.storage_bytes("numerics guard", words as u64 * 4)?;
+        let cleared = super::guard::cleared(words);
+        self.ctx
+            .queue
+            .write_buffer(&guard, 0, bytemuck::cast_slice(&cleared));
         self.plans.retain(|k, _| k.1 != Pass::Train);
         self.learner = Some(LearnerState {
             rule,
@@ -130,12 +142,16 @@ impl Executor {
             params,
             hyper,
             arenas,
+            loss,
+            guard,
         });
         Ok(())
     }
 
     /// Rewrites the learner's hyper-parameters (e.g. a new learning rate); no re-planning.
-    pub(crate) fn set_hyper(&mut self, hyper: Hyper) {
+    pub(crate) fn set_hyper(&mut self, mut hyper: Hyper) {
+        // The step about to run, for the numerics guard.
+        hyper.step = self.step.wrapping_add(1) as u32;
         if let Some(l) = self.learner.as_mut().filter(|l| l.rule.hyper != hyper) {
             l.rule.hyper = hyper;
             self.ctx

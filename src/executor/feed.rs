@@ -19,6 +19,7 @@ impl Executor {
                 )));
             }
         }
+        self.check_indices(&need, feed)?;
         let mut batch: Option<(usize, String)> = None;
         // Sequence inputs: (name, values, rows = batch · steps, axis).
         let mut sequences: Vec<(String, usize, usize, u8)> = Vec::new();
@@ -101,6 +102,42 @@ impl Executor {
             }
         }
         Ok(sizes)
+    }
+
+    /// Inputs read as indices (by `one_hot` or an embedding) must hold whole numbers in
+    /// range: an index past the classes would silently give a zero row (and a loss of 0).
+    fn check_indices(&self, need: &[bool], feed: &Feed) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let (indices, bound, op) = match node.op {
+                Op::OneHot { x } => (x, node.shape.0.last().map(|d| d.resolve(1)), "one_hot"),
+                Op::GatherRows { table, indices } => {
+                    let rows = self.nodes[table.0].shape.0.first().map(|d| d.resolve(1));
+                    (indices, rows, "embedding")
+                }
+                _ => continue,
+            };
+            let (Some(bound), true) = (bound, need[i]) else {
+                continue;
+            };
+            let Some((_, data)) = feed.iter().find(|(f, _)| *f == indices) else {
+                continue;
+            };
+            let bad = data
+                .iter()
+                .position(|&v| v.fract() != 0.0 || v < 0.0 || v >= bound as f32);
+            if let Some(k) = bad {
+                let name = match &self.nodes[indices.0].op {
+                    Op::Input { name } => name.as_str(),
+                    _ => "?",
+                };
+                return Err(Error::Feed(format!(
+                    "input '{name}' value {k} is {}: {op} (node {i}) needs whole indices from 0 to {}",
+                    data[k],
+                    bound - 1
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The batch and padded steps of input sequence axis `k`, from its lengths and the

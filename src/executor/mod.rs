@@ -4,12 +4,13 @@
 
 mod arenas;
 mod feed;
+mod guard;
 mod inspect;
 mod state;
 
 use std::collections::HashMap;
 
-use crate::device::Context;
+use crate::device::{Buffer, Context};
 use crate::graph::{AxisInfo, Graph, Init, Node, NodeId, Op};
 use crate::plan::{self, ArenaUpdate, Extras, Plan};
 use crate::shape::Sizes;
@@ -59,8 +60,8 @@ pub struct Executor {
     learner: Option<LearnerState>,
     assigns: Vec<(NodeId, NodeId)>,
     /// Per-call uniform: the training step (salts dropout masks).
-    runtime: wgpu::Buffer,
-    step: u32,
+    runtime: Buffer,
+    step: u64,
     /// Host time spent writing inputs, encoding and submitting in the last call.
     last_encode: std::time::Duration,
     /// The deferred call not read yet.
@@ -69,11 +70,13 @@ pub struct Executor {
 
 /// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
 struct Pending {
-    staging: wgpu::Buffer,
+    staging: Buffer,
     /// Which of the plan's staging buffers (1 or 2).
     slot: usize,
     lens: Vec<usize>,
     index: wgpu::SubmissionIndex,
+    /// A training step: its last output is the numerics guard.
+    guarded: bool,
 }
 
 impl Executor {
@@ -203,6 +206,11 @@ impl Executor {
         read: Readback,
     ) -> Result<Option<Vec<Vec<f32>>>> {
         let training = pass != Pass::Eval;
+        // A device error since the last call, or a lost device, fails here first.
+        self.ctx.check(match pass {
+            Pass::Train => "training step",
+            _ => "evaluation",
+        })?;
         let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
         let t_encode = std::time::Instant::now();
         let plan = &self.plans[&key];
@@ -215,12 +223,11 @@ impl Executor {
                 .write_buffer(buf, 0, bytemuck::cast_slice(data));
         }
         if training {
-            self.step = self.step.wrapping_add(1);
-            self.ctx.queue.write_buffer(
-                &self.runtime,
-                0,
-                bytemuck::cast_slice(&[self.step, 0, 0, 0]),
-            );
+            self.step += 1;
+            let step = [self.step as u32, (self.step >> 32) as u32, 0, 0];
+            self.ctx
+                .queue
+                .write_buffer(&self.runtime, 0, bytemuck::cast_slice(&step));
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         plan::record(&plan.steps, &mut enc);
@@ -240,10 +247,12 @@ impl Executor {
         }
         let index = self.ctx.submit(enc.finish());
         self.last_encode = t_encode.elapsed();
+        let guarded = pass == Pass::Train;
         match (read, staging) {
             (Readback::Now, Some(staging)) => {
                 let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
-                self.read_staging(staging, &lens, None).map(Some)
+                let out = self.read_staging(staging, &lens, None)?;
+                self.guarded(out, guarded).map(Some)
             }
             (Readback::Deferred, Some(staging)) => {
                 // Read the previous deferred step (waiting for it alone) while this one runs.
@@ -253,11 +262,13 @@ impl Executor {
                     slot,
                     lens,
                     index,
+                    guarded,
                 });
                 match previous {
-                    Some(p) => self
-                        .read_staging(&p.staging, &p.lens, Some(p.index))
-                        .map(Some),
+                    Some(p) => {
+                        let out = self.read_staging(&p.staging, &p.lens, Some(p.index))?;
+                        self.guarded(out, p.guarded).map(Some)
+                    }
                     None => Ok(None),
                 }
             }
@@ -293,6 +304,7 @@ impl Executor {
             let l = self.learner.as_ref().unwrap();
             targets.extend(l.params.iter().map(|p| p.1));
             targets.push(l.clip);
+            targets.push(l.loss);
             targets.extend(self.assigns.iter().map(|a| a.1));
         }
         let sizes = self.sizes(&targets, feed, training)?;
@@ -313,6 +325,8 @@ impl Executor {
                             offset: *offset,
                             len: *len,
                             members: members.clone(),
+                            loss: l.loss,
+                            guard: &l.guard,
                         });
                     }
                 }
@@ -352,11 +366,22 @@ impl Executor {
     /// The outputs of the pending deferred call, if any (waits for it).
     pub(crate) fn take_deferred(&mut self) -> Result<Option<Vec<Vec<f32>>>> {
         match self.pending.take() {
-            Some(p) => self
-                .read_staging(&p.staging, &p.lens, Some(p.index))
-                .map(Some),
+            Some(p) => {
+                let out = self.read_staging(&p.staging, &p.lens, Some(p.index))?;
+                self.guarded(out, p.guarded).map(Some)
+            }
             None => Ok(None),
         }
+    }
+
+    /// The outputs read back, less the numerics guard's words of a training step, which
+    /// are checked (`guard.rs`).
+    fn guarded(&self, mut out: Vec<Vec<f32>>, guarded: bool) -> Result<Vec<Vec<f32>>> {
+        if guarded {
+            let words = out.pop().expect("a training step reads its guard back");
+            self.check_guard(&words)?;
+        }
+        Ok(out)
     }
 
     /// Maps a staging buffer holding outputs of lengths `lens` and splits it.
@@ -383,12 +408,12 @@ impl Executor {
     }
 
     /// Training steps run so far (salts dropout masks).
-    pub fn step(&self) -> u32 {
+    pub fn step(&self) -> u64 {
         self.step
     }
 
     /// Sets the training step counter (used when resuming from a checkpoint).
-    pub fn set_step(&mut self, step: u32) {
+    pub fn set_step(&mut self, step: u64) {
         self.step = step;
     }
 }

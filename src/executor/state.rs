@@ -51,9 +51,22 @@ impl Executor {
         Ok(out)
     }
 
-    /// Restores what [`Executor::export_state`] produced; every tensor must be present with
-    /// the same shape.
+    /// Restores what [`Executor::export_state`] produced, all or nothing: every tensor of
+    /// the model must be present with its shape and finite values, and no other may be; the
+    /// first difference is the error, and nothing is written unless everything matches.
     pub fn import_state(&mut self, entries: &[NamedTensor]) -> Result<()> {
+        self.import_checked(entries, false).map(|_| ())
+    }
+
+    /// Like [`Executor::import_state`] but tensors of the model absent from `entries` keep
+    /// their values, and tensors the model lacks are ignored: returns the names of both,
+    /// the model's missing ones first. Shapes and values are still checked before anything
+    /// is written.
+    pub fn import_state_partial(&mut self, entries: &[NamedTensor]) -> Result<Vec<String>> {
+        self.import_checked(entries, true)
+    }
+
+    fn import_checked(&mut self, entries: &[NamedTensor], partial: bool) -> Result<Vec<String>> {
         let mut targets: Vec<(String, &Tensor)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Op::Param { name, .. } = &node.op {
@@ -70,18 +83,45 @@ impl Executor {
                 }
             }
         }
+        let bad = |m: String| Err(Error::Invalid(format!("state: {m}")));
+        let mut skipped = Vec::new();
+        let mut writes = Vec::new();
         for (name, t) in &targets {
             let Some((_, shape, data)) = entries.iter().find(|e| &e.0 == name) else {
-                return Err(Error::Invalid(format!("state: {name} is missing")));
+                if partial {
+                    skipped.push(name.clone());
+                    continue;
+                }
+                return bad(format!("{name} is in the model but not in the checkpoint"));
             };
             if shape != t.shape() {
-                return Err(Error::Invalid(format!(
-                    "state: {name} has shape {shape:?}, the model {:?}",
+                return bad(format!(
+                    "{name} has shape {shape:?} in the checkpoint, {:?} in the model",
                     t.shape()
-                )));
+                ));
             }
+            if data.len() != t.len() {
+                return bad(format!(
+                    "{name} holds {} values for shape {shape:?}",
+                    data.len()
+                ));
+            }
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return bad(format!("{name}[{i}] is {}, not a finite number", data[i]));
+            }
+            writes.push((*t, data));
+        }
+        for (name, _, _) in entries {
+            if !targets.iter().any(|t| &t.0 == name) {
+                if !partial {
+                    return bad(format!("{name} is in the checkpoint but not in the model"));
+                }
+                skipped.push(name.clone());
+            }
+        }
+        for (t, data) in writes {
             t.write(&self.ctx, data)?;
         }
-        Ok(())
+        Ok(skipped)
     }
 }

@@ -45,6 +45,12 @@ impl<'a> Slice<'a> {
     }
 }
 
+impl<'a> From<&'a crate::device::Buffer> for Slice<'a> {
+    fn from(buffer: &'a crate::device::Buffer) -> Slice<'a> {
+        Slice::from(&**buffer)
+    }
+}
+
 impl<'a> From<&'a wgpu::Buffer> for Slice<'a> {
     fn from(buffer: &'a wgpu::Buffer) -> Slice<'a> {
         Slice {
@@ -64,8 +70,8 @@ pub(crate) fn bind_group(
     offset: u64,
     buffers: &[Slice],
     textures: &[&wgpu::TextureView],
-) -> wgpu::BindGroup {
-    let pipeline = pipeline(ctx, kernel);
+) -> Result<wgpu::BindGroup> {
+    let pipeline = pipeline(ctx, kernel)?;
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -100,10 +106,12 @@ pub(crate) fn bind_group(
             resource,
         });
     }
-    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
+    ctx.scoped(&format!("binding kernel {kernel:?}"), || {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
     })
 }
 
@@ -121,11 +129,12 @@ pub(crate) fn run_once(
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
     ctx.queue.write_buffer(&pbuf, 0, params.bytes());
-    let bg = bind_group(ctx, kernel, &pbuf, 0, buffers, &[]);
+    let bg = bind_group(ctx, kernel, &pbuf, 0, buffers, &[])?;
+    let pipe = pipeline(ctx, kernel)?;
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline(ctx, kernel));
+        pass.set_pipeline(&pipe);
         pass.set_bind_group(0, &bg, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }

@@ -45,8 +45,12 @@ macro_rules! blocks {
 }
 
 blocks! {
-    /// A count of elements (bias, optimizers) or of batch items (window kernels).
+    /// A count of elements (bias) or of batch items (window kernels).
     CountParams { n: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// optim.wgsl: `n` parameters of update run `run`; `check` 1 for the pass that only
+    /// looks for non-finite values (the numerics guard), 0 for the one that writes;
+    /// `loss_n` per-sample losses the check of run 0 also looks at.
+    UpdateParams { n: u32, check: u32, run: u32, loss_n: u32 }
     /// unary.wgsl: `y = alpha · f(x)`.
     UnaryParams { n: u32, op: u32, alpha: f32, _p0: u32 }
     /// binary.wgsl: `alpha · f(a, b)` with operand strides over up to 8 output axes (all
@@ -76,7 +80,8 @@ blocks! {
     LossParams { rows: u32, classes: u32, g_scalar: u32, g_scale: f32 }
     /// optim.wgsl's `Hyper`: learning rate, momentum (β1, ρ), β2, ε, L2, decoupled decay,
     /// Adam's bias corrections `1/(1-β^t)`, Nesterov (0 or 1).
-    Hyper { lr: f32, mu: f32, beta2: f32, eps: f32, wd: f32, dwd: f32, c1: f32, c2: f32, nesterov: u32, _p0: u32, _p1: u32, _p2: u32 }
+    /// `step` is the training step about to run (low 32 bits), recorded by the guard.
+    Hyper { lr: f32, mu: f32, beta2: f32, eps: f32, wd: f32, dwd: f32, c1: f32, c2: f32, nesterov: u32, step: u32, _p1: u32, _p2: u32 }
     /// fill.wgsl's `Runtime`: the executor's per-call values (the training step).
     Runtime { step: u32, _p0: u32, _p1: u32, _p2: u32 }
 }
@@ -85,6 +90,7 @@ blocks! {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Params {
     Count(CountParams),
+    Update(UpdateParams),
     Unary(UnaryParams),
     Binary(BinaryParams),
     Product(ProductParams),
@@ -111,6 +117,7 @@ impl Params {
     pub(crate) fn bytes(&self) -> &[u8] {
         let b = match self {
             Params::Count(p) => bytemuck::bytes_of(p),
+            Params::Update(p) => bytemuck::bytes_of(p),
             Params::Unary(p) => bytemuck::bytes_of(p),
             Params::Binary(p) => bytemuck::bytes_of(p),
             Params::Product(p) => bytemuck::bytes_of(p),
@@ -238,8 +245,23 @@ pub(crate) fn prelude() -> String {
     s += &consts("FILL", &FillCode::ALL, |c| c as u32);
     s += &format!("const TEXTURE_WIDTH: u32 = {TEXTURE_WIDTH}u;\n");
     s += NAN_EXTREMA;
+    s += &format!(
+        "const GUARD_LOSS: u32 = {}u;\nconst GUARD_GRADIENT: u32 = {}u;\nconst GUARD_UPDATE: u32 = {}u;\nconst GUARD_RUNS: u32 = {}u;\n",
+        GUARD_LOSS, GUARD_GRADIENT, GUARD_UPDATE, GUARD_RUNS
+    );
     s
 }
+
+/// Numerics guard words (optim.wgsl): word 0 holds these bits, word 1 the first flagged
+/// step, and from word [`GUARD_RUNS`] on each update run has two words: the first vec4
+/// index with a non-finite gradient, then the first whose update would be non-finite.
+pub(crate) const GUARD_LOSS: u32 = 1;
+/// A gradient was non-finite (see [`GUARD_LOSS`]).
+pub(crate) const GUARD_GRADIENT: u32 = 2;
+/// An update would have made a parameter or learner state non-finite.
+pub(crate) const GUARD_UPDATE: u32 = 4;
+/// The guard word where the per-run words start.
+pub(crate) const GUARD_RUNS: u32 = 4;
 
 /// Extrema that propagate NaN (as PyTorch's do): WGSL's `max`/`min` may return either
 /// operand when one is NaN. NaN is tested on the bits, which no fast-math folding removes.

@@ -334,10 +334,11 @@ impl Kernel {
             Kernel::CeForward | Kernel::ClassError => &[R, R, X, W],
             Kernel::CeForwardError => &[R, R, X, W, W],
             Kernel::CeBackward => &[R, R, R, W],
-            // Gradients, hyper-parameters, parameters, state, then the clipping factor.
-            Kernel::Sgd => &[R, U, W, X, X, R],
-            Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R],
-            Kernel::Adam | Kernel::FsAdagrad => &[R, U, W, W, W, R],
+            // Gradients, hyper-parameters, parameters, state, the clipping factor, the
+            // per-sample losses and the numerics guard.
+            Kernel::Sgd => &[R, U, W, X, X, R, R, W],
+            Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R, R, W],
+            Kernel::Adam | Kernel::FsAdagrad => &[R, U, W, W, W, R, R, W],
             // The sequence tensor (or per-sequence values), the lengths, then the result.
             Kernel::SeqPick { .. }
             | Kernel::SeqPlace { .. }
@@ -528,7 +529,7 @@ impl Kernel {
 
 /// The compiled pipeline of `kernel` on `ctx`, compiled on first use and cached there (by
 /// the kernel's full specialisation).
-pub(crate) fn pipeline(ctx: &Context, kernel: Kernel) -> wgpu::ComputePipeline {
+pub(crate) fn pipeline(ctx: &Context, kernel: Kernel) -> crate::Result<wgpu::ComputePipeline> {
     ctx.cached_pipeline(format!("{kernel:?}"), |device| kernel.compile(device))
 }
 

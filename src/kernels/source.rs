@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use super::contract::{
     prelude, AttnParams, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams,
     ProductParams, ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, UnaryParams,
+    UpdateParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -148,7 +149,7 @@ impl Shader {
             Shader::Reduce => ReduceParams::wgsl("Params"),
             Shader::Softmax => SoftmaxParams::wgsl("Params"),
             Shader::Loss => LossParams::wgsl("Params"),
-            Shader::Optim => CountParams::wgsl("Params") + &Hyper::wgsl("Hyper"),
+            Shader::Optim => UpdateParams::wgsl("Params") + &Hyper::wgsl("Hyper"),
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),

@@ -81,6 +81,7 @@ pub(crate) fn plan(
                 let u = &extras.updates[k];
                 Slice::elems(u.targets[t], u.offset, u.len, PARAM_DTYPE)
             }
+            Buf::UpdateGuard(k) => Slice::from(extras.updates[k].guard),
             Buf::Runtime => Slice::from(extras.runtime),
         }
     };
@@ -133,8 +134,8 @@ pub(crate) fn plan(
                 Step {
                     label,
                     copies,
-                    pipeline: pipeline(ctx, t.kernel),
-                    bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views),
+                    pipeline: pipeline(ctx, t.kernel)?,
+                    bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views)?,
                     groups: t.groups,
                 }
             }
@@ -143,8 +144,8 @@ pub(crate) fn plan(
                 Step {
                     label: d.label.clone(),
                     copies: Vec::new(),
-                    pipeline: pipeline(ctx, d.kernel),
-                    bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[]),
+                    pipeline: pipeline(ctx, d.kernel)?,
+                    bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[])?,
                     groups: d.groups,
                 }
             }
@@ -153,13 +154,17 @@ pub(crate) fn plan(
     }
     ctx.queue.write_buffer(&params, 0, &blob);
 
-    let out_bufs: Vec<(wgpu::Buffer, u64, usize)> = outputs
+    let mut out_bufs: Vec<(wgpu::Buffer, u64, usize)> = outputs
         .iter()
         .map(|o| {
             let b = node_slice(o.0);
             (b.buffer.clone(), b.offset, g.numel(o.0))
         })
         .collect();
+    // A training step's guard words are read back after its outputs.
+    if let Some(u) = extras.updates.first() {
+        out_bufs.push(((**u.guard).clone(), 0, (u.guard.size() / 4) as usize));
+    }
     let staging = staging_buffers(ctx, &out_bufs)?;
     let mut keep = slots;
     keep.push(params);
@@ -274,7 +279,7 @@ fn operand_textures(
 fn staging_buffers(
     ctx: &Context,
     outputs: &[(wgpu::Buffer, u64, usize)],
-) -> Result<Vec<wgpu::Buffer>> {
+) -> Result<Vec<crate::device::Buffer>> {
     if outputs.is_empty() {
         return Ok(Vec::new());
     }

@@ -9,7 +9,7 @@ use super::liveness::{Liveness, PlanGraph};
 use super::summary::Role;
 use super::ArenaUpdate;
 use crate::graph::{BinaryOp, Op, UnaryOp};
-use crate::kernels::contract::UnaryParams;
+use crate::kernels::contract::{UnaryParams, UpdateParams};
 use crate::kernels::{groups_1d, Act, Epilogue, Gather, Kernel, Params};
 use crate::ops::elementwise::UnaryCode;
 use crate::tensor::fill_params;
@@ -32,6 +32,8 @@ pub(crate) enum Buf {
     UpdateHyper(usize),
     /// Update `.0`'s range of its target `.1` (the parameters, then the learner state).
     UpdateTarget(usize, usize),
+    /// Update `.0`'s numerics guard words.
+    UpdateGuard(usize),
     /// The executor's per-call uniform (step counter).
     Runtime,
 }
@@ -95,28 +97,11 @@ pub(crate) fn dispatches(
         let label = format!("gradient copy [{n}]");
         out.push(copy(n, vec![Buf::Node(x.0), to], Role::GradientCopy, label));
     }
-    for (k, u) in updates.iter().enumerate() {
-        let mut buffers = vec![Buf::UpdateGrads(k), Buf::UpdateHyper(k)];
-        buffers.extend((0..u.targets.len()).map(|t| Buf::UpdateTarget(k, t)));
-        buffers.push(Buf::Node(u.clip.0));
-        out.push(Dispatch {
-            kernel: u.kernel,
-            params: Params::count(u.len),
-            buffers,
-            // One invocation per vec4 of parameters.
-            groups: groups_1d(u.len.div_ceil(4)),
-            label: format!(
-                "{:?} update of {} parameters [{}]",
-                u.kernel,
-                u.members.len(),
-                u.len
-            ),
-            role: Role::Update {
-                parameters: u.members.len(),
-            },
-            output: vec![u.len],
-            alpha: 1.0,
-        });
+    // Every update's check pass, then every update's apply pass (optim.wgsl's guard).
+    for check in [true, false] {
+        for (k, u) in updates.iter().enumerate() {
+            out.push(update_dispatch(g, k, u, check));
+        }
     }
     for &(state, value) in assigns {
         let n = g.numel(state.0);
@@ -124,6 +109,42 @@ pub(crate) fn dispatches(
         out.push(copy(n, buffers, Role::Assign, "assign".into()));
     }
     Ok(out)
+}
+
+/// Update `k`'s check pass (`check`) or apply pass.
+fn update_dispatch(g: &PlanGraph, k: usize, u: &ArenaUpdate<'_>, check: bool) -> Dispatch {
+    let mut buffers = vec![Buf::UpdateGrads(k), Buf::UpdateHyper(k)];
+    buffers.extend((0..u.targets.len()).map(|t| Buf::UpdateTarget(k, t)));
+    buffers.extend([
+        Buf::Node(u.clip.0),
+        Buf::Node(u.loss.0),
+        Buf::UpdateGuard(k),
+    ]);
+    let parameters = u.members.len();
+    Dispatch {
+        kernel: u.kernel,
+        params: Params::Update(UpdateParams {
+            n: u.len as u32,
+            check: check as u32,
+            run: k as u32,
+            loss_n: g.numel(u.loss.0) as u32,
+        }),
+        buffers,
+        // One invocation per vec4 of parameters.
+        groups: groups_1d(u.len.div_ceil(4)),
+        label: format!(
+            "{:?} update {}of {parameters} parameters [{}]",
+            u.kernel,
+            if check { "check " } else { "" },
+            u.len
+        ),
+        role: match check {
+            true => Role::UpdateCheck { parameters },
+            false => Role::Update { parameters },
+        },
+        output: vec![u.len],
+        alpha: 1.0,
+    }
 }
 
 /// The dispatches of node `i` (its poison fills, then its own), with what was folded

@@ -18,7 +18,7 @@ pub mod summary;
 
 use std::collections::HashMap;
 
-use crate::device::Context;
+use crate::device::{Buffer, Context};
 use crate::graph::{Node, NodeId, Op};
 use crate::kernels::textures::TextureCopy;
 use crate::kernels::Kernel;
@@ -52,11 +52,16 @@ pub(crate) struct ArenaUpdate<'a> {
     /// Gradients, laid out like the parameters.
     pub grads: &'a wgpu::Buffer,
     /// The parameter arena then the learner-state arenas, all written in place.
-    pub targets: Vec<&'a wgpu::Buffer>,
+    pub targets: Vec<&'a Buffer>,
     pub offset: u64,
     pub len: usize,
     /// Each parameter's gradient node and its byte offset in the arenas.
     pub members: Vec<(NodeId, u64)>,
+    /// The per-sample loss the numerics guard looks at.
+    pub loss: NodeId,
+    /// The guard's words (shared by every update of the learner), read back with the
+    /// outputs.
+    pub guard: &'a Buffer,
 }
 
 /// One recorded dispatch.
@@ -95,20 +100,20 @@ pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
 pub(crate) struct Plan {
     pub sizes: Sizes,
     /// Input node, its buffer and its length in elements.
-    pub inputs: Vec<(NodeId, wgpu::Buffer, usize)>,
+    pub inputs: Vec<(NodeId, Buffer, usize)>,
     pub steps: Vec<Step>,
     /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
     /// request.
     pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
     /// Readback buffers: `[immediate]`, then `deferred A, deferred B` once a deferred read
     /// has asked for them; none without outputs.
-    pub staging: Vec<wgpu::Buffer>,
+    pub staging: Vec<Buffer>,
     /// Bytes of intermediate buffers and operand textures (excluding parameters and
     /// inputs).
     pub scratch_bytes: u64,
     /// The dispatches described as data.
     pub summary: PlanSummary,
-    _keep: Vec<wgpu::Buffer>,
+    _keep: Vec<Buffer>,
 }
 
 /// What a plan computes besides its outputs.
@@ -136,6 +141,7 @@ pub(crate) fn build(
     for u in &extras.updates {
         targets.extend(u.members.iter().map(|m| m.0));
         targets.push(u.clip);
+        targets.push(u.loss);
     }
     targets.extend(extras.assigns.iter().map(|a| a.1));
     let g = liveness::PlanGraph::new(nodes, sizes, extras.training);
@@ -190,7 +196,7 @@ fn fixed_storage(
 }
 
 /// A buffer the outputs of a plan (`floats` in all) are copied into and read back from.
-pub(crate) fn readback_buffer(ctx: &Context, floats: usize) -> Result<wgpu::Buffer> {
+pub(crate) fn readback_buffer(ctx: &Context, floats: usize) -> Result<Buffer> {
     ctx.buffer(
         "plan readback",
         (floats * 4) as u64,

@@ -18,6 +18,12 @@ pub enum Role {
         /// Parameters the dispatch updates.
         parameters: usize,
     },
+    /// The numerics guard's look at the update of `parameters` parameters: it flags a
+    /// non-finite loss, gradient or updated value, and then no update writes anything.
+    UpdateCheck {
+        /// Parameters the update covers.
+        parameters: usize,
+    },
     /// A state assignment (`Graph::assign`), run at the end of a training step.
     Assign,
 }

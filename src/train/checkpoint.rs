@@ -1,6 +1,8 @@
 //! Checkpoints as safetensors files: every variable and learner state tensor in f32, and the
-//! training counters in the metadata. Files are written atomically (temp file + rename), so
-//! a crash never leaves a half-written checkpoint behind.
+//! training counters and the learner's kind in the metadata. Files are written atomically
+//! (temp file + rename), so a crash never leaves a half-written checkpoint behind; weights
+//! that are not finite are never written; loads check the whole file against the model and
+//! the learner before changing anything.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +25,15 @@ impl Trainer {
     /// Saves parameters, state, learner state and counters, plus `meta` (e.g. the epoch).
     pub fn save_checkpoint(&mut self, path: &Path, meta: &HashMap<String, String>) -> Result<()> {
         let state = self.exec.export_state()?;
+        for (name, _, data) in &state {
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "{}: not saved: {name}[{i}] is {}, not a finite number",
+                    path.display(),
+                    data[i]
+                )));
+            }
+        }
         let bytes: Vec<Vec<u8>> = state
             .iter()
             .map(|(_, _, d)| bytemuck::cast_slice(d).to_vec())
@@ -35,6 +46,7 @@ impl Trainer {
         }
         let mut info = meta.clone();
         info.insert("wgrad.minibatches".into(), self.minibatches.to_string());
+        info.insert("wgrad.learner".into(), self.learner_kind());
         info.insert("wgrad.step".into(), self.exec.step().to_string());
         info.insert(
             "wgrad.smoothed_count".into(),
@@ -45,15 +57,52 @@ impl Trainer {
         write_atomic(path, &data)
     }
 
+    /// The learner's kind as checkpoints record it (its update kernel, e.g. `Adam`).
+    fn learner_kind(&self) -> String {
+        format!("{:?}", self.learner.rule().kernel)
+    }
+
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] for the same model and
-    /// learner, and returns its metadata.
+    /// learner, and returns its metadata. All or nothing: the learner's kind, every tensor's
+    /// name, shape, dtype and values and the counters are checked first; the first
+    /// difference is the error and the trainer is left as it was.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<HashMap<String, String>> {
+        self.load(path, false).map(|(meta, _)| meta)
+    }
+
+    /// Like [`Trainer::load_checkpoint`] but tensors missing from the file keep their
+    /// values and tensors the model lacks are ignored (e.g. to start a bigger model from a
+    /// smaller one's weights); returns the metadata and the names of both.
+    pub fn load_checkpoint_partial(
+        &mut self,
+        path: &Path,
+    ) -> Result<(HashMap<String, String>, Vec<String>)> {
+        self.load(path, true)
+    }
+
+    fn load(
+        &mut self,
+        path: &Path,
+        partial: bool,
+    ) -> Result<(HashMap<String, String>, Vec<String>)> {
         let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
         let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
+        // Checkpoints written before the learner was recorded load into any learner. A
+        // partial load from another learner takes the variables but not its state.
+        let other_learner = meta
+            .get("wgrad.learner")
+            .is_some_and(|kind| *kind != self.learner_kind());
+        if other_learner && !partial {
+            return Err(bad(format!(
+                "written by a {} learner, this trainer's is {}",
+                meta["wgrad.learner"],
+                self.learner_kind()
+            )));
+        }
         let mut entries = Vec::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -64,7 +113,9 @@ impl Trainer {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
                 .collect();
-            entries.push((name, view.shape().to_vec(), data));
+            if !(other_learner && name.contains("/learner")) {
+                entries.push((name, view.shape().to_vec(), data));
+            }
         }
         // Every counter is read before anything changes, so a bad file changes nothing.
         let num = |k: &str| -> Result<u64> {
@@ -82,12 +133,14 @@ impl Trainer {
             })?,
             None => 0.0,
         };
-        self.exec
-            .import_state(&entries)
-            .map_err(|e| bad(e.to_string()))?;
+        let skipped = match partial {
+            false => self.exec.import_state(&entries).map(|_| Vec::new()),
+            true => self.exec.import_state_partial(&entries),
+        }
+        .map_err(|e| bad(e.to_string()))?;
         self.minibatches = minibatches;
-        self.exec.set_step(step as u32);
+        self.exec.set_step(step);
         self.smoothed_count = smoothed_count;
-        Ok(meta)
+        Ok((meta, skipped))
     }
 }

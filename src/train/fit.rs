@@ -93,10 +93,11 @@ impl Trainer {
         inputs: &[(&str, NodeId)],
         batch: usize,
     ) -> Result<MinibatchStats> {
+        non_empty("evaluate", data, batch)?;
         let names = data.names();
         let (mut loss, mut metric, mut n) = (0.0f64, 0.0f64, 0usize);
         let mut has_metric = false;
-        for mb in MinibatchSource::epoch(Arc::new(data.clone()), batch, None, 0, 2) {
+        for mb in MinibatchSource::epoch(Arc::new(data.clone()), batch, None, 0, 2)? {
             let feed = bind(&names, inputs, &mb.streams)?;
             let s = self.evaluate_minibatch(&feed)?;
             loss += s.loss as f64 * mb.len as f64;
@@ -123,6 +124,12 @@ impl Trainer {
         inputs: &[(&str, NodeId)],
         opts: &FitOptions,
     ) -> Result<Vec<EpochRecord>> {
+        non_empty("fit", train, opts.batch)?;
+        if let Some(t) = test {
+            non_empty("fit: the evaluation set", t, opts.batch)?;
+        }
+        // A step the caller left in flight is finished first (its statistics are theirs).
+        self.finish_minibatches()?;
         let train_arc = Arc::new(train.clone());
         let mut state = self.resume(opts)?;
         for epoch in state.next_epoch..opts.epochs {
@@ -213,7 +220,7 @@ impl Trainer {
         epoch: usize,
     ) -> Result<(f64, f64, usize)> {
         let names = train.names();
-        let per_epoch = train.len().div_ceil(opts.batch.max(1));
+        let per_epoch = train.len().div_ceil(opts.batch);
         let bar = if opts.progress {
             ProgressBar::new(per_epoch as u64)
         } else {
@@ -234,7 +241,7 @@ impl Trainer {
             opts.shuffle_seed,
             epoch as u64,
             4,
-        );
+        )?;
         for mb in source {
             let feed = bind(&names, inputs, &mb.streams)?;
             // The loss of each step is read while the next one runs.
@@ -295,6 +302,17 @@ struct FitState {
     /// Epochs since it last improved.
     bad_epochs: usize,
     records: Vec<EpochRecord>,
+}
+
+/// An empty dataset or a batch size of 0 is an error for `what`, not a loss of 0.
+fn non_empty(what: &str, data: &Dataset, batch: usize) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::Invalid(format!("{what}: the dataset is empty")));
+    }
+    if batch == 0 {
+        return Err(Error::Invalid(format!("{what}: the batch size is 0")));
+    }
+    Ok(())
 }
 
 /// Adds one minibatch's statistics, weighted by its length, to an epoch's sums.

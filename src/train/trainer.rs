@@ -69,7 +69,7 @@ impl Trainer {
         };
         let mut exec = Executor::new(ctx, graph)?;
         let pairs: Vec<_> = params.into_iter().zip(grads).collect();
-        exec.set_learner(learner.rule(), &pairs, clip)?;
+        exec.set_learner(learner.rule(), &pairs, clip, loss)?;
         Ok(Trainer {
             exec,
             loss,

@@ -1,0 +1,84 @@
+//! The numerics guard, host side: the guard words a training step reads back with its
+//! outputs become an [`Error::NonFinite`] naming the step and where the value was seen.
+//! The device half is in `shaders/optim.wgsl`: a flagged step updates nothing.
+
+use super::Executor;
+use crate::graph::{NodeId, Op};
+use crate::kernels::contract::{GUARD_GRADIENT, GUARD_LOSS, GUARD_RUNS, GUARD_UPDATE};
+use crate::{Error, Result};
+
+/// The guard's words for `runs` update runs, rounded up to whole 16-byte rows.
+pub(super) fn guard_words(runs: usize) -> usize {
+    (GUARD_RUNS as usize + 2 * runs).next_multiple_of(4)
+}
+
+/// The guard's cleared contents: no bits, and every "first" word at its maximum.
+pub(super) fn cleared(words: usize) -> Vec<u32> {
+    let mut v = vec![u32::MAX; words];
+    v[0] = 0;
+    v
+}
+
+impl Executor {
+    /// Checks the guard words read back with a training step (its last output, as f32
+    /// bits); on a flag, clears the guard and returns the error.
+    pub(super) fn check_guard(&self, words: &[f32]) -> Result<()> {
+        let w: Vec<u32> = words.iter().map(|v| v.to_bits()).collect();
+        if w[0] == 0 {
+            return Ok(());
+        }
+        let l = self
+            .learner
+            .as_ref()
+            .expect("a training step has a learner");
+        self.ctx
+            .queue
+            .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(w.len())));
+        // The device keeps the step's low 32 bits; the flagged step is at most this one.
+        let back = (self.step as u32).wrapping_sub(w[1]) as u64;
+        let step = self.step.saturating_sub(back);
+        let what = if w[0] & GUARD_LOSS != 0 {
+            "loss".to_string()
+        } else {
+            let (kind, word) = match w[0] & GUARD_GRADIENT != 0 {
+                true => ("gradient of parameter", 0),
+                false => ("update (learning rate too high?) of parameter", 1),
+            };
+            debug_assert!(w[0] & (GUARD_GRADIENT | GUARD_UPDATE) != 0);
+            format!("{kind} {}", self.flagged_parameter(&w, word))
+        };
+        Err(Error::NonFinite { step, what })
+    }
+
+    /// The name of the first parameter whose guard word `word` (0: gradient, 1: update)
+    /// was set, with the element.
+    fn flagged_parameter(&self, w: &[u32], word: usize) -> String {
+        let l = self.learner.as_ref().expect("learner");
+        let runs = l.arenas.iter().flat_map(|a| &a.runs);
+        for (k, (run_offset, _, members)) in runs.enumerate() {
+            let Some(&vec4) = w.get(GUARD_RUNS as usize + 2 * k + word) else {
+                break;
+            };
+            if vec4 == u32::MAX {
+                continue;
+            }
+            let at = run_offset + vec4 as u64 * 16;
+            // The member whose byte range holds `at`: the last one starting at or before it.
+            let grad = members
+                .iter()
+                .rev()
+                .find(|m| m.1 <= at)
+                .map(|m| m.0)
+                .unwrap_or(NodeId(usize::MAX));
+            let param = l.params.iter().find(|p| p.1 == grad).map(|p| p.0);
+            let name = match param.map(|p| &self.nodes[p.0].op) {
+                Some(Op::Param { name, .. }) => name.clone(),
+                _ => "?".into(),
+            };
+            let member_offset = members.iter().find(|m| m.0 == grad).map_or(0, |m| m.1);
+            let element = (at - member_offset) / 4;
+            return format!("'{name}' (near element {element})");
+        }
+        "(unknown)".into()
+    }
+}

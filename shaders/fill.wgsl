@@ -8,6 +8,7 @@
 @group(0) @binding(1) var<storage, read> x: array<elem>;
 @group(0) @binding(2) var<storage, read_write> out: array<elem>;
 @group(0) @binding(3) var<uniform> rt: Runtime;
+@group(0) @binding(4) var<storage, read_write> first_bad: array<atomic<u32>>;
 
 // PCG-style integer hash (one round of a permuted congruential generator).
 fn pcg(v: u32) -> u32 {
@@ -60,4 +61,18 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     out[i] = select(0.0, x[i] * p.b, unit(i, rt.step + 1u) >= p.a);
+}
+
+// The per-op numerics check (ContextOptions::check_numerics): the smallest node id (p.op) whose
+// value holds a NaN or an infinity; node ids follow the graph's order, so it names the first
+// op that produced one.
+@compute @workgroup_size(256)
+fn finite_check(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    if ((bitcast<u32>(x[i]) & 0x7f800000u) == 0x7f800000u) {
+        atomicMin(&first_bad[0], p.op);
+    }
 }

@@ -29,6 +29,10 @@ pub struct ContextOptions {
     /// Fill every buffer a plan writes with NaN before each kernel writes it, so that an
     /// element a kernel forgets to write shows up in tests. Costs one extra dispatch per op.
     pub poison: bool,
+    /// After every op, check its value for NaN and infinities; a call that produced one is
+    /// an error naming the first such op (debugging: one extra dispatch per op and one extra
+    /// readback per call). Also on with `WGRAD_CHECK_NUMERICS=1`.
+    pub check_numerics: bool,
     /// How long a readback may wait for the device before it is an error (default: 10
     /// minutes, or `WGRAD_READBACK_TIMEOUT_S`).
     pub readback_timeout: Option<std::time::Duration>,
@@ -116,6 +120,8 @@ impl Context {
 
     /// Like [`Context::new`], with options (e.g. NaN poisoning for tests).
     pub fn with_options(options: ContextOptions) -> Result<Context> {
+        let mut options = options;
+        options.check_numerics |= std::env::var("WGRAD_CHECK_NUMERICS").is_ok_and(|v| v == "1");
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance)?;

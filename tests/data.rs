@@ -118,7 +118,10 @@ fn ctf_dense_sparse_comments_and_ids() {
                 |labels 0:0.5 3:1 |features -1e-3 4.5 6 |# trailing comment\n\
                 \n\
                 |features 0 0 1 |other 9 9\n";
-    let (ds, rep) = reader().read_str(text).unwrap();
+    // `other` is not declared: an error unless skipped by name.
+    let e = reader().read_str(text).unwrap_err().to_string();
+    assert!(e.contains("line 5") && e.contains("stream other"), "{e}");
+    let (ds, rep) = reader().ignore_streams(&["other"]).read_str(text).unwrap();
     assert!(rep.skipped.is_empty());
     assert_eq!(ds.len(), 3);
     assert_eq!(
@@ -351,7 +354,8 @@ fn ctf_sequences_read_streams_of_different_lengths_and_round_trip() {
         ("letters", 5, Storage::Sparse),
         ("x", 2, Storage::Dense),
         ("phonemes", 4, Storage::Sparse),
-    ]);
+    ])
+    .ignore_streams(&["other"]);
     let text = "w1 |letters 3:1 |x 0.5 -1 |phonemes 2:1 |# first step\n\
                 w1 |letters 0:1 |phonemes 3:1\r\n\
                 w1 |letters 4:2.5 |other 7\n\

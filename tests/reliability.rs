@@ -401,3 +401,75 @@ fn the_step_counter_survives_a_checkpoint_past_u32() {
     assert_eq!(t2.executor().step(), 5_000_000_123);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn memory_stays_bounded_across_two_hundred_batch_sizes() {
+    let ctx = common::ctx();
+    let (mut t, x, y) = mlp(&ctx, wgrad::Learner::adam(0.01));
+    let data = common::rand_vec(200 * 4, 5);
+    let labels: Vec<f32> = (0..200)
+        .flat_map(|i| [(i % 2) as f32, (1 - i % 2) as f32])
+        .collect();
+    let mut sweep = |t: &mut wgrad::Trainer| {
+        for b in 1..=200 {
+            let feed = [(x, &data[..b * 4]), (y, &labels[..b * 2])];
+            t.train_minibatch(&feed, true).unwrap();
+            t.evaluate_minibatch(&feed).unwrap();
+        }
+    };
+    let start = ctx.memory();
+    sweep(&mut t);
+    let first = ctx.memory();
+    sweep(&mut t);
+    let second = ctx.memory();
+    assert!(t.executor().cached_plans() <= 16);
+    // 400 plans were built per sweep; at most 16 are alive, so the second sweep ends where
+    // the first did (the same batch sizes are cached at the end of both).
+    assert!(first.buffers > start.buffers, "{start:?} {first:?}");
+    assert_eq!(
+        second, first,
+        "live memory grew from {first:?} to {second:?}"
+    );
+    // And 16 plans of at most 200 samples of a 4-6-2 network are small.
+    assert!(
+        first.bytes - start.bytes < 16 << 20,
+        "{start:?} → {first:?}"
+    );
+    // Dropping the trainer frees everything it made.
+    drop(t);
+    assert!(
+        ctx.memory().bytes <= start.bytes,
+        "{:?} vs {start:?}",
+        ctx.memory()
+    );
+}
+
+#[test]
+fn check_numerics_names_the_first_op_that_made_a_non_finite_value() {
+    let ctx = wgrad::Context::with_options(wgrad::ContextOptions {
+        check_numerics: true,
+        ..Default::default()
+    })
+    .unwrap();
+    // log(0) = -inf, which relu turns into 0: the output looks fine.
+    let build = |g: &Graph| {
+        let x = g.input("x", &[3]).unwrap();
+        let y = g
+            .reduce_sum(g.relu(g.log(x).unwrap()).unwrap(), &[])
+            .unwrap();
+        (x, y)
+    };
+    let g = Graph::new();
+    let (x, y) = build(&g);
+    let mut plain = Executor::new(&common::ctx(), &g).unwrap();
+    let v = plain.eval(&[y], &[(x, &[0.0, 1.0, 2.0])]).unwrap();
+    assert!(v[0][0].is_finite(), "{v:?}");
+    let mut checked = Executor::new(&ctx, &g).unwrap();
+    let e = checked
+        .eval(&[y], &[(x, &[0.0, 1.0, 2.0])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("node 1 (Unary { op: Log"), "{e}");
+    // Finite inputs pass, and the check resets between calls.
+    assert!(checked.eval(&[y], &[(x, &[3.0, 1.0, 2.0])]).is_ok());
+}

@@ -57,8 +57,9 @@ pub fn parse_idx(
         false => Box::new(raw),
     };
     let mut head = [0u8; 4];
-    read_full(&mut reader, &mut head)
-        .map_err(|got| format!("{got} bytes is too short for an IDX header"))?;
+    read_full(&mut reader, &mut head, |got| {
+        format!("{got} bytes is too short for an IDX header")
+    })?;
     if head[0] != 0 || head[1] != 0 {
         return Err(format!(
             "bad magic number {:02x}{:02x}{:02x}{:02x} (not an IDX file)",
@@ -76,7 +77,7 @@ pub fn parse_idx(
         return Err(format!("{ndim} dimensions, expected {expect_dims}"));
     }
     let mut sizes = vec![0u8; 4 * ndim];
-    read_full(&mut reader, &mut sizes).map_err(|_| "truncated header".to_string())?;
+    read_full(&mut reader, &mut sizes, |_| "truncated header".to_string())?;
     let dims: Vec<usize> = sizes
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
@@ -108,13 +109,19 @@ pub fn parse_idx(
     Ok((dims, data))
 }
 
-/// Fills `buf` from `r`; on a short read, the bytes it got.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::result::Result<(), usize> {
+/// Fills `buf` from `r`; a short read is the error `short` makes of the bytes it got.
+fn read_full(
+    r: &mut dyn Read,
+    buf: &mut [u8],
+    short: impl Fn(usize) -> String,
+) -> std::result::Result<(), String> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => return Err(got),
+            Ok(0) => return Err(short(got)),
             Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("corrupt gzip data: {e}")),
         }
     }
     Ok(())

@@ -135,7 +135,7 @@ impl Executor {
         self.ctx
             .queue
             .write_buffer(&guard, 0, bytemuck::cast_slice(&cleared));
-        self.plans.retain(|k, _| k.1 != Pass::Train);
+        self.plans.retain(|k| k.1 != Pass::Train);
         self.learner = Some(LearnerState {
             rule,
             clip,

@@ -50,6 +50,37 @@ impl Executor {
         Err(Error::NonFinite { step, what })
     }
 
+    /// With `ContextOptions::check_numerics`, waits for the call just submitted and fails
+    /// naming the first op whose value was not finite.
+    pub(super) fn check_numerics(&self) -> Result<()> {
+        let Some(buffer) = &self.numerics else {
+            return Ok(());
+        };
+        let first = self.ctx.read(buffer, 0, 1)?[0].to_bits();
+        let Some(node) = self.nodes.get(first as usize) else {
+            return Ok(());
+        };
+        let mut op = format!("{:?}", node.op);
+        if op.len() > 60 {
+            op = format!("{}…", &op[..op.floor_char_boundary(60)]);
+        }
+        // The numerics error is this call's: a training step's guard flag is not kept for
+        // the next one.
+        if let Some(l) = &self.learner {
+            let words = (l.guard.size() / 4) as usize;
+            self.ctx
+                .queue
+                .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(words)));
+        }
+        Err(Error::NonFinite {
+            step: self.step,
+            what: format!(
+                "value of node {first} ({op}, shape {}): the first op to produce one (check_numerics)",
+                node.shape
+            ),
+        })
+    }
+
     /// The name of the first parameter whose guard word `word` (0: gradient, 1: update)
     /// was set, with the element.
     fn flagged_parameter(&self, w: &[u32], word: usize) -> String {

@@ -20,7 +20,7 @@ impl Executor {
         self.run(outputs, feed, pass, false)?; // builds the plan
         self.ctx.wait()?;
         let key = self.ensure_plan(outputs, feed, pass, false)?;
-        let plan = &self.plans[&key];
+        let plan = self.plans.get(&key).expect("planned");
         let mut out = Vec::with_capacity(plan.steps.len());
         for s in &plan.steps {
             let t0 = std::time::Instant::now();
@@ -55,7 +55,7 @@ impl Executor {
     ) -> Result<PlanSummary> {
         let pass = if training { Pass::Train } else { Pass::Eval };
         let key = self.ensure_plan(outputs, feed, pass, false)?;
-        Ok(self.plans[&key].summary.clone())
+        Ok(self.plans.get(&key).expect("planned").summary.clone())
     }
 
     /// Bytes of intermediate buffers of the largest plan built so far (parameters and

@@ -6,13 +6,14 @@ mod arenas;
 mod feed;
 mod guard;
 mod inspect;
+mod plan_cache;
 mod state;
 
 use std::collections::HashMap;
 
 use crate::device::{Buffer, Context};
 use crate::graph::{AxisInfo, Graph, Init, Node, NodeId, Op};
-use crate::plan::{self, ArenaUpdate, Extras, Plan};
+use crate::plan::{self, ArenaUpdate, Extras};
 use crate::shape::Sizes;
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
@@ -46,7 +47,7 @@ pub(crate) enum Readback {
 }
 
 /// A plan is specific to its outputs, its pass and the feed's sizes.
-type PlanKey = (Vec<NodeId>, Pass, Sizes);
+pub(crate) type PlanKey = (Vec<NodeId>, Pass, Sizes);
 
 /// Runs a graph on a [`Context`]; see the module docs.
 pub struct Executor {
@@ -56,7 +57,7 @@ pub struct Executor {
     axes: Vec<AxisInfo>,
     persistent: HashMap<NodeId, Tensor>,
     arenas: Vec<ParamArena>,
-    plans: HashMap<PlanKey, Plan>,
+    plans: plan_cache::PlanCache,
     learner: Option<LearnerState>,
     assigns: Vec<(NodeId, NodeId)>,
     /// Per-call uniform: the training step (salts dropout masks).
@@ -66,6 +67,9 @@ pub struct Executor {
     last_encode: std::time::Duration,
     /// The deferred call not read yet.
     pending: Option<Pending>,
+    /// Where the per-op numerics check records the first bad node
+    /// (`ContextOptions::check_numerics`).
+    numerics: Option<Buffer>,
 }
 
 /// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
@@ -142,13 +146,18 @@ impl Executor {
             16,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         )?;
+        let numerics = match ctx.options.check_numerics {
+            true => Some(ctx.storage_bytes("numerics check", 16)?),
+            false => None,
+        };
         Ok(Executor {
+            numerics,
             ctx: ctx.clone(),
             nodes,
             axes,
             persistent,
             arenas,
-            plans: HashMap::new(),
+            plans: plan_cache::PlanCache::new(),
             learner: None,
             assigns: graph.assignments(),
             runtime,
@@ -213,7 +222,8 @@ impl Executor {
         })?;
         let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
         let t_encode = std::time::Instant::now();
-        let plan = &self.plans[&key];
+        self.plans.touch(&key);
+        let plan = self.plans.get(&key).expect("planned");
         debug_assert_eq!(plan.sizes, key.2);
         for (id, buf, len) in &plan.inputs {
             let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
@@ -228,6 +238,11 @@ impl Executor {
             self.ctx
                 .queue
                 .write_buffer(&self.runtime, 0, bytemuck::cast_slice(&step));
+        }
+        if let Some(n) = &self.numerics {
+            self.ctx
+                .queue
+                .write_buffer(n, 0, bytemuck::cast_slice(&[u32::MAX; 4]));
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         plan::record(&plan.steps, &mut enc);
@@ -247,6 +262,7 @@ impl Executor {
         }
         let index = self.ctx.submit(enc.finish());
         self.last_encode = t_encode.elapsed();
+        self.check_numerics()?;
         let guarded = pass == Pass::Train;
         match (read, staging) {
             (Readback::Now, Some(staging)) => {
@@ -340,6 +356,7 @@ impl Executor {
                     Vec::new()
                 },
                 runtime: &self.runtime,
+                numerics: self.numerics.as_ref(),
             };
             let plan = plan::build(
                 &self.ctx,
@@ -352,7 +369,7 @@ impl Executor {
             self.plans.insert(key.clone(), plan);
         }
         if deferred {
-            let plan = self.plans.get_mut(&key).expect("planned");
+            let plan = self.plans.touch(&key).expect("planned");
             if plan.staging.len() == 1 {
                 let floats = plan.outputs.iter().map(|o| o.2).sum();
                 for _ in 0..2 {
@@ -405,6 +422,17 @@ impl Executor {
     /// (not waiting for the device).
     pub fn last_encode_time(&self) -> std::time::Duration {
         self.last_encode
+    }
+
+    /// Bounds the plans kept (least recently used dropped first, with their buffers);
+    /// 16 by default.
+    pub fn set_plan_limit(&mut self, plans: usize) {
+        self.plans.set_limit(plans);
+    }
+
+    /// Plans cached now.
+    pub fn cached_plans(&self) -> usize {
+        self.plans.len()
     }
 
     /// Training steps run so far (salts dropout masks).

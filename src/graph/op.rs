@@ -342,7 +342,8 @@ pub enum Op {
         perm: Vec<usize>,
     },
     /// Rows of `table: [V, D]` picked by indices stored as floats: `[..] → [.., D]` (an
-    /// embedding lookup); an index outside `0..V` gives a zero row.
+    /// embedding lookup). Fed indices outside `0..V` are a feed error; a computed one gives
+    /// a zero row.
     GatherRows {
         /// The table.
         table: NodeId,

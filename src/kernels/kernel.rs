@@ -102,6 +102,9 @@ pub(crate) enum Kernel {
     Adagrad,
     FsAdagrad,
     Dropout,
+    /// Records the node (`op` of the fill block) in the numerics buffer when a value it
+    /// wrote is not finite (`ContextOptions::check_numerics`).
+    FiniteCheck,
     /// Window kernels are specialised on their geometry.
     Im2Col(Window),
     /// With an activation: the result times that activation's slope at the side input.
@@ -187,7 +190,7 @@ impl Kernel {
     /// The shader file holding this kernel.
     pub(crate) fn shader(self) -> Shader {
         match self {
-            Kernel::Fill | Kernel::Dropout => Shader::Fill,
+            Kernel::Fill | Kernel::Dropout | Kernel::FiniteCheck => Shader::Fill,
             Kernel::Im2Col(_) | Kernel::Col2Im(..) => Shader::Conv,
             Kernel::MaxPool(_)
             | Kernel::AvgPool(_)
@@ -247,6 +250,7 @@ impl Kernel {
             Kernel::Adagrad => "adagrad",
             Kernel::FsAdagrad => "fsadagrad",
             Kernel::Dropout => "dropout",
+            Kernel::FiniteCheck => "finite_check",
             Kernel::MatmulSubgroup { sg, rows, .. } => subgroup_entry(sg as u32, rows as u32),
             Kernel::MatmulTexture { sg, rows, c4, .. } => {
                 texture_entry(sg as u32, rows as u32, c4 as u32)
@@ -303,6 +307,8 @@ impl Kernel {
         match self {
             Kernel::Fill => &[X, W],
             Kernel::Dropout => &[R, W, U],
+            // The value, then the numerics buffer (binding 4).
+            Kernel::FiniteCheck => &[R, X, X, W],
             Kernel::Unary
             | Kernel::Reduce
             | Kernel::ReduceWg

@@ -87,7 +87,8 @@ impl Graph {
     }
 
     /// Rows of `table: [V, D]` picked by `indices` (floats holding row numbers, any shape
-    /// `[..]`): `[.., D]`. An index outside `0..V` gives a zero row. The table's gradient
+    /// `[..]`): `[.., D]`. A fed index that is not a whole number in `0..V` is a feed error
+    /// (a computed one gives a zero row). The table's gradient
     /// sums the incoming rows per index; the indices get none.
     pub fn embedding(&self, indices: NodeId, table: NodeId) -> Result<NodeId> {
         let (si, st) = (
@@ -155,8 +156,9 @@ impl Graph {
         self.push(Op::Pad { x, axis, begin }, shape)
     }
 
-    /// One-hot rows `[.., classes]` from class indices stored as floats (`[..]`); an index
-    /// outside `0..classes` gives a zero row.
+    /// One-hot rows `[.., classes]` from class indices stored as floats (`[..]`); a fed
+    /// index that is not a whole number in `0..classes` is a feed error (a computed one gives
+    /// a zero row).
     pub fn one_hot(&self, indices: NodeId, classes: usize) -> Result<NodeId> {
         let mut s = self.check("one_hot", indices)?;
         if classes == 0 {

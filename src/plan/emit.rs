@@ -82,6 +82,7 @@ pub(crate) fn plan(
                 Slice::elems(u.targets[t], u.offset, u.len, PARAM_DTYPE)
             }
             Buf::UpdateGuard(k) => Slice::from(extras.updates[k].guard),
+            Buf::Numerics => Slice::from(extras.numerics.expect("a numerics buffer")),
             Buf::Runtime => Slice::from(extras.runtime),
         }
     };

@@ -26,6 +26,9 @@ pub(crate) struct Target {
     pub max_groups: usize,
     /// Fill each written buffer with NaN first (`ContextOptions::poison`).
     pub poison: bool,
+    /// Check each value for NaN and infinities after it is written
+    /// (`ContextOptions::check_numerics`).
+    pub check_numerics: bool,
 }
 
 impl Target {
@@ -37,6 +40,7 @@ impl Target {
                 .filter(|&s| ctx.is_cpu() && (s == 8 || s == 16)),
             max_groups: ctx.limits.max_compute_workgroups_per_dimension as usize,
             poison: ctx.options.poison,
+            check_numerics: ctx.options.check_numerics,
         }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) enum Buf {
     UpdateTarget(usize, usize),
     /// Update `.0`'s numerics guard words.
     UpdateGuard(usize),
+    /// The per-op numerics check's buffer (`ContextOptions::check_numerics`).
+    Numerics,
     /// The executor's per-call uniform (step counter).
     Runtime,
 }
@@ -285,5 +287,23 @@ fn node_dispatches(
         output: g.dims[i].clone(),
         alpha,
     });
+    if target.check_numerics {
+        for k in std::iter::once(i).chain(sibling) {
+            let mut params = fill_params(g.numel(k), Fill::Nan);
+            if let Params::Fill(p) = &mut params {
+                p.op = k as u32;
+            }
+            out.push(Dispatch {
+                kernel: Kernel::FiniteCheck,
+                params,
+                buffers: vec![Buf::Node(k), Buf::Numerics],
+                groups: groups_1d(g.numel(k)),
+                label: "finite check".into(),
+                role: Role::NumericsCheck,
+                output: g.dims[k].clone(),
+                alpha: 1.0,
+            });
+        }
+    }
     Ok(())
 }

@@ -126,6 +126,9 @@ pub(crate) struct Extras<'a> {
     pub assigns: Vec<(NodeId, NodeId)>,
     /// The executor's per-call uniform (step counter).
     pub runtime: &'a wgpu::Buffer,
+    /// Where the per-op numerics check records the first bad node
+    /// (`ContextOptions::check_numerics`).
+    pub numerics: Option<&'a Buffer>,
 }
 
 /// Builds a plan computing `outputs` (read back) and the `extras`: the passes in order.

@@ -24,6 +24,8 @@ pub enum Role {
         /// Parameters the update covers.
         parameters: usize,
     },
+    /// Checks a value for NaN and infinities (`ContextOptions::check_numerics`).
+    NumericsCheck,
     /// A state assignment (`Graph::assign`), run at the end of a training step.
     Assign,
 }

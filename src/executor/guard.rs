@@ -61,8 +61,8 @@ impl Executor {
             return Ok(());
         };
         let mut op = format!("{:?}", node.op);
-        if op.len() > 60 {
-            op = format!("{}…", &op[..op.floor_char_boundary(60)]);
+        if op.chars().count() > 60 {
+            op = op.chars().take(60).chain(['…']).collect();
         }
         // The numerics error is this call's: a training step's guard flag is not kept for
         // the next one.

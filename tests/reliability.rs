@@ -410,7 +410,7 @@ fn memory_stays_bounded_across_two_hundred_batch_sizes() {
     let labels: Vec<f32> = (0..200)
         .flat_map(|i| [(i % 2) as f32, (1 - i % 2) as f32])
         .collect();
-    let mut sweep = |t: &mut wgrad::Trainer| {
+    let sweep = |t: &mut wgrad::Trainer| {
         for b in 1..=200 {
             let feed = [(x, &data[..b * 4]), (y, &labels[..b * 2])];
             t.train_minibatch(&feed, true).unwrap();

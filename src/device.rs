@@ -51,6 +51,18 @@ pub enum OperandTextures {
     Always,
 }
 
+/// A device fault [`Context::inject_fault`] causes (for tests of error handling).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A buffer the device rejects, made inside an error scope.
+    InvalidBuffer,
+    /// The same outside any scope: wgpu's uncaptured-error handler sees it.
+    UncapturedError,
+    /// Destroys the device.
+    LoseDevice,
+}
+
 /// What the chosen adapter is.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -189,6 +201,32 @@ impl Context {
         MemoryUse {
             buffers: self.memory.buffers.load(Ordering::Relaxed),
             bytes: self.memory.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Causes a device fault, to test that wgrad reports it: returns the error a scoped
+    /// fault gives, or `Ok` for faults reported later (by the next call that checks).
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Fault) -> Result<()> {
+        // Mapping for reading and use as storage cannot be combined: a validation error.
+        let invalid = || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("injected fault"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        match fault {
+            Fault::InvalidBuffer => self.scoped("injected invalid buffer", invalid).map(drop),
+            Fault::UncapturedError => {
+                drop(invalid());
+                Ok(())
+            }
+            Fault::LoseDevice => {
+                self.device.destroy();
+                Ok(())
+            }
         }
     }
 

@@ -42,7 +42,7 @@ pub mod shape;
 pub mod tensor;
 pub mod train;
 
-pub use device::{AdapterSummary, Context, ContextOptions, MemoryUse, OperandTextures};
+pub use device::{AdapterSummary, Context, ContextOptions, Fault, MemoryUse, OperandTextures};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};

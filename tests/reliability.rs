@@ -473,3 +473,64 @@ fn check_numerics_names_the_first_op_that_made_a_non_finite_value() {
     // Finite inputs pass, and the check resets between calls.
     assert!(checked.eval(&[y], &[(x, &[3.0, 1.0, 2.0])]).is_ok());
 }
+
+#[test]
+fn device_errors_are_results_and_training_goes_on() {
+    use wgrad::nn::{Dense, Sequential};
+    let ctx = common::ctx();
+    // A hidden layer whose activations at a huge batch exceed what one binding may hold.
+    let g = Graph::with_seed(2);
+    let x = g.input("x", &[4]).unwrap();
+    let y = g.input("y", &[2]).unwrap();
+    let z = Sequential::new()
+        .add(Dense::new(1024).relu())
+        .add(Dense::new(2))
+        .build(&g, x)
+        .unwrap();
+    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+    let mut t = wgrad::Trainer::new(&ctx, &g, loss, None, wgrad::Learner::sgd(0.1)).unwrap();
+    let huge = (ctx.max_binding_bytes() / 4 / 1024 + 1) as usize;
+    let (bx, by) = (vec![0.5f32; huge * 4], vec![0.5f32; huge * 2]);
+    let e = t
+        .train_minibatch(&[(x, &bx), (y, &by)], true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bytes but the adapter allows at most"), "{e}");
+    let (sx, sy) = batch(None);
+    let s = t
+        .train_minibatch(&[(x, &sx), (y, &sy)], true)
+        .unwrap()
+        .unwrap();
+    assert!(s.loss.is_finite());
+    // A validation error inside a scope is an error at once; one outside any scope is the
+    // next call's error; after both, training goes on.
+    let e = ctx
+        .inject_fault(wgrad::Fault::InvalidBuffer)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("injected invalid buffer"), "{e}");
+    ctx.inject_fault(wgrad::Fault::UncapturedError).unwrap();
+    let e = t
+        .train_minibatch(&[(x, &sx), (y, &sy)], true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("gpu: training step:"), "{e}");
+    t.train_minibatch(&[(x, &sx), (y, &sy)], true).unwrap();
+}
+
+#[test]
+fn a_lost_device_fails_every_later_call_fast() {
+    let ctx = wgrad::Context::new().unwrap();
+    let (mut t, x, y) = mlp(&ctx, wgrad::Learner::sgd(0.1));
+    let (sx, sy) = batch(None);
+    t.train_minibatch(&[(x, &sx), (y, &sy)], true).unwrap();
+    ctx.inject_fault(wgrad::Fault::LoseDevice).unwrap();
+    for _ in 0..3 {
+        let e = t
+            .train_minibatch(&[(x, &sx), (y, &sy)], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("device was lost"), "{e}");
+    }
+    assert!(ctx.wait().is_err());
+}

@@ -86,10 +86,28 @@ impl Trainer {
         partial: bool,
     ) -> Result<(HashMap<String, String>, Vec<String>)> {
         let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-        let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
-        let st = SafeTensors::deserialize(&bytes)
+        self.load_bytes(&bytes, &path.display().to_string(), partial)
+    }
+
+    /// [`Trainer::load_checkpoint`] of a checkpoint's bytes; errors name it `name`.
+    pub fn load_checkpoint_bytes(
+        &mut self,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<HashMap<String, String>> {
+        self.load_bytes(bytes, name, false).map(|(meta, _)| meta)
+    }
+
+    fn load_bytes(
+        &mut self,
+        bytes: &[u8],
+        name: &str,
+        partial: bool,
+    ) -> Result<(HashMap<String, String>, Vec<String>)> {
+        let bad = |m: String| Error::Invalid(format!("{name}: {m}"));
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         // Checkpoints written before the learner was recorded load into any learner. A
         // partial load from another learner takes the variables but not its state.

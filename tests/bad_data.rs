@@ -189,3 +189,32 @@ fn atomic_writes_leave_no_temporary_files_and_never_collide() {
     assert_eq!(names.len(), 2, "{names:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn node_ids_from_another_graph_are_errors_not_panics() {
+    let ctx = common::ctx();
+    let big = Graph::new();
+    let mut last = big.input("a", &[2]).unwrap();
+    for _ in 0..10 {
+        last = big.relu(last).unwrap();
+    }
+    let small = Graph::new();
+    let x = small.input("x", &[2]).unwrap();
+    let loss = small.reduce_sum(x, &[]).unwrap();
+    assert!(small
+        .relu(last)
+        .unwrap_err()
+        .to_string()
+        .contains("not in this graph"));
+    assert!(small.grad(last, &[x]).is_err());
+    assert!(small.grad(loss, &[last]).is_err());
+    assert!(Trainer::new(&ctx, &small, last, None, Learner::sgd(0.1)).is_err());
+    assert_eq!(small.name(last), None);
+    let mut ex = wgrad::Executor::new(&ctx, &small).unwrap();
+    let e = ex
+        .eval(&[last], &[(x, &[1.0, 2.0])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not in this executor's graph"), "{e}");
+    assert!(ex.eval(&[loss], &[(last, &[1.0, 2.0])]).is_err());
+}

@@ -14,7 +14,10 @@ impl Graph {
     /// Gradients of the scalar `loss` with respect to each node of `wrt`, as new nodes.
     /// A node that `loss` does not depend on gets a zero gradient.
     pub fn grad(&self, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
-        let ls = self.shape(loss);
+        let ls = self.check("grad", loss)?;
+        for &w in wrt {
+            self.check("grad", w)?;
+        }
         if !ls.is_scalar() {
             return Err(Error::Invalid(format!(
                 "grad: the loss must be a scalar (reduce it first, e.g. reduce_mean), got shape {ls}"

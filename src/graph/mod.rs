@@ -118,7 +118,8 @@ impl Graph {
         self.len() == 0
     }
 
-    /// The shape of a node.
+    /// The shape of a node. Panics if `id` is not a node of this graph (every op builder
+    /// returns an error for such an id instead).
     pub fn shape(&self, id: NodeId) -> Shape {
         self.nodes.borrow()[id.0].shape.clone()
     }
@@ -174,10 +175,11 @@ impl Graph {
         self.ids_where(|op| matches!(op, Op::Input { .. }))
     }
 
-    /// The name of an input or parameter node.
+    /// The name of an input or parameter node (`None` for other nodes and for ids not in
+    /// this graph).
     pub fn name(&self, id: NodeId) -> Option<String> {
-        match &self.nodes.borrow()[id.0].op {
-            Op::Input { name } | Op::Param { name, .. } => Some(name.clone()),
+        match self.nodes.borrow().get(id.0).map(|n| &n.op) {
+            Some(Op::Input { name } | Op::Param { name, .. }) => Some(name.clone()),
             _ => None,
         }
     }

@@ -44,6 +44,10 @@ impl Trainer {
         metric: Option<NodeId>,
         learner: Learner,
     ) -> Result<Trainer> {
+        graph.check("Trainer::new (loss)", loss)?;
+        if let Some(m) = metric {
+            graph.check("Trainer::new (metric)", m)?;
+        }
         // Per-token losses and metrics of sequences average over the valid steps.
         let token_mean = |x: NodeId| -> Result<NodeId> {
             match graph.shape(x).has_seq() {

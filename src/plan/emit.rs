@@ -37,18 +37,7 @@ pub(crate) fn plan(
     extras: &Extras<'_>,
     outputs: &[NodeId],
 ) -> Result<Plan> {
-    let mut inputs = Vec::with_capacity(layout.inputs.len());
-    for &id in layout.inputs {
-        let name = match g.op(id.0) {
-            crate::Op::Input { name } => name.clone(),
-            _ => unreachable!("inputs are input nodes"),
-        };
-        inputs.push((
-            id,
-            ctx.storage(&format!("input {name}"), g.numel(id.0), g.dtype(id.0))?,
-            g.numel(id.0),
-        ));
-    }
+    let inputs = input_buffers(ctx, g, layout.inputs)?;
     let mut slots = Vec::with_capacity(layout.slot_sizes.len());
     for (k, &n) in layout.slot_sizes.iter().enumerate() {
         slots.push(ctx.storage_bytes(&format!("slot {k}"), n as u64)?);
@@ -162,10 +151,7 @@ pub(crate) fn plan(
             (b.buffer.clone(), b.offset, g.numel(o.0))
         })
         .collect();
-    // A training step's guard words are read back after its outputs.
-    if let Some(u) = extras.updates.first() {
-        out_bufs.push(((**u.guard).clone(), 0, (u.guard.size() / 4) as usize));
-    }
+    out_bufs.extend(guard_readback(extras));
     let staging = staging_buffers(ctx, &out_bufs)?;
     let mut keep = slots;
     keep.push(params);
@@ -182,6 +168,33 @@ pub(crate) fn plan(
         },
         _keep: keep,
     })
+}
+
+/// A buffer for each fed input: (input, buffer, elements).
+fn input_buffers(
+    ctx: &Context,
+    g: &PlanGraph,
+    ids: &[NodeId],
+) -> Result<Vec<(NodeId, crate::device::Buffer, usize)>> {
+    let mut inputs = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let name = match g.op(id.0) {
+            crate::Op::Input { name } => name.clone(),
+            _ => unreachable!("inputs are input nodes"),
+        };
+        inputs.push((
+            id,
+            ctx.storage(&format!("input {name}"), g.numel(id.0), g.dtype(id.0))?,
+            g.numel(id.0),
+        ));
+    }
+    Ok(inputs)
+}
+
+/// A training step's guard words, read back after its outputs.
+fn guard_readback(extras: &Extras<'_>) -> Option<(wgpu::Buffer, u64, usize)> {
+    let u = extras.updates.first()?;
+    Some(((**u.guard).clone(), 0, (u.guard.size() / 4) as usize))
 }
 
 /// The summary of dispatch `d` run as `kernel` with `bufs` bound (and `copies` operands

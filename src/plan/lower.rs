@@ -289,21 +289,26 @@ fn node_dispatches(
     });
     if target.check_numerics {
         for k in std::iter::once(i).chain(sibling) {
-            let mut params = fill_params(g.numel(k), Fill::Nan);
-            if let Params::Fill(p) = &mut params {
-                p.op = k as u32;
-            }
-            out.push(Dispatch {
-                kernel: Kernel::FiniteCheck,
-                params,
-                buffers: vec![Buf::Node(k), Buf::Numerics],
-                groups: groups_1d(g.numel(k)),
-                label: "finite check".into(),
-                role: Role::NumericsCheck,
-                output: g.dims[k].clone(),
-                alpha: 1.0,
-            });
+            out.push(finite_check(g, k));
         }
     }
     Ok(())
+}
+
+/// The per-op numerics check of node `k`'s value (`ContextOptions::check_numerics`).
+fn finite_check(g: &PlanGraph, k: usize) -> Dispatch {
+    let mut params = fill_params(g.numel(k), Fill::Nan);
+    if let Params::Fill(p) = &mut params {
+        p.op = k as u32;
+    }
+    Dispatch {
+        kernel: Kernel::FiniteCheck,
+        params,
+        buffers: vec![Buf::Node(k), Buf::Numerics],
+        groups: groups_1d(g.numel(k)),
+        label: "finite check".into(),
+        role: Role::NumericsCheck,
+        output: g.dims[k].clone(),
+        alpha: 1.0,
+    }
 }

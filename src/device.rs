@@ -331,7 +331,10 @@ impl Context {
 
     /// A storage buffer for `len` elements of `dtype`, usable as copy source and destination.
     pub(crate) fn storage(&self, what: &str, len: usize, dtype: DType) -> Result<Buffer> {
-        self.storage_bytes(what, (len * dtype.size()) as u64)
+        let bytes = (len as u64)
+            .checked_mul(dtype.size() as u64)
+            .unwrap_or(u64::MAX);
+        self.storage_bytes(what, bytes)
     }
 
     /// A storage buffer of `bytes` bytes (copyable both ways).

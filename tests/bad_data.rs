@@ -218,3 +218,32 @@ fn node_ids_from_another_graph_are_errors_not_panics() {
     assert!(e.contains("not in this executor's graph"), "{e}");
     assert!(ex.eval(&[loss], &[(last, &[1.0, 2.0])]).is_err());
 }
+
+#[test]
+fn sizes_that_overflow_are_errors_and_empty_axes_are_rejected_at_creation() {
+    let g = Graph::new();
+    let e = g.input("a", &[1 << 40, 1 << 40]).unwrap_err().to_string();
+    assert!(e.contains("2^32 or more"), "{e}");
+    let e = g
+        .parameter("p", &[usize::MAX, 3], wgrad::Init::Zeros)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2^32 or more"), "{e}");
+    assert!(g
+        .input("z", &[0])
+        .unwrap_err()
+        .to_string()
+        .contains("empty axis"));
+    assert!(g
+        .parameter("q", &[0, 3], wgrad::Init::Zeros)
+        .unwrap_err()
+        .to_string()
+        .contains("empty axis"));
+    // A feed with no samples is an error too.
+    let ctx = common::ctx();
+    let x = g.input("x", &[3]).unwrap();
+    let y = g.relu(x).unwrap();
+    let mut ex = wgrad::Executor::new(&ctx, &g).unwrap();
+    let e = ex.eval(&[y], &[(x, &[])]).unwrap_err().to_string();
+    assert!(e.contains("non-zero multiple"), "{e}");
+}

@@ -254,6 +254,12 @@ impl Graph {
                 );
             }
         }
+        if !fits(&shape.resolve(1)) {
+            return shape_err(
+                "input",
+                format!("{name}: {shape} has 2^32 or more elements per sample"),
+            );
+        }
         if shape.0.contains(&Dim::Fixed(0)) {
             return shape_err("input", format!("{name}: empty axis in {shape}"));
         }
@@ -309,6 +315,12 @@ impl Graph {
         init: Init,
         trainable: bool,
     ) -> Result<NodeId> {
+        if !fits(dims) {
+            return shape_err(
+                "parameter",
+                format!("{name}: {dims:?} has 2^32 or more elements"),
+            );
+        }
         if dims.contains(&0) {
             return shape_err("parameter", format!("{name}: empty axis in {dims:?}"));
         }
@@ -338,4 +350,12 @@ impl Graph {
     pub fn scalar(&self, value: f32) -> NodeId {
         self.constant(value, &[])
     }
+}
+
+/// Whether a tensor of `dims` has fewer than 2^32 elements (kernels index with u32), with
+/// the product checked.
+fn fits(dims: &[usize]) -> bool {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_some_and(|n| n < 1 << 32)
 }

@@ -331,9 +331,7 @@ impl Context {
 
     /// A storage buffer for `len` elements of `dtype`, usable as copy source and destination.
     pub(crate) fn storage(&self, what: &str, len: usize, dtype: DType) -> Result<Buffer> {
-        let bytes = (len as u64)
-            .checked_mul(dtype.size() as u64)
-            .unwrap_or(u64::MAX);
+        let bytes = (len as u64).saturating_mul(dtype.size() as u64);
         self.storage_bytes(what, bytes)
     }
 

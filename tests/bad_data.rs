@@ -191,32 +191,38 @@ fn atomic_writes_leave_no_temporary_files_and_never_collide() {
 }
 
 #[test]
-fn node_ids_from_another_graph_are_errors_not_panics() {
+fn node_ids_from_another_graph_are_errors_not_other_nodes() {
     let ctx = common::ctx();
     let big = Graph::new();
-    let mut last = big.input("a", &[2]).unwrap();
+    let a = big.input("a", &[2]).unwrap();
+    let mut last = a;
     for _ in 0..10 {
         last = big.relu(last).unwrap();
     }
     let small = Graph::new();
     let x = small.input("x", &[2]).unwrap();
     let loss = small.reduce_sum(x, &[]).unwrap();
-    assert!(small
-        .relu(last)
-        .unwrap_err()
-        .to_string()
-        .contains("not in this graph"));
-    assert!(small.grad(last, &[x]).is_err());
-    assert!(small.grad(loss, &[last]).is_err());
-    assert!(Trainer::new(&ctx, &small, last, None, Learner::sgd(0.1)).is_err());
-    assert_eq!(small.name(last), None);
+    // `a` has the index of `x`: still not this graph's node.
+    assert_eq!(a.index(), x.index());
+    for id in [last, a] {
+        let e = small.relu(id).unwrap_err().to_string();
+        assert!(e.contains("belongs to another graph"), "{e}");
+        assert!(small.grad(id, &[x]).is_err());
+        assert!(small.grad(loss, &[id]).is_err());
+        assert!(Trainer::new(&ctx, &small, id, None, Learner::sgd(0.1)).is_err());
+        assert_eq!(small.name(id), None);
+    }
     let mut ex = wgrad::Executor::new(&ctx, &small).unwrap();
-    let e = ex
-        .eval(&[last], &[(x, &[1.0, 2.0])])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not in this executor's graph"), "{e}");
-    assert!(ex.eval(&[loss], &[(last, &[1.0, 2.0])]).is_err());
+    for id in [last, a] {
+        let e = ex.eval(&[id], &[(x, &[1.0, 2.0])]).unwrap_err().to_string();
+        assert!(e.contains("belongs to another graph"), "{e}");
+        let e = ex
+            .eval(&[loss], &[(id, &[1.0, 2.0])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("belongs to another graph"), "{e}");
+        assert!(ex.parameter(id).is_err());
+    }
 }
 
 #[test]

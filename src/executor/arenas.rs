@@ -265,10 +265,10 @@ pub(super) fn param_arenas(ctx: &Context, nodes: &[Node]) -> Result<Vec<ParamAre
         match layouts.last_mut().filter(|l| fits(l.0)) {
             Some(l) => {
                 let offset = l.0.next_multiple_of(align);
-                l.1.push((NodeId(i), offset, len));
+                l.1.push((NodeId::at(i), offset, len));
                 l.0 = offset + bytes;
             }
-            None => layouts.push((bytes, vec![(NodeId(i), 0, len)])),
+            None => layouts.push((bytes, vec![(NodeId::at(i), 0, len)])),
         }
     }
     layouts

@@ -12,6 +12,12 @@ impl Executor {
     pub(super) fn sizes(&self, targets: &[NodeId], feed: &Feed, training: bool) -> Result<Sizes> {
         let need = plan::needed(&self.nodes, targets, training);
         for (id, _) in feed {
+            if !id.of_graph(self.tag) {
+                return Err(Error::Feed(format!(
+                    "node {} belongs to another graph than this executor's",
+                    id.0
+                )));
+            }
             if !matches!(self.nodes.get(id.0).map(|n| &n.op), Some(Op::Input { .. })) {
                 return Err(Error::Feed(format!(
                     "node {} is not an input variable",

@@ -100,7 +100,7 @@ impl Executor {
                 .rev()
                 .find(|m| m.1 <= at)
                 .map(|m| m.0)
-                .unwrap_or(NodeId(usize::MAX));
+                .unwrap_or(NodeId::at(usize::MAX));
             let param = l.params.iter().find(|p| p.1 == grad).map(|p| p.0);
             let name = match param.map(|p| &self.nodes[p.0].op) {
                 Some(Op::Param { name, .. }) => name.clone(),

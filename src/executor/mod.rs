@@ -70,6 +70,8 @@ pub struct Executor {
     /// Where the per-op numerics check records the first bad node
     /// (`ContextOptions::check_numerics`).
     numerics: Option<Buffer>,
+    /// The tag of the graph's ids: ids of other graphs are errors.
+    tag: crate::graph::GraphTag,
 }
 
 /// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
@@ -108,7 +110,7 @@ impl Executor {
                     let values = match *init {
                         Init::Orthogonal { gain } => orthogonal(&dims, *seed, gain),
                         _ => {
-                            let Some(v) = graph.given_values(NodeId(i)) else {
+                            let Some(v) = graph.given_values(NodeId::at(i)) else {
                                 return Err(Error::Invalid(format!(
                                     "parameter {}: Init::Given needs values: make it with \
                                      Graph::parameter_from",
@@ -121,7 +123,7 @@ impl Executor {
                             v.to_vec()
                         }
                     };
-                    let t = match persistent.entry(NodeId(i)) {
+                    let t = match persistent.entry(NodeId::at(i)) {
                         std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                         std::collections::hash_map::Entry::Vacant(v) => {
                             v.insert(Tensor::empty(ctx, &dims)?)
@@ -134,10 +136,10 @@ impl Executor {
                 Op::Const { value } => Fill::Const(*value),
                 _ => continue,
             };
-            match persistent.get(&NodeId(i)) {
+            match persistent.get(&NodeId::at(i)) {
                 Some(t) => t.fill(ctx, fill)?,
                 None => {
-                    persistent.insert(NodeId(i), Tensor::filled(ctx, &dims, fill)?);
+                    persistent.insert(NodeId::at(i), Tensor::filled(ctx, &dims, fill)?);
                 }
             }
         }
@@ -152,6 +154,7 @@ impl Executor {
         };
         Ok(Executor {
             numerics,
+            tag: graph.tag(),
             ctx: ctx.clone(),
             nodes,
             axes,
@@ -304,6 +307,12 @@ impl Executor {
         let training = pass != Pass::Eval;
         let update = pass == Pass::Train;
         for o in outputs {
+            if !o.of_graph(self.tag) {
+                return Err(Error::Invalid(format!(
+                    "eval: node {} belongs to another graph than this executor's",
+                    o.0
+                )));
+            }
             if o.0 >= self.nodes.len() {
                 return Err(Error::Invalid(format!(
                     "eval: node {} is not in this executor's graph (it has {} nodes; build the executor after the graph)",

@@ -18,6 +18,12 @@ impl Executor {
     }
 
     pub(super) fn param_tensor(&self, id: NodeId) -> Result<&Tensor> {
+        if !id.of_graph(self.tag) {
+            return Err(Error::Invalid(format!(
+                "node {} belongs to another graph than this executor's",
+                id.0
+            )));
+        }
         match self.nodes.get(id.0).map(|n| &n.op) {
             Some(Op::Param { .. }) => Ok(&self.persistent[&id]),
             _ => Err(Error::Invalid(format!("node {} is not a parameter", id.0))),
@@ -30,7 +36,7 @@ impl Executor {
         let mut out = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Op::Param { name, .. } = &node.op {
-                let t = &self.persistent[&NodeId(i)];
+                let t = &self.persistent[&NodeId::at(i)];
                 out.push((name.clone(), t.shape().to_vec(), t.to_vec(&self.ctx)?));
             }
         }
@@ -70,7 +76,7 @@ impl Executor {
         let mut targets: Vec<(String, &Tensor)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if let Op::Param { name, .. } = &node.op {
-                targets.push((name.clone(), &self.persistent[&NodeId(i)]));
+                targets.push((name.clone(), &self.persistent[&NodeId::at(i)]));
             }
         }
         if let Some(l) = &self.learner {

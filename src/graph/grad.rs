@@ -29,7 +29,7 @@ impl Graph {
         {
             let nodes = self.nodes();
             for i in 0..n {
-                depends[i] = wrt.contains(&NodeId(i))
+                depends[i] = wrt.contains(&NodeId::at(i))
                     || nodes[i].op.inputs().iter().any(|j| j.0 < n && depends[j.0]);
             }
         }
@@ -37,7 +37,7 @@ impl Graph {
         let seed = self.constant(1.0, &ls.resolve(1));
         grads.insert(loss, seed);
         for i in (0..n).rev() {
-            let id = NodeId(i);
+            let id = NodeId::at(i);
             let Some(&g) = grads.get(&id) else { continue };
             if !depends[i] {
                 continue;

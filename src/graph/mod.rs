@@ -21,15 +21,69 @@ pub use op::{AttnPart, BinaryOp, Op, ReduceOp, UnaryOp, Window};
 /// The name of the input that holds the sequence lengths ([`Graph::sequence_lengths`]).
 pub const SEQUENCE_LENGTHS: &str = "sequence lengths";
 
-/// A node of a [`Graph`]; cheap to copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(pub(crate) usize);
+/// A node of a [`Graph`]; cheap to copy. It remembers which graph made it, so that an id
+/// used with another graph (or another graph's executor) is an error, not another node.
+/// Ids compare, hash and order by their index alone.
+#[derive(Clone, Copy)]
+pub struct NodeId(pub(crate) usize, pub(crate) GraphTag);
+
+/// Which graph made a node id; 0 for ids made inside wgrad, which match any graph.
+pub(crate) type GraphTag = u32;
 
 impl NodeId {
     /// The node's index in its graph.
     pub fn index(self) -> usize {
         self.0
     }
+
+    /// The id of node `i` of whichever graph is at hand (for wgrad's own loops over nodes).
+    pub(crate) const fn at(i: usize) -> NodeId {
+        NodeId(i, 0)
+    }
+
+    /// Whether the id may name a node of the graph tagged `tag`.
+    pub(crate) fn of_graph(self, tag: GraphTag) -> bool {
+        self.1 == 0 || self.1 == tag
+    }
+}
+
+impl PartialEq for NodeId {
+    fn eq(&self, other: &NodeId) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for NodeId {}
+
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &NodeId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NodeId {
+    fn cmp(&self, other: &NodeId) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeId({})", self.0)
+    }
+}
+
+/// A tag for each new graph (from 1).
+fn next_tag() -> GraphTag {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .max(1)
 }
 
 /// How a parameter is initialised.
@@ -80,13 +134,20 @@ pub struct Node {
 }
 
 /// A computation graph. Nodes are only ever appended, so ids are in topological order.
-#[derive(Default)]
 pub struct Graph {
     nodes: RefCell<Vec<Node>>,
     assigns: RefCell<Vec<(NodeId, NodeId)>>,
     given: RefCell<Vec<(NodeId, std::rc::Rc<[f32]>)>>,
     axes: RefCell<Vec<AxisInfo>>,
     seed: u64,
+    /// Marks the ids this graph hands out.
+    tag: GraphTag,
+}
+
+impl Default for Graph {
+    fn default() -> Graph {
+        Graph::with_seed(0)
+    }
 }
 
 impl Graph {
@@ -98,9 +159,18 @@ impl Graph {
     /// An empty graph whose parameter initialisers derive from `seed`.
     pub fn with_seed(seed: u64) -> Graph {
         Graph {
+            nodes: RefCell::default(),
+            assigns: RefCell::default(),
+            given: RefCell::default(),
+            axes: RefCell::default(),
             seed,
-            ..Graph::default()
+            tag: next_tag(),
         }
+    }
+
+    /// The tag of the ids this graph hands out.
+    pub(crate) fn tag(&self) -> GraphTag {
+        self.tag
     }
 
     /// A snapshot of the nodes.
@@ -121,6 +191,11 @@ impl Graph {
     /// The shape of a node. Panics if `id` is not a node of this graph (every op builder
     /// returns an error for such an id instead).
     pub fn shape(&self, id: NodeId) -> Shape {
+        assert!(
+            id.of_graph(self.tag),
+            "Graph::shape: node {} belongs to another graph",
+            id.0
+        );
         self.nodes.borrow()[id.0].shape.clone()
     }
 
@@ -178,6 +253,9 @@ impl Graph {
     /// The name of an input or parameter node (`None` for other nodes and for ids not in
     /// this graph).
     pub fn name(&self, id: NodeId) -> Option<String> {
+        if !id.of_graph(self.tag) {
+            return None;
+        }
         match self.nodes.borrow().get(id.0).map(|n| &n.op) {
             Some(Op::Input { name } | Op::Param { name, .. }) => Some(name.clone()),
             _ => None,
@@ -192,18 +270,24 @@ impl Graph {
             .position(
                 |n| matches!(&n.op, Op::Input { name: m } | Op::Param { name: m, .. } if m == name),
             )
-            .map(NodeId)
+            .map(|i| NodeId(i, self.tag))
     }
 
     fn ids_where(&self, f: impl Fn(&Op) -> bool) -> Vec<NodeId> {
         let nodes = self.nodes.borrow();
         (0..nodes.len())
             .filter(|&i| f(&nodes[i].op))
-            .map(NodeId)
+            .map(|i| NodeId(i, self.tag))
             .collect()
     }
 
     pub(crate) fn check(&self, op: &'static str, id: NodeId) -> Result<Shape> {
+        if !id.of_graph(self.tag) {
+            return Err(Error::Invalid(format!(
+                "{op}: node {} belongs to another graph",
+                id.0
+            )));
+        }
         let nodes = self.nodes.borrow();
         nodes
             .get(id.0)
@@ -223,7 +307,7 @@ impl Graph {
             shape,
             dtype: DType::F32,
         });
-        NodeId(nodes.len() - 1)
+        NodeId(nodes.len() - 1, self.tag)
     }
 
     /// An input with a leading batch axis: `input("x", &[2])` has shape `[batch, 2]`.

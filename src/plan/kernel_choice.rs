@@ -306,7 +306,7 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
             match *g.op(i) {
                 Op::GatherRows { .. } => (Kernel::GatherRows, rows(table), groups_1d(n)),
                 // One invocation per element of the table gradient.
-                _ => (Kernel::ScatterRows, rows(NodeId(i)), groups_1d(n)),
+                _ => (Kernel::ScatterRows, rows(NodeId::at(i)), groups_1d(n)),
             }
         }
         _ => unreachable!("movement_dispatch takes movement ops"),
@@ -399,9 +399,9 @@ fn attention_dispatch(g: &PlanGraph, i: usize) -> Choice {
     let d = |x: NodeId| &g.dims[x.0];
     // The [batch, seq_q, seq_k] tensor of the part, and its feature width.
     let (qk, width) = match part {
-        AttnPart::Weights => (d(NodeId(i)), d(args[0])[2]),
+        AttnPart::Weights => (d(NodeId::at(i)), d(args[0])[2]),
         AttnPart::Apply => (d(args[0]), d(args[1])[2]),
-        AttnPart::ApplyGradAlpha => (d(NodeId(i)), d(args[1])[2]),
+        AttnPart::ApplyGradAlpha => (d(NodeId::at(i)), d(args[1])[2]),
         AttnPart::ApplyGradValues => (d(args[0]), d(args[1])[2]),
         AttnPart::ScoreGrad => (d(args[0]), 1),
         AttnPart::GradQ | AttnPart::GradK | AttnPart::GradV => (d(args[3]), d(args[0])[2]),

@@ -283,7 +283,7 @@ fn node_dispatches(
         buffers,
         groups,
         label: format!("{kernel:?} {:?}", g.dims[i]),
-        role: Role::Compute(crate::NodeId(i)),
+        role: Role::Compute(crate::NodeId::at(i)),
         output: g.dims[i].clone(),
         alpha,
     });

@@ -185,10 +185,10 @@ fn fixed_storage(
     for i in live.needed() {
         storage[i] = match g.op(i) {
             Op::Input { .. } => {
-                inputs.push(NodeId(i));
+                inputs.push(NodeId::at(i));
                 Some(Storage::Input(inputs.len() - 1))
             }
-            Op::Param { .. } | Op::Const { .. } => Some(Storage::Persistent(NodeId(i))),
+            Op::Param { .. } | Op::Const { .. } => Some(Storage::Persistent(NodeId::at(i))),
             _ => None,
         };
     }

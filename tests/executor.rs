@@ -203,7 +203,8 @@ fn all_parameters_update_in_one_dispatch_even_with_shared_gradients() {
 fn pipelined_steps_report_the_same_losses_one_step_late() {
     let ctx = ctx();
     let (mut plain, x, t, _) = regression(&ctx, Sgd::new(0.05).momentum(0.9));
-    let (mut piped, ..) = regression(&ctx, Sgd::new(0.05).momentum(0.9));
+    // A second, identical graph: its own ids (ids of the first are errors there).
+    let (mut piped, px, pt, _) = regression(&ctx, Sgd::new(0.05).momentum(0.9));
     let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..6)
         .map(|k| (rand_vec(4 * 3, 40 + k), rand_vec(4, 50 + k)))
         .collect();
@@ -212,7 +213,8 @@ fn pipelined_steps_report_the_same_losses_one_step_late() {
     for (k, (xd, td)) in batches.iter().enumerate() {
         let feed = [(x, &xd[..]), (t, &td[..])];
         want.push(plain.train_minibatch(&feed, true).unwrap().unwrap().loss);
-        let previous = piped.train_minibatch_pipelined(&feed).unwrap();
+        let pfeed = [(px, &xd[..]), (pt, &td[..])];
+        let previous = piped.train_minibatch_pipelined(&pfeed).unwrap();
         assert_eq!(previous.is_none(), k == 0, "step {k}");
         got.extend(previous.map(|s| s.loss));
     }

@@ -134,6 +134,7 @@ impl Context {
     pub fn with_options(options: ContextOptions) -> Result<Context> {
         let mut options = options;
         options.check_numerics |= std::env::var("WGRAD_CHECK_NUMERICS").is_ok_and(|v| v == "1");
+        quiet_headless_vulkan();
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance)?;
@@ -453,6 +454,23 @@ impl Context {
         staging.unmap();
         Ok(out)
     }
+}
+
+/// On a headless Linux machine (no `XDG_RUNTIME_DIR`), Mesa's Vulkan device-selection layer
+/// tries to reach a display server to rank devices and prints two `error: XDG_RUNTIME_DIR is
+/// invalid` lines on every run. wgrad ranks adapters itself (`pick_adapter`), so the layer is
+/// switched off there, unless the user set `NODEVICE_SELECT` already. Called before the first
+/// instance is made, from the thread creating the context.
+fn quiet_headless_vulkan() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if cfg!(target_os = "linux")
+            && std::env::var_os("XDG_RUNTIME_DIR").is_none()
+            && std::env::var_os("NODEVICE_SELECT").is_none()
+        {
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
 }
 
 /// Locks a mutex whose holder may have panicked: the data it guards (caches, error lists)

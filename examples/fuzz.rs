@@ -321,12 +321,24 @@ pub fn run(mut target: Target, iterations: u64, seed: u64) -> Stats {
     stats
 }
 
+/// Fuzzes wgrad's readers with mutated inputs.
+#[derive(clap::Parser, Debug)]
+#[allow(dead_code)]
+struct Args {
+    /// Inputs per target.
+    #[arg(default_value_t = 100_000)]
+    iterations: u64,
+    /// Only this target: idx-raw, idx-gzip, ctf or checkpoint.
+    target: Option<String>,
+    /// Seed of the mutations.
+    #[arg(default_value_t = 1)]
+    seed: u64,
+}
+
 #[allow(dead_code)]
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let iterations: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let only = args.get(1).cloned();
-    let seed: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let args = <Args as clap::Parser>::parse();
+    let (iterations, only, seed) = (args.iterations, args.target, args.seed);
     let mut failed = false;
     for make in all() {
         let target = make();

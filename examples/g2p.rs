@@ -9,12 +9,9 @@
 //! ```text
 //! cargo run --release --example g2p -- --epochs 6
 //! ```
-//! Options: `--data FILE` (default `$WGRAD_CMUDICT` or
-//! `../shared/data/cmudict/cmudict.dict.gz`), `--epochs N` (6), `--seed N` (0), `--limit N`
-//! (train on the first N training words of a shuffled order, test on N/20; all by default),
-//! `--beam K` (1: greedy decoding, the default; K > 1: beam search of width K),
-//! `--write-ctf DIR` (also write the prepared splits as CTF sequences, DIR/train.ctf and
-//! DIR/test.ctf), `--ctf DIR` (read the splits from such files instead of the dictionary).
+//! `--help` lists the options: the dictionary, epochs, seed, `--limit N` (a subset), `--beam K`
+//! (1: greedy decoding; K > 1: beam search of width K), `--write-ctf DIR` and `--ctf DIR`
+//! (write the prepared splits as CTF sequences, or read them from such files).
 
 use std::path::PathBuf;
 
@@ -468,55 +465,56 @@ pub fn evaluate(
     Ok((r.token, r.sequence, decoded))
 }
 
+/// CNTK 204: grapheme → phoneme on the CMU Pronouncing Dictionary.
+#[derive(clap::Parser, Debug)]
+#[allow(dead_code)]
+struct Args {
+    /// The dictionary; default `$WGRAD_CMUDICT` or `../shared/data/cmudict/cmudict.dict.gz`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// Seed of the initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Beam width of the decoding (1: greedy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    beam: u64,
+    /// Train on the first N words of a shuffled order and test on N/20 (default: all).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also write the prepared splits as CTF sequences, DIR/train.ctf and DIR/test.ctf.
+    #[arg(long, value_name = "DIR")]
+    write_ctf: Option<PathBuf>,
+    /// Read the splits from such files instead of the dictionary.
+    #[arg(long, value_name = "DIR")]
+    ctf: Option<PathBuf>,
+}
+
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let num = |flag: &str, default: usize| -> wgrad::Result<usize> {
-        get(flag).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a whole number, got {v}")))
-        })
-    };
-    let data = get("--data")
-        .or_else(|| std::env::var("WGRAD_CMUDICT").ok())
-        .map(PathBuf::from)
+    let args = <Args as clap::Parser>::parse();
+    let data = args
+        .data
+        .clone()
+        .or_else(|| std::env::var("WGRAD_CMUDICT").ok().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("../shared/data/cmudict/cmudict.dict.gz"));
-    let (epochs, seed, beam) = (
-        num("--epochs", 6)?,
-        num("--seed", 0)? as u64,
-        num("--beam", 1)?,
-    );
-    if beam == 0 {
-        return Err(wgrad::Error::Invalid(
-            "--beam needs a width of at least 1".into(),
-        ));
-    }
-    let mut dict = match get("--ctf") {
+    let (epochs, seed, beam) = (args.epochs, args.seed, args.beam as usize);
+    let mut dict = match &args.ctf {
         // Train and test splits as CTF sequences (written by --write-ctf).
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            cmudict::CmuDict {
-                train: read_ctf(&dir.join("train.ctf"))?,
-                test: read_ctf(&dir.join("test.ctf"))?,
-            }
-        }
+        Some(dir) => cmudict::CmuDict {
+            train: read_ctf(&dir.join("train.ctf"))?,
+            test: read_ctf(&dir.join("test.ctf"))?,
+        },
         None => cmudict::load(&data)?,
     };
-    if let Some(dir) = get("--write-ctf") {
-        let dir = PathBuf::from(dir);
+    if let Some(dir) = &args.write_ctf {
         write_ctf(&dir.join("train.ctf"), &dict.train)?;
         write_ctf(&dir.join("test.ctf"), &dict.test)?;
         println!("wrote {}/train.ctf and test.ctf", dir.display());
     }
-    if let Some(limit) = get("--limit") {
-        let n: usize = limit
-            .parse()
-            .map_err(|_| wgrad::Error::Invalid(format!("--limit needs a number, got {limit}")))?;
+    if let Some(n) = args.limit {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         dict.train.shuffle(&mut rng);
         dict.test.shuffle(&mut rng);

@@ -6,10 +6,8 @@
 //! ```text
 //! cargo run --release --example lstm_sine
 //! ```
-//! Options: `--learner fsadagrad|adam` (fsadagrad), `--lr X` (0.02), `--model lstm|gru|rnn`,
-//! `--epochs N` (100), `--seed N` (0), `--dropout P`
-//! (0.2), `--forget-bias B` (0, CNTK's LSTM), `--shuffle` (shuffle the training windows each
-//! epoch; the tutorial keeps them in order), `--verbose` (a line per epoch).
+//! `--help` lists the options: learner (fsadagrad, adam), learning rate, model (lstm, gru,
+//! rnn), epochs, seed, dropout, forget-gate bias, shuffling and a line per epoch.
 
 use wgrad::data::Dataset;
 use wgrad::nn::{Dense, Dropout, Gru, Last, Lstm, Rnn, Sequential};
@@ -88,38 +86,53 @@ pub fn train(
     Ok(trainer.evaluate(&test, &inputs, 100)?.loss)
 }
 
+/// CNTK 106A: an LSTM (or GRU, RNN) predicting a sine wave 5 steps ahead.
+#[derive(clap::Parser, Debug)]
+#[allow(dead_code)]
+struct Args {
+    /// The learner: fsadagrad (the tutorial's) or adam.
+    #[arg(long, default_value = "fsadagrad")]
+    learner: String,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.02)]
+    lr: f32,
+    /// The recurrent layer: lstm, gru or rnn.
+    #[arg(long, default_value = "lstm")]
+    model: String,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Seed of the initialisation (and the shuffling).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Dropout after the recurrence.
+    #[arg(long, default_value_t = 0.2)]
+    dropout: f32,
+    /// Added to the LSTM's forget gate (0: CNTK's LSTM).
+    #[arg(long, default_value_t = 0.0)]
+    forget_bias: f32,
+    /// Shuffle the training windows each epoch (the tutorial keeps them in order).
+    #[arg(long)]
+    shuffle: bool,
+    /// A line per epoch.
+    #[arg(long)]
+    verbose: bool,
+}
+
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let num = |flag: &str, default: usize| -> wgrad::Result<usize> {
-        get(flag).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
-        })
-    };
-    let model = get("--model").unwrap_or_else(|| "lstm".into());
-    let lr: f32 = match get("--lr") {
-        Some(v) => v
-            .parse()
-            .map_err(|_| wgrad::Error::Invalid(format!("--lr needs a number, got {v}")))?,
-        None => 0.02,
-    };
-    let learner = match get("--learner").as_deref() {
-        None | Some("fsadagrad") => Learner::fsadagrad(lr, 0.9),
-        Some("adam") => Learner::adam(lr),
-        Some(other) => {
+    let args = <Args as clap::Parser>::parse();
+    let (model, lr) = (args.model.clone(), args.lr);
+    let learner = match args.learner.as_str() {
+        "fsadagrad" => Learner::fsadagrad(lr, 0.9),
+        "adam" => Learner::adam(lr),
+        other => {
             return Err(wgrad::Error::Invalid(format!(
                 "--learner {other}: use fsadagrad or adam"
             )))
         }
     };
-    let (epochs, seed) = (num("--epochs", 100)?, num("--seed", 0)? as u64);
+    let (epochs, seed) = (args.epochs, args.seed);
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     println!(
@@ -127,15 +140,8 @@ fn main() -> wgrad::Result<()> {
         learner.algorithm
     );
     let t0 = std::time::Instant::now();
-    let fnum = |flag: &str, default: f32| -> wgrad::Result<f32> {
-        get(flag).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
-        })
-    };
-    let (dropout, forget_bias) = (fnum("--dropout", 0.2)?, fnum("--forget-bias", 0.0)?);
-    let verbose = args.iter().any(|a| a == "--verbose");
-    let shuffle = args.iter().any(|a| a == "--shuffle");
+    let (dropout, forget_bias) = (args.dropout, args.forget_bias);
+    let (verbose, shuffle) = (args.verbose, args.shuffle);
     let mse = train(
         &ctx,
         &model,

@@ -3,10 +3,8 @@
 //! ```text
 //! cargo run --release --example mnist -- --model cnn --data ../shared/data/mnist-10k
 //! ```
-//! Options: `--model logreg|mlp|cnn|cnn-pool` (default cnn), `--data DIR` (IDX files, raw or
-//! .gz; default `$WGRAD_MNIST_DIR` or `../shared/data/mnist-10k`), `--epochs N` (10),
-//! `--batch N` (64), `--lr X` (0.2), `--seed N` (0), `--checkpoint FILE` (resumes from it when
-//! it exists), `--csv FILE`, `--plot FILE.png`.
+//! `--help` lists the options: the model (logreg, mlp, cnn, cnn-pool), the data directory,
+//! epochs, batch, learning rate, seed, a checkpoint to resume from, CSV and PNG outputs.
 
 use std::path::PathBuf;
 
@@ -79,34 +77,57 @@ pub fn train(
     Ok((records, trainer))
 }
 
+/// CNTK 103 on MNIST: logistic regression, an MLP and two CNNs, trained with SGD.
+#[derive(clap::Parser, Debug)]
+#[allow(dead_code)]
+struct Args {
+    /// The model: logreg, mlp, cnn or cnn-pool.
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
+    /// `../shared/data/mnist-10k`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = 0.2)]
+    lr: f32,
+    /// Seed of the initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint file, written each epoch and resumed from when it exists.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// CSV file of the per-epoch records.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// PNG file of the training curves.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let num = |flag: &str, default: f64| -> wgrad::Result<f64> {
-        get(flag).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
-        })
-    };
-    let kind = get("--model").unwrap_or_else(|| "cnn".into());
-    let dir = get("--data")
-        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok())
-        .map(PathBuf::from)
+    let args = <Args as clap::Parser>::parse();
+    let kind = args.model.clone();
+    let dir = args
+        .data
+        .clone()
+        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("../shared/data/mnist-10k"));
     let opts = FitOptions {
-        epochs: num("--epochs", 10.0)? as usize,
-        batch: num("--batch", 64.0)? as usize,
-        shuffle_seed: Some(num("--seed", 0.0)? as u64),
-        checkpoint: get("--checkpoint").map(PathBuf::from),
+        epochs: args.epochs,
+        batch: args.batch,
+        shuffle_seed: Some(args.seed),
+        checkpoint: args.checkpoint.clone(),
         resume: true,
-        metrics_csv: get("--csv").map(PathBuf::from),
-        plot_png: get("--plot").map(PathBuf::from),
+        metrics_csv: args.csv.clone(),
+        plot_png: args.plot.clone(),
         ..FitOptions::default()
     };
     let ctx = Context::new()?;
@@ -116,16 +137,9 @@ fn main() -> wgrad::Result<()> {
         dir.display(),
         opts.epochs,
         opts.batch,
-        num("--lr", 0.2)?
+        args.lr
     );
-    let (records, _) = train(
-        &ctx,
-        &dir,
-        &kind,
-        num("--lr", 0.2)? as f32,
-        num("--seed", 0.0)? as u64,
-        &opts,
-    )?;
+    let (records, _) = train(&ctx, &dir, &kind, args.lr, args.seed, &opts)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;

@@ -4,10 +4,9 @@
 //! ```text
 //! cargo run --release --example mnist_rows -- --data ../shared/data/mnist-10k
 //! ```
-//! Options: `--data DIR` (IDX files, raw or .gz; default `$WGRAD_MNIST_DIR` or
-//! `../shared/data/mnist-10k`), `--epochs N` (10), `--seed N` (0), `--model lstm|gru|rnn`,
-//! `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras and Flax,
-//! instead of glorot-uniform as in CNTK).
+//! `--help` lists the options: the data directory, epochs, seed, the recurrent layer (lstm,
+//! gru, rnn) and `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras
+//! and Flax, instead of glorot-uniform as in CNTK).
 
 use std::path::PathBuf;
 
@@ -67,29 +66,40 @@ pub fn train(
     trainer.fit(&train, Some(&test), &inputs, opts)
 }
 
+/// An LSTM (or GRU, RNN) reading MNIST digits as 28 rows of 28 pixels.
+#[derive(clap::Parser, Debug)]
+#[allow(dead_code)]
+struct Args {
+    /// The recurrent layer: lstm, gru or rnn.
+    #[arg(long, default_value = "lstm")]
+    model: String,
+    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
+    /// `../shared/data/mnist-10k`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Seed of the initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Epochs to train.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Orthogonal recurrent weights (Keras, Flax) instead of glorot-uniform (CNTK).
+    #[arg(long)]
+    orthogonal: bool,
+}
+
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let num = |flag: &str, default: usize| -> wgrad::Result<usize> {
-        get(flag).map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| wgrad::Error::Invalid(format!("{flag} needs a number, got {v}")))
-        })
-    };
-    let model = get("--model").unwrap_or_else(|| "lstm".into());
-    let dir = get("--data")
-        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok())
-        .map(PathBuf::from)
+    let args = <Args as clap::Parser>::parse();
+    let model = args.model.clone();
+    let dir = args
+        .data
+        .clone()
+        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("../shared/data/mnist-10k"));
-    let seed = num("--seed", 0)? as u64;
+    let seed = args.seed;
     let opts = FitOptions {
-        epochs: num("--epochs", 10)?,
+        epochs: args.epochs,
         batch: 64,
         shuffle_seed: Some(seed),
         ..FitOptions::default()
@@ -101,7 +111,7 @@ fn main() -> wgrad::Result<()> {
         dir.display(),
         opts.epochs
     );
-    let orthogonal = args.iter().any(|a| a == "--orthogonal");
+    let orthogonal = args.orthogonal;
     let records = train(&ctx, &model, &dir, seed, orthogonal, &opts)?;
     let last = records
         .last()

@@ -18,15 +18,25 @@ mod mnist;
 use wgrad::nn::{Dense, Last, Lstm, Sequential};
 use wgrad::{Context, Graph, Learner, Trainer};
 
+/// Where the time of one training step goes, dispatch by dispatch.
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// logreg, mlp, cnn, cnn-pool (examples/mnist.rs), rows (mnist_rows' LSTM) or g2p.
+    #[arg(default_value = "cnn")]
+    model: String,
+    /// List every dispatch in step order instead of slowest first.
+    #[arg(long)]
+    in_order: bool,
+}
+
 fn main() -> wgrad::Result<()> {
-    let kind = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .unwrap_or_else(|| "cnn".into());
+    let args = <Args as clap::Parser>::parse();
+    let kind = args.model.clone();
+
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     if kind == "g2p" {
-        return profile_g2p(&ctx);
+        return profile_g2p(&ctx, args.in_order);
     }
     let g = Graph::new();
     let (x, y, z) = if kind == "rows" {
@@ -52,12 +62,12 @@ fn main() -> wgrad::Result<()> {
     }
     t.train_minibatch(&feed, true)?;
     let steps = t.executor().profile(&[loss, metric], &feed, true)?;
-    print_profile(&steps);
+    print_profile(&steps, args.in_order);
     Ok(())
 }
 
 /// One training step of the G2P model, dispatch by dispatch.
-fn profile_g2p(ctx: &Context) -> wgrad::Result<()> {
+fn profile_g2p(ctx: &Context, in_order: bool) -> wgrad::Result<()> {
     let cfg = g2p::Config::default();
     let words: Vec<wgrad::data::cmudict::Pronunciation> = (0..cfg.batch)
         .map(|k| wgrad::data::cmudict::Pronunciation {
@@ -73,15 +83,15 @@ fn profile_g2p(ctx: &Context) -> wgrad::Result<()> {
     let mut t = Trainer::new(ctx, &m.g, m.loss, None, Learner::adam(1e-3))?;
     t.train_minibatch(&feed, true)?;
     let steps = t.executor().profile(&[m.loss], &feed, true)?;
-    print_profile(&steps);
+    print_profile(&steps, in_order);
     Ok(())
 }
 
 /// Prints the dispatches' times, slowest first unless `--in-order`.
-fn print_profile(steps: &[(String, f64)]) {
+fn print_profile(steps: &[(String, f64)], in_order: bool) {
     let total: f64 = steps.iter().map(|s| s.1).sum();
     let mut rows = steps.to_vec();
-    if !std::env::args().any(|a| a == "--in-order") {
+    if !in_order {
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
     for (label, secs) in rows.iter().take(60) {

@@ -25,6 +25,8 @@
 //! let stats = trainer.train_minibatch(&[(x, &[1.0, 2.0][..]), (y, &[0.0, 1.0][..])], true)?;
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
+#![warn(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)]
 
 pub mod data;
 pub mod device;

@@ -211,9 +211,9 @@ pub enum Op {
         p: NodeId,
         /// `[batch, ·, ·]`.
         q: NodeId,
-        /// Transpose each p[z].
+        /// Transpose each `p[z]`.
         tp: bool,
-        /// Transpose each q[z].
+        /// Transpose each `q[z]`.
         tq: bool,
     },
     /// Reduction over `axis`, which is kept with size 1.

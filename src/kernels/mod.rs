@@ -3,13 +3,12 @@
 //!
 //! - [`source`]: the shader families (one `.wgsl` file each) and the one function that
 //!   produces their text.
-//! - [`contract`]: parameter blocks and codes, defined once in Rust; WGSL gets them from
+//! - `contract`: parameter blocks and codes, defined once in Rust; WGSL gets them from
 //!   a generated prelude.
-//! - [`kernel`]: one pipeline per [`Kernel`](kernel::Kernel) — entry point, bindings,
-//!   constants, compilation.
-//! - [`matmul_gen`]: the generated, written-out matmul entry points.
-//! - [`binding`]: buffer slices, bind groups, workgroup counts, one-off dispatches.
-//! - [`textures`]: product operands read from textures on CPU adapters.
+//! - `kernel`: one pipeline per `Kernel` — entry point, bindings, constants, compilation.
+//! - `matmul_gen`: the generated, written-out matmul entry points.
+//! - `binding`: buffer slices, bind groups, workgroup counts, one-off dispatches.
+//! - `textures`: product operands read from textures on CPU adapters.
 
 pub(crate) mod binding;
 pub(crate) mod contract;

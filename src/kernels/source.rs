@@ -172,7 +172,7 @@ impl Shader {
         }
     }
 
-    /// The full WGSL text with elements of type `dtype` (see [`wgsl`]).
+    /// The full WGSL text with elements of type `dtype`.
     pub fn source_for(self, dtype: DType) -> String {
         wgsl(self, dtype)
     }

@@ -153,10 +153,7 @@ impl Trainer {
                 seconds,
             };
             if opts.print_epochs {
-                println!(
-                    "epoch {:>3}: train loss {:.4} metric {:.4} | test loss {:.4} metric {:.4} | {:.0} examples/s",
-                    rec.epoch, rec.train_loss, rec.train_metric, rec.test_loss, rec.test_metric, rec.examples_per_sec
-                );
+                println!("{}", epoch_line(&rec));
             }
             state.records.push(rec);
             // Early stopping on the evaluation metric (or loss), else on the training loss.
@@ -302,6 +299,29 @@ struct FitState {
     /// Epochs since it last improved.
     bad_epochs: usize,
     records: Vec<EpochRecord>,
+}
+
+/// The line `fit` prints for an epoch; values it did not measure (no metric, no evaluation
+/// set) are left out rather than printed as NaN.
+fn epoch_line(r: &EpochRecord) -> String {
+    let part = |name: &str, v: f32| match v.is_nan() {
+        true => String::new(),
+        false => format!(" {name} {v:.4}"),
+    };
+    let mut line = format!(
+        "epoch {:>3}: train{}{}",
+        r.epoch,
+        part("loss", r.train_loss),
+        part("metric", r.train_metric)
+    );
+    if !(r.test_loss.is_nan() && r.test_metric.is_nan()) {
+        line += &format!(
+            " | test{}{}",
+            part("loss", r.test_loss),
+            part("metric", r.test_metric)
+        );
+    }
+    line + &format!(" | {:.0} examples/s", r.examples_per_sec)
 }
 
 /// An empty dataset or a batch size of 0 is an error for `what`, not a loss of 0.

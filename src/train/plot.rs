@@ -42,9 +42,10 @@ fn err(e: impl std::fmt::Display) -> Error {
 /// Draws loss (left) and metric (right) against the epoch into a PNG at `path`, written
 /// atomically.
 pub fn plot_curves(path: &Path, records: &[EpochRecord]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}.png", std::process::id()));
+    let (w, h) = (1000u32, 420u32);
+    let mut rgb = vec![0u8; (w * h * 3) as usize];
     {
-        let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let panels = root.split_evenly((1, 2));
         let labelled = font_available();
@@ -104,8 +105,22 @@ pub fn plot_curves(path: &Path, records: &[EpochRecord]) -> Result<()> {
         }
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
+    write_png(path, w, h, &rgb)
+}
+
+/// Writes `rgb` (8-bit RGB, row by row, `width × height` pixels) as a PNG at `path`, through
+/// [`crate::files::write_atomic`].
+pub fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()> {
+    use image::ImageEncoder;
+    if rgb.len() as u64 != width as u64 * height as u64 * 3 {
+        return Err(err(format!(
+            "{} bytes for a {width}×{height} RGB image",
+            rgb.len()
+        )));
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(rgb, width, height, image::ColorType::Rgb8)
+        .map_err(err)?;
+    crate::files::write_atomic(path, &png)
 }

@@ -88,6 +88,10 @@ struct Args {
     /// `../shared/data/mnist-10k`.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// First download the full MNIST (70,000 digits, SHA-256 checked) into the data
+    /// directory (default `data/mnist`).
+    #[arg(long)]
+    download: bool,
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -119,7 +123,14 @@ fn main() -> wgrad::Result<()> {
         .data
         .clone()
         .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("../shared/data/mnist-10k"));
+        .unwrap_or_else(|| match args.download {
+            true => PathBuf::from("data/mnist"),
+            false => PathBuf::from("../shared/data/mnist-10k"),
+        });
+    if args.download {
+        println!("downloading MNIST into {} (if not there)", dir.display());
+        mnist::download(&dir)?;
+    }
     let opts = FitOptions {
         epochs: args.epochs,
         batch: args.batch,

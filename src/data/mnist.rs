@@ -170,6 +170,39 @@ pub fn load_split(dir: &Path, split: &str) -> Result<Dataset> {
         .with_stream(LABELS, 10, onehot)
 }
 
+/// Mirrors of the MNIST files: the one PyTorch uses, then Google's.
+pub const MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+];
+
+/// The four MNIST files and their SHA-256.
+pub const FILES: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
+];
+
+/// Downloads the full MNIST (60,000 training and 10,000 test digits) into `dir` unless it
+/// is there already, checking each file's SHA-256 ([`super::download::fetch_files`]); then
+/// [`load`] reads it.
+pub fn download(dir: &Path) -> Result<()> {
+    super::download::fetch_files(dir, &MIRRORS, &FILES)
+}
+
 /// Loads the training and test splits from a directory.
 pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
     Ok((load_split(dir, "train")?, load_split(dir, "t10k")?))

@@ -7,6 +7,7 @@
 pub mod cmudict;
 pub mod ctf;
 pub mod ctf_sequences;
+pub mod download;
 pub mod mnist;
 mod sequence_source;
 mod sequences;

@@ -7,6 +7,10 @@
 //! cargo run --release --example autoencoder -- --grid autoencoder.png
 //! ```
 
+#[path = "mnist.rs"]
+#[allow(dead_code)]
+mod mnist_example;
+
 use std::path::PathBuf;
 
 use wgrad::data::mnist;
@@ -97,18 +101,7 @@ fn write_grid(
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let dir = args
-        .data
-        .clone()
-        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
-        .unwrap_or_else(|| match args.download {
-            true => PathBuf::from("data/mnist"),
-            false => PathBuf::from("../shared/data/mnist-10k"),
-        });
-    if args.download {
-        println!("downloading MNIST into {} (if not there)", dir.display());
-        mnist::download(&dir)?;
-    }
+    let dir = mnist_example::data_dir(args.data.clone(), args.download)?;
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     println!(

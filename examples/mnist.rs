@@ -115,22 +115,28 @@ struct Args {
     plot: Option<PathBuf>,
 }
 
+/// The MNIST directory of the examples: `data`, else `$WGRAD_MNIST_DIR`, else `data/mnist`
+/// when downloading and `../shared/data/mnist-10k` otherwise; with `download`, the full
+/// MNIST is fetched there first (kept when already there).
+pub fn data_dir(data: Option<PathBuf>, download: bool) -> wgrad::Result<PathBuf> {
+    let dir = data
+        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
+        .unwrap_or_else(|| match download {
+            true => PathBuf::from("data/mnist"),
+            false => PathBuf::from("../shared/data/mnist-10k"),
+        });
+    if download {
+        println!("downloading MNIST into {} (if not there)", dir.display());
+        mnist::download(&dir)?;
+    }
+    Ok(dir)
+}
+
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
     let kind = args.model.clone();
-    let dir = args
-        .data
-        .clone()
-        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
-        .unwrap_or_else(|| match args.download {
-            true => PathBuf::from("data/mnist"),
-            false => PathBuf::from("../shared/data/mnist-10k"),
-        });
-    if args.download {
-        println!("downloading MNIST into {} (if not there)", dir.display());
-        mnist::download(&dir)?;
-    }
+    let dir = data_dir(args.data.clone(), args.download)?;
     let opts = FitOptions {
         epochs: args.epochs,
         batch: args.batch,

@@ -8,6 +8,10 @@
 //! gru, rnn) and `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras
 //! and Flax, instead of glorot-uniform as in CNTK).
 
+#[path = "mnist.rs"]
+#[allow(dead_code)]
+mod mnist_example;
+
 use std::path::PathBuf;
 
 use wgrad::data::{mnist, Dataset};
@@ -96,18 +100,7 @@ struct Args {
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
     let model = args.model.clone();
-    let dir = args
-        .data
-        .clone()
-        .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
-        .unwrap_or_else(|| match args.download {
-            true => PathBuf::from("data/mnist"),
-            false => PathBuf::from("../shared/data/mnist-10k"),
-        });
-    if args.download {
-        println!("downloading MNIST into {} (if not there)", dir.display());
-        mnist::download(&dir)?;
-    }
+    let dir = mnist_example::data_dir(args.data.clone(), args.download)?;
     let seed = args.seed;
     let opts = FitOptions {
         epochs: args.epochs,

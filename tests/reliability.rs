@@ -534,3 +534,30 @@ fn a_lost_device_fails_every_later_call_fast() {
     }
     assert!(ctx.wait().is_err());
 }
+
+#[test]
+fn pipelined_steps_report_a_bad_step_once_and_the_step_it_blocked() {
+    let ctx = common::ctx();
+    let (mut t, x, y) = mlp(&ctx, wgrad::Learner::sgd(0.1));
+    let (gx, gy) = batch(None);
+    let (bx, by) = batch(Some(f32::NAN));
+    let good = [(x, &gx[..]), (y, &gy[..])];
+    let bad = [(x, &bx[..]), (y, &by[..])];
+    assert!(t.train_minibatch_pipelined(&good).unwrap().is_none()); // step 1
+    assert!(t.train_minibatch_pipelined(&bad).unwrap().is_some()); // step 2; reads 1
+    let before = weights(&mut t);
+    // Step 3 runs while step 2's flag is still set, so it is skipped too; reading step 2
+    // reports it.
+    let e = t.train_minibatch_pipelined(&good).unwrap_err().to_string();
+    assert!(e.starts_with("step 2: non-finite loss"), "{e}");
+    assert_eq!(weights(&mut t), before, "steps 2 and 3 changed nothing");
+    // Step 4 (after the clear) trains; reading step 3 says it was skipped, naming step 2.
+    let e = t.train_minibatch_pipelined(&good).unwrap_err().to_string();
+    assert!(
+        e.starts_with("step 3:") && e.contains("value of step 2"),
+        "{e}"
+    );
+    // Reading step 4: fine, and it did train.
+    assert!(t.finish_minibatches().unwrap().is_some());
+    assert_ne!(weights(&mut t), before);
+}

@@ -20,9 +20,11 @@ pub(super) fn cleared(words: usize) -> Vec<u32> {
 }
 
 impl Executor {
-    /// Checks the guard words read back with a training step (its last output, as f32
-    /// bits); on a flag, clears the guard and returns the error.
-    pub(super) fn check_guard(&self, words: &[f32]) -> Result<()> {
+    /// Checks the guard words read back with training step `read_step` (its last output, as
+    /// f32 bits); on a flag, clears the guard and returns the error. A flag already reported
+    /// (a pipelined step that ran before the guard was cleared) is this step's error too:
+    /// its update was skipped as well.
+    pub(super) fn check_guard(&self, words: &[f32], read_step: u64) -> Result<()> {
         let w: Vec<u32> = words.iter().map(|v| v.to_bits()).collect();
         if w[0] == 0 {
             return Ok(());
@@ -31,12 +33,19 @@ impl Executor {
             .learner
             .as_ref()
             .expect("a training step has a learner");
+        // The device keeps the step's low 32 bits; the flagged step is at most this one.
+        let back = (read_step as u32).wrapping_sub(w[1]) as u64;
+        let step = read_step.saturating_sub(back);
+        if step <= self.guard_reported.get() {
+            return Err(Error::NonFinite {
+                step: read_step,
+                what: format!("value of step {step}, whose flag was still set when this step ran"),
+            });
+        }
+        self.guard_reported.set(step);
         self.ctx
             .queue
             .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(w.len())));
-        // The device keeps the step's low 32 bits; the flagged step is at most this one.
-        let back = (self.step as u32).wrapping_sub(w[1]) as u64;
-        let step = self.step.saturating_sub(back);
         let what = if w[0] & GUARD_LOSS != 0 {
             "loss".to_string()
         } else {

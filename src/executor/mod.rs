@@ -72,6 +72,8 @@ pub struct Executor {
     numerics: Option<Buffer>,
     /// The tag of the graph's ids: ids of other graphs are errors.
     tag: crate::graph::GraphTag,
+    /// The last step the numerics guard reported (0: none).
+    guard_reported: std::cell::Cell<u64>,
 }
 
 /// A deferred call's outputs, copied into a staging buffer by a submission not waited for.
@@ -83,6 +85,8 @@ struct Pending {
     index: wgpu::SubmissionIndex,
     /// A training step: its last output is the numerics guard.
     guarded: bool,
+    /// The step it ran as.
+    step: u64,
 }
 
 impl Executor {
@@ -155,6 +159,7 @@ impl Executor {
         Ok(Executor {
             numerics,
             tag: graph.tag(),
+            guard_reported: std::cell::Cell::new(0),
             ctx: ctx.clone(),
             nodes,
             axes,
@@ -271,7 +276,7 @@ impl Executor {
             (Readback::Now, Some(staging)) => {
                 let lens: Vec<usize> = plan.outputs.iter().map(|o| o.2).collect();
                 let out = self.read_staging(staging, &lens, None)?;
-                self.guarded(out, guarded).map(Some)
+                self.guarded(out, guarded, self.step).map(Some)
             }
             (Readback::Deferred, Some(staging)) => {
                 // Read the previous deferred step (waiting for it alone) while this one runs.
@@ -282,11 +287,12 @@ impl Executor {
                     lens,
                     index,
                     guarded,
+                    step: self.step,
                 });
                 match previous {
                     Some(p) => {
                         let out = self.read_staging(&p.staging, &p.lens, Some(p.index))?;
-                        self.guarded(out, p.guarded).map(Some)
+                        self.guarded(out, p.guarded, p.step).map(Some)
                     }
                     None => Ok(None),
                 }
@@ -394,7 +400,7 @@ impl Executor {
         match self.pending.take() {
             Some(p) => {
                 let out = self.read_staging(&p.staging, &p.lens, Some(p.index))?;
-                self.guarded(out, p.guarded).map(Some)
+                self.guarded(out, p.guarded, p.step).map(Some)
             }
             None => Ok(None),
         }
@@ -402,10 +408,10 @@ impl Executor {
 
     /// The outputs read back, less the numerics guard's words of a training step, which
     /// are checked (`guard.rs`).
-    fn guarded(&self, mut out: Vec<Vec<f32>>, guarded: bool) -> Result<Vec<Vec<f32>>> {
+    fn guarded(&self, mut out: Vec<Vec<f32>>, guarded: bool, step: u64) -> Result<Vec<Vec<f32>>> {
         if guarded {
             let words = out.pop().expect("a training step reads its guard back");
-            self.check_guard(&words)?;
+            self.check_guard(&words, step)?;
         }
         Ok(out)
     }

@@ -21,14 +21,8 @@ use wgrad::{Context, FitOptions, Graph, Learner, NodeId, Trainer};
 #[derive(clap::Parser, Debug)]
 #[allow(dead_code)]
 struct Args {
-    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
-    /// `../shared/data/mnist-10k`.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// First download the full MNIST (70,000 digits, SHA-256 checked) into the data
-    /// directory (default `data/mnist`).
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    data: mnist_example::DataArgs,
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -101,7 +95,7 @@ fn write_grid(
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
-    let dir = mnist_example::data_dir(args.data.clone(), args.download)?;
+    let dir = mnist_example::data_dir(&args.data)?;
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter());
     println!(

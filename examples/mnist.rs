@@ -84,14 +84,8 @@ struct Args {
     /// The model: logreg, mlp, cnn or cnn-pool.
     #[arg(long, default_value = "cnn")]
     model: String,
-    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
-    /// `../shared/data/mnist-10k`.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// First download the full MNIST (70,000 digits, SHA-256 checked) into the data
-    /// directory (default `data/mnist`).
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    data: DataArgs,
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -115,11 +109,27 @@ struct Args {
     plot: Option<PathBuf>,
 }
 
-/// The MNIST directory of the examples: `data`, else `$WGRAD_MNIST_DIR`, else `data/mnist`
-/// when downloading and `../shared/data/mnist-10k` otherwise; with `download`, the full
+/// Where the MNIST examples read their data (`--data`, `--download`).
+#[derive(clap::Args, Debug)]
+pub struct DataArgs {
+    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
+    /// `../shared/data/mnist-10k`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// First download the full MNIST (70,000 digits, SHA-256 checked) into the data
+    /// directory (default `data/mnist`).
+    #[arg(long)]
+    pub download: bool,
+}
+
+/// The MNIST directory of the examples: `--data`, else `$WGRAD_MNIST_DIR`, else `data/mnist`
+/// when downloading and `../shared/data/mnist-10k` otherwise; with `--download`, the full
 /// MNIST is fetched there first (kept when already there).
-pub fn data_dir(data: Option<PathBuf>, download: bool) -> wgrad::Result<PathBuf> {
-    let dir = data
+pub fn data_dir(args: &DataArgs) -> wgrad::Result<PathBuf> {
+    let download = args.download;
+    let dir = args
+        .data
+        .clone()
         .or_else(|| std::env::var("WGRAD_MNIST_DIR").ok().map(PathBuf::from))
         .unwrap_or_else(|| match download {
             true => PathBuf::from("data/mnist"),
@@ -136,7 +146,7 @@ pub fn data_dir(data: Option<PathBuf>, download: bool) -> wgrad::Result<PathBuf>
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
     let kind = args.model.clone();
-    let dir = data_dir(args.data.clone(), args.download)?;
+    let dir = data_dir(&args.data)?;
     let opts = FitOptions {
         epochs: args.epochs,
         batch: args.batch,

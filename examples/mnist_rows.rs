@@ -12,8 +12,6 @@
 #[allow(dead_code)]
 mod mnist_example;
 
-use std::path::PathBuf;
-
 use wgrad::data::{mnist, Dataset};
 use wgrad::nn::{Dense, Gru, Last, Lstm, Rnn, Sequential};
 use wgrad::{Context, EpochRecord, FitOptions, Graph, Init, Learner, Trainer};
@@ -77,14 +75,8 @@ struct Args {
     /// The recurrent layer: lstm, gru or rnn.
     #[arg(long, default_value = "lstm")]
     model: String,
-    /// Directory of the IDX files (raw or .gz); default `$WGRAD_MNIST_DIR` or
-    /// `../shared/data/mnist-10k`.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// First download the full MNIST (70,000 digits, SHA-256 checked) into the data
-    /// directory (default `data/mnist`).
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    data: mnist_example::DataArgs,
     /// Seed of the initialisation and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -100,7 +92,7 @@ struct Args {
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
     let model = args.model.clone();
-    let dir = mnist_example::data_dir(args.data.clone(), args.download)?;
+    let dir = mnist_example::data_dir(&args.data)?;
     let seed = args.seed;
     let opts = FitOptions {
         epochs: args.epochs,

@@ -89,17 +89,7 @@ fn relu_maximum_and_minimum_propagate_nan() {
 
 /// A two-layer ReLU classifier of 4 features into 2 classes, with `learner`.
 fn mlp(ctx: &wgrad::Context, learner: wgrad::Learner) -> (wgrad::Trainer, NodeId, NodeId) {
-    use wgrad::nn::{Dense, Sequential};
-    let g = Graph::with_seed(3);
-    let x = g.input("x", &[4]).unwrap();
-    let y = g.input("y", &[2]).unwrap();
-    let z = Sequential::new()
-        .add(Dense::new(6).relu())
-        .add(Dense::new(2))
-        .build(&g, x)
-        .unwrap();
-    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
-    let t = wgrad::Trainer::new(ctx, &g, loss, None, learner).unwrap();
+    let (t, x, y, _) = deep(ctx, &[6], learner);
     (t, x, y)
 }
 

@@ -17,7 +17,11 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     Error::Invalid(format!("{}: {}", path.display(), msg.into()))
 }
 
-/// Reads a whole file, decompressing gzip when it starts with gzip's magic bytes.
+/// Text files without a size header (CMUDict) inflate to at most this.
+const MAX_INFLATED: u64 = 1 << 30;
+
+/// Reads a whole file, decompressing gzip when it starts with gzip's magic bytes (up to
+/// [`MAX_INFLATED`] bytes: a gzip bomb is an error, not an allocation).
 pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
@@ -26,8 +30,15 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(MAX_INFLATED + 1)
             .read_to_end(&mut out)
             .map_err(|e| bad(path, format!("corrupt gzip data: {e}")))?;
+        if out.len() as u64 > MAX_INFLATED {
+            return Err(bad(
+                path,
+                format!("inflates to more than {MAX_INFLATED} bytes"),
+            ));
+        }
         Ok(out)
     } else {
         Ok(raw)

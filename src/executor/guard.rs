@@ -20,6 +20,16 @@ pub(super) fn cleared(words: usize) -> Vec<u32> {
 }
 
 impl Executor {
+    /// Clears the learner's guard words (queued before the next submission).
+    pub(super) fn clear_guard(&self) {
+        if let Some(l) = &self.learner {
+            let words = (l.guard.size() / 4) as usize;
+            self.ctx
+                .queue
+                .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(words)));
+        }
+    }
+
     /// Checks the guard words read back with training step `read_step` (its last output, as
     /// f32 bits); on a flag, clears the guard and returns the error. A flag already reported
     /// (a pipelined step that ran before the guard was cleared) is this step's error too:
@@ -29,10 +39,6 @@ impl Executor {
         if w[0] == 0 {
             return Ok(());
         }
-        let l = self
-            .learner
-            .as_ref()
-            .expect("a training step has a learner");
         // The device keeps the step's low 32 bits; the flagged step is at most this one.
         let back = (read_step as u32).wrapping_sub(w[1]) as u64;
         let step = read_step.saturating_sub(back);
@@ -43,9 +49,7 @@ impl Executor {
             });
         }
         self.guard_reported.set(step);
-        self.ctx
-            .queue
-            .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(w.len())));
+        self.clear_guard();
         let what = if w[0] & GUARD_LOSS != 0 {
             "loss".to_string()
         } else {
@@ -75,12 +79,7 @@ impl Executor {
         }
         // The numerics error is this call's: a training step's guard flag is not kept for
         // the next one.
-        if let Some(l) = &self.learner {
-            let words = (l.guard.size() / 4) as usize;
-            self.ctx
-                .queue
-                .write_buffer(&l.guard, 0, bytemuck::cast_slice(&cleared(words)));
-        }
+        self.clear_guard();
         Err(Error::NonFinite {
             step: self.step,
             what: format!(

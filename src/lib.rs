@@ -37,6 +37,7 @@ pub mod files;
 pub mod graph;
 pub mod kernels;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 mod plan;

@@ -363,6 +363,18 @@ impl Graph {
     /// A parameter that starts from `values` (row-major, `dims`' element count, all finite),
     /// e.g. an embedding table trained elsewhere.
     pub fn parameter_from(&self, name: &str, dims: &[usize], values: &[f32]) -> Result<NodeId> {
+        self.variable_from(name, dims, values, true)
+    }
+
+    /// A variable that starts from `values`: a parameter when `trainable`, else state (an
+    /// imported model's running statistics, say).
+    pub(crate) fn variable_from(
+        &self,
+        name: &str,
+        dims: &[usize],
+        values: &[f32],
+        trainable: bool,
+    ) -> Result<NodeId> {
         let want: usize = dims.iter().product();
         if values.len() != want {
             return shape_err(
@@ -379,7 +391,7 @@ impl Graph {
                 values[i]
             )));
         }
-        let id = self.variable(name, dims, Init::Given, true)?;
+        let id = self.variable(name, dims, Init::Given, trainable)?;
         self.given.borrow_mut().push((id, values.into()));
         Ok(id)
     }

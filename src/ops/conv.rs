@@ -12,10 +12,24 @@ use crate::{Error, Result};
 pub enum Padding {
     /// No padding: windows stay inside the image.
     Valid,
-    /// CNTK's auto-padding: output size = ceil(input / stride), windows centred.
+    /// CNTK's auto-padding: output size = ceil(input / stride), windows centred; the
+    /// leading pad is (window - 1) / 2, so an odd extra row or column goes first.
     Same,
+    /// TensorFlow's and ONNX's `SAME_UPPER`: output size = ceil(input / stride), the total
+    /// padding split evenly with the extra row or column last.
+    SameUpper,
+    /// ONNX's `SAME_LOWER`: as [`Padding::SameUpper`] with the extra row or column first.
+    SameLower,
     /// Explicit symmetric padding (rows, columns).
     Explicit(usize, usize),
+    /// Explicit padding, each side on its own: `begin` (top, left) and `end` (bottom,
+    /// right), as ONNX's `pads`.
+    Pads {
+        /// Rows above and columns on the left.
+        begin: (usize, usize),
+        /// Rows below and columns on the right.
+        end: (usize, usize),
+    },
 }
 
 /// Stride, padding and dilation of a 2-D window.
@@ -74,19 +88,35 @@ fn axis_geometry(
         );
     }
     let eff = (k - 1) * d + 1;
-    let (out, lead) = match pad {
-        Padding::Same => (input.div_ceil(s), (eff - 1) / 2),
-        Padding::Valid | Padding::Explicit(..) => {
-            let p = match pad {
-                Padding::Explicit(ph, pw) => [ph, pw][which],
-                _ => 0,
-            };
-            if input + 2 * p < eff {
-                return shape_err(op, format!("window {eff} (kernel {k}, dilation {d}) is larger than the padded input {}", input + 2 * p));
-            }
-            ((input + 2 * p - eff) / s + 1, p)
+    let pick = |p: (usize, usize)| [p.0, p.1][which];
+    let (begin, end) = match pad {
+        Padding::Same => {
+            let out = input.div_ceil(s);
+            return Ok((out, (eff - 1) / 2));
         }
+        Padding::SameUpper | Padding::SameLower => {
+            let out = input.div_ceil(s);
+            let total = ((out - 1) * s + eff).saturating_sub(input);
+            let lead = match pad {
+                Padding::SameUpper => total / 2,
+                _ => total - total / 2,
+            };
+            return Ok((out, lead));
+        }
+        Padding::Valid => (0, 0),
+        Padding::Explicit(ph, pw) => (pick((ph, pw)), pick((ph, pw))),
+        Padding::Pads { begin, end } => (pick(begin), pick(end)),
     };
+    if input + begin + end < eff {
+        return shape_err(
+            op,
+            format!(
+                "window {eff} (kernel {k}, dilation {d}) is larger than the padded input {}",
+                input + begin + end
+            ),
+        );
+    }
+    let (out, lead) = ((input + begin + end - eff) / s + 1, begin);
     Ok((out, lead))
 }
 

@@ -4,7 +4,9 @@
 //! cargo run --release --example mnist -- --model cnn --data ../shared/data/mnist-10k
 //! ```
 //! `--help` lists the options: the model (logreg, mlp, cnn, cnn-pool), the data directory,
-//! epochs, batch, learning rate, seed, a checkpoint to resume from, CSV and PNG outputs.
+//! epochs, batch, learning rate, seed, a checkpoint to resume from, CSV and PNG outputs, and
+//! `--export-onnx FILE`, which writes the trained model as ONNX (input `images`, output
+//! `scores`) for onnxruntime, PyTorch or tract.
 
 use std::path::PathBuf;
 
@@ -62,19 +64,32 @@ pub fn train(
     seed: u64,
     opts: &FitOptions,
 ) -> wgrad::Result<(Vec<EpochRecord>, Trainer)> {
-    let (train, test) = mnist::load(dir)?;
     let g = Graph::with_seed(seed);
-    let (x, y, z) = graph(&g, kind)?;
+    let (records, trainer, _) = train_graph(ctx, dir, &g, kind, lr, opts)?;
+    Ok((records, trainer))
+}
+
+/// [`train`] on a graph of the caller's; also returns the scores node.
+pub fn train_graph(
+    ctx: &Context,
+    dir: &std::path::Path,
+    g: &Graph,
+    kind: &str,
+    lr: f32,
+    opts: &FitOptions,
+) -> wgrad::Result<(Vec<EpochRecord>, Trainer, NodeId)> {
+    let (train, test) = mnist::load(dir)?;
+    let (x, y, z) = graph(g, kind)?;
     let loss = g.cross_entropy_with_softmax(z, y)?;
     let err = g.classification_error(z, y)?;
-    let mut trainer = Trainer::new(ctx, &g, loss, Some(err), Learner::sgd(lr))?;
+    let mut trainer = Trainer::new(ctx, g, loss, Some(err), Learner::sgd(lr))?;
     let records = trainer.fit(
         &train,
         Some(&test),
         &[(mnist::IMAGES, x), (mnist::LABELS, y)],
         opts,
     )?;
-    Ok((records, trainer))
+    Ok((records, trainer, z))
 }
 
 /// CNTK 103 on MNIST: logistic regression, an MLP and two CNNs, trained with SGD.
@@ -107,6 +122,10 @@ struct Args {
     /// PNG file of the training curves.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// ONNX file to write the trained model to: input `images` [batch, 784] (0..255),
+    /// output `scores` [batch, 10].
+    #[arg(long)]
+    export_onnx: Option<PathBuf>,
 }
 
 /// Where the MNIST examples read their data (`--data`, `--download`).
@@ -166,10 +185,19 @@ fn main() -> wgrad::Result<()> {
         opts.batch,
         args.lr
     );
-    let (records, _) = train(&ctx, &dir, &kind, args.lr, args.seed, &opts)?;
+    let g = Graph::with_seed(args.seed);
+    let (records, mut trainer, scores) = train_graph(&ctx, &dir, &g, &kind, args.lr, &opts)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;
     println!("test error: {:.2}%", 100.0 * last.test_metric);
+    if let Some(path) = &args.export_onnx {
+        wgrad::onnx::save(path, &g, trainer.executor(), &[("scores", scores)])?;
+        println!(
+            "wrote {} (ONNX opset {})",
+            path.display(),
+            wgrad::onnx::OPSET
+        );
+    }
     Ok(())
 }

@@ -708,8 +708,8 @@ mod tests {
     #[test]
     fn reshape_dims_infers_copies_and_checks() {
         assert_eq!(
-            reshape_dims(&[2, 3, 4], &[-1, 12], false).unwrap(),
-            vec![12]
+            reshape_dims(&[2, 3, 4], &[-1, 24], false).unwrap(),
+            vec![24]
         );
         assert_eq!(
             reshape_dims(&[2, 3, 4], &[0, 0, -1], false).unwrap(),
@@ -720,6 +720,8 @@ mod tests {
             vec![6, 4]
         );
         assert!(reshape_dims(&[2, 3, 4], &[-1, -1], false).is_err());
+        // a shape that would move elements between samples
+        assert!(reshape_dims(&[2, 3, 4], &[-1, 12], false).is_err());
         assert!(reshape_dims(&[2, 3, 4], &[5, 24], false).is_err());
         assert!(reshape_dims(&[2, 3, 4], &[0, 7], false).is_err());
         assert!(reshape_dims(&[2, 3, 4], &[], false).is_err());

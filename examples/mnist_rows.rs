@@ -6,7 +6,9 @@
 //! ```
 //! `--help` lists the options: the data directory, epochs, seed, the recurrent layer (lstm,
 //! gru, rnn) and `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras
-//! and Flax, instead of glorot-uniform as in CNTK).
+//! and Flax, instead of glorot-uniform as in CNTK) and `--export-onnx FILE`, which writes the
+//! trained model as ONNX: inputs `images` `[batch, 28, 28]` (0..255 floats, row by row) and
+//! `sequence lengths` `[batch]` (28s), output the 10 `scores`.
 
 #[path = "mnist.rs"]
 #[allow(dead_code)]
@@ -22,7 +24,8 @@ fn with_lengths(d: Dataset) -> wgrad::Result<Dataset> {
     d.with_stream("lengths", 1, vec![28.0; n])
 }
 
-/// Trains the row reader on the data in `dir` and returns the epoch records.
+/// Trains the row reader on the data in `dir` and returns the epoch records; writes the
+/// trained model as ONNX to `export` if given.
 pub fn train(
     ctx: &Context,
     model: &str,
@@ -30,6 +33,7 @@ pub fn train(
     seed: u64,
     orthogonal: bool,
     opts: &FitOptions,
+    export: Option<&std::path::Path>,
 ) -> wgrad::Result<Vec<EpochRecord>> {
     let (train, test) = mnist::load(dir)?;
     let (train, test) = (with_lengths(train)?, with_lengths(test)?);
@@ -65,7 +69,16 @@ pub fn train(
         ("lengths", g.sequence_lengths()),
         (mnist::LABELS, y),
     ];
-    trainer.fit(&train, Some(&test), &inputs, opts)
+    let records = trainer.fit(&train, Some(&test), &inputs, opts)?;
+    if let Some(path) = export {
+        wgrad::onnx::save(path, &g, trainer.executor(), &[("scores", z)])?;
+        println!(
+            "wrote {} (ONNX opset {})",
+            path.display(),
+            wgrad::onnx::OPSET
+        );
+    }
+    Ok(records)
 }
 
 /// An LSTM (or GRU, RNN) reading MNIST digits as 28 rows of 28 pixels.
@@ -86,6 +99,9 @@ struct Args {
     /// Orthogonal recurrent weights (Keras, Flax) instead of glorot-uniform (CNTK).
     #[arg(long)]
     orthogonal: bool,
+    /// Write the trained model to this ONNX file.
+    #[arg(long)]
+    export_onnx: Option<std::path::PathBuf>,
 }
 
 #[allow(dead_code)]
@@ -108,7 +124,8 @@ fn main() -> wgrad::Result<()> {
         opts.epochs
     );
     let orthogonal = args.orthogonal;
-    let records = train(&ctx, &model, &dir, seed, orthogonal, &opts)?;
+    let export = args.export_onnx.as_deref();
+    let records = train(&ctx, &model, &dir, seed, orthogonal, &opts, export)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;

@@ -315,11 +315,21 @@ fn export_errors_name_the_op() {
     let e = onnx::export(&g, &exec, &[]).unwrap_err().to_string();
     assert!(e.contains("no outputs"), "{e}");
     let seq = g.input_sequence("seq", &[2]).unwrap();
-    let last = g.sequence_last(seq).unwrap();
-    let e = onnx::export(&g, &exec, &[("last", last)])
+    let sum = g.sequence_reduce_sum(seq).unwrap();
+    let e = onnx::export(&g, &exec, &[("sum", sum)])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("sequence"), "{e}");
+    assert!(e.contains("SeqReduce") && e.contains("sequence op"), "{e}");
+    // An LSTM's cell states at every step: ONNX's LSTM gives only its hidden states.
+    let w = g.parameter("w", &[2, 4], Init::Zeros).unwrap();
+    let u = g.parameter("u", &[1, 4], Init::Zeros).unwrap();
+    let b = g.parameter("b", &[4], Init::Zeros).unwrap();
+    let zero = g.scalar(0.0);
+    let (_, c) = g.lstm(seq, w, u, b, zero, zero, false, 1.0).unwrap();
+    let e = onnx::export(&g, &exec, &[("c", c)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cell states"), "{e}");
 }
 
 #[test]

@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+mod sequences;
+
 use super::generated::tensor_proto::DataType;
 use super::generated::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use super::generated::{ValueInfoProto, Version};
@@ -48,6 +50,7 @@ pub(crate) fn model(
         inputs: Vec::new(),
         used: used.clone(),
         fresh: 0,
+        scan_outputs: HashMap::new(),
     };
     let mut graph_outputs = Vec::new();
     for &(name, id) in outputs {
@@ -99,6 +102,8 @@ struct Exporter<'a> {
     inputs: Vec<ValueInfoProto>,
     used: HashSet<String>,
     fresh: usize,
+    /// The hidden states of each exported recurrence.
+    scan_outputs: HashMap<usize, String>,
 }
 
 /// A convolution as wgrad builds it: `reshape(matmul_t(reshape(w), im2col(x), tb))`.
@@ -208,6 +213,12 @@ impl Exporter<'_> {
                 let (a, b) = (self.value(a)?, self.value(b)?);
                 self.op("Concat", &[&a, &b], vec![("axis", Attr::Int(axis as i64))])
             }
+            Op::Slice { x, axis: 2, begin }
+                if matches!(self.nodes[x.0].op, Op::LstmScan { .. }) =>
+            {
+                let len = shape.0[2].resolve(1);
+                self.lstm_half(x, begin, len)?
+            }
             Op::Slice { x, axis, begin } => {
                 let len = shape.0[axis].resolve(1) as i64;
                 let x = self.value(x)?;
@@ -253,6 +264,12 @@ impl Exporter<'_> {
             Op::Dropout { x, .. } => self.value(x)?,
             Op::Mode { eval, .. } => self.value(eval)?,
             Op::BiasAct { x, b, axis, act } => self.bias_act(x, b, axis, act)?,
+            Op::LstmScan { .. } => {
+                let width = shape.0[2].resolve(1);
+                self.lstm_half(id, 0, width)?
+            }
+            Op::GruScan { .. } | Op::RnnScan { .. } => self.scan_hidden(id)?,
+            Op::SeqPick { x, lengths, last } => self.seq_pick(x, lengths, last)?,
             other => return Err(unsupported(id, &other)),
         })
     }
@@ -468,16 +485,12 @@ fn unsupported(id: NodeId, op: &Op) -> Error {
         Op::CrossEntropy { .. } | Op::ClassError { .. } => {
             "is a loss or metric: export the model's scores instead"
         }
-        Op::SeqPick { .. }
-        | Op::SeqReduce { .. }
+        Op::SeqReduce { .. }
         | Op::SeqBroadcast { .. }
         | Op::SeqShift { .. }
         | Op::SeqMask { .. }
         | Op::SeqWhere { .. }
         | Op::SeqGather { .. }
-        | Op::LstmScan { .. }
-        | Op::GruScan { .. }
-        | Op::RnnScan { .. }
         | Op::Attention { .. } => "is a sequence op, which the exporter does not write yet",
         Op::Im2Col { .. } => "has no ONNX equivalent (only a whole convolution does)",
         _ => "has no ONNX equivalent (it is a gradient or training op)",

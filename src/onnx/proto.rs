@@ -13,6 +13,8 @@ use crate::{Error, Result};
 
 /// The name ONNX files give the batch axis.
 pub(crate) const BATCH: &str = "batch";
+/// The name of the first sequence axis in exported shapes (`seq1`, `seq2`, .. for the others).
+pub(crate) const SEQ: &str = "seq";
 
 /// An attribute value to write.
 pub(crate) enum Attr {
@@ -22,6 +24,8 @@ pub(crate) enum Attr {
     Ints(Vec<i64>),
     /// A tensor (`Constant`'s value).
     Tensor(Box<TensorProto>),
+    /// A string (a recurrence's `direction`).
+    Str(&'static str),
 }
 
 /// A node `op_type(inputs) → outputs` with its attributes.
@@ -57,6 +61,10 @@ pub(crate) fn node(
                 a.t = Some(*t);
                 AttributeType::Tensor
             }
+            Attr::Str(v) => {
+                a.s = Some(v.as_bytes().to_vec());
+                AttributeType::String
+            }
         };
         a.r#type = Some(kind as i32);
         n.attribute.push(a);
@@ -86,18 +94,15 @@ pub(crate) fn int_tensor(name: &str, values: &[i64]) -> TensorProto {
     }
 }
 
-/// A float tensor's value info, the batch axis named [`BATCH`].
+/// A float tensor's value info, the batch axis named [`BATCH`], sequence axes [`SEQ`].
 pub(crate) fn value_info(name: &str, shape: &Shape) -> Result<ValueInfoProto> {
     let mut dims = TensorShapeProto::default();
     for d in &shape.0 {
         let value = match *d {
             Dim::Fixed(n) => dimension::Value::DimValue(n as i64),
             Dim::Batch => dimension::Value::DimParam(BATCH.into()),
-            Dim::Seq(_) => {
-                return Err(Error::Invalid(format!(
-                    "onnx export: {name} has a sequence axis ({shape}); sequences are not exported"
-                )))
-            }
+            Dim::Seq(0) => dimension::Value::DimParam(SEQ.into()),
+            Dim::Seq(k) => dimension::Value::DimParam(format!("{SEQ}{k}")),
         };
         dims.dim.push(Dimension {
             value: Some(value),

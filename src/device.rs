@@ -8,6 +8,16 @@
 //! memory and validation errors name what was being made); any other error wgpu reports, and
 //! the loss of the device, are kept and returned by the next call that submits or waits;
 //! after a device loss every such call fails at once. Readback waits have a timeout.
+//!
+//! ```no_run
+//! use wgrad::{Context, ContextOptions};
+//! # fn main() -> wgrad::Result<()> {
+//! // WGPU_BACKEND=gl or WGPU_ADAPTER_NAME=llvmpipe pick another adapter.
+//! let ctx = Context::with_options(ContextOptions { check_numerics: true, ..Default::default() })?;
+//! let a = ctx.adapter();
+//! println!("{} ({:?}), CPU adapter: {}", a.name, a.backend, ctx.is_cpu());
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,6 +136,11 @@ pub(crate) struct MemoryCounter {
 
 impl Context {
     /// Opens the adapter wgpu's environment asks for, or the best one present.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`](crate::Error::NoAdapter) when no adapter (not even a CPU one) is
+    /// found, with the install hint for lavapipe; [`Error::Device`](crate::Error::Device)
+    /// when the adapter refuses to create a device.
     pub fn new() -> Result<Context> {
         Self::with_options(ContextOptions::default())
     }

@@ -61,6 +61,10 @@ pub struct CmuDict {
 }
 
 /// Reads and prepares a dictionary file (`cmudict.dict` or its `.gz`).
+///
+/// # Errors
+/// An unreadable file or gzip stream, or a line with no phonemes or an unknown phoneme
+/// (named with the file and line).
 pub fn load(path: &Path) -> Result<CmuDict> {
     let bytes = super::mnist::read_maybe_gzip(path)?;
     let text = String::from_utf8(bytes).map_err(|e| {

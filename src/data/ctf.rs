@@ -87,6 +87,11 @@ impl CtfReader {
     }
 
     /// Reads a file.
+    ///
+    /// # Errors
+    /// An unreadable file, or more malformed lines than `max_errors` allows: a stream that
+    /// was not declared, a value that is not a finite number, an index out of range, a sample
+    /// of the wrong width (each named with the file, line and column).
     pub fn read_file(&self, path: &Path) -> Result<(Dataset, CtfReport)> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             path: path.display().to_string(),

@@ -3,7 +3,6 @@
 //! dropped connection or a corrupt copy never leaves a file behind. Files already present
 //! with the right checksum are kept.
 
-use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -12,6 +11,7 @@ use crate::files::write_atomic;
 use crate::{Error, Result};
 
 /// No downloaded file may be larger than this.
+#[cfg(all(feature = "download", not(target_arch = "wasm32")))]
 const MAX_BYTES: u64 = 1 << 30;
 
 /// The SHA-256 of `bytes`, in lowercase hex.
@@ -58,10 +58,26 @@ pub fn fetch_files(dir: &Path, mirrors: &[&str], files: &[(&str, &str)]) -> Resu
     Ok(())
 }
 
+/// The HTTP agent: rustls inside ureq, or the system's TLS on Apple and Windows targets.
+#[cfg(all(feature = "download", not(target_arch = "wasm32")))]
+fn agent() -> std::result::Result<ureq::Agent, String> {
+    #[cfg(any(target_vendor = "apple", windows))]
+    {
+        let tls = native_tls::TlsConnector::new().map_err(|e| format!("system TLS: {e}"))?;
+        Ok(ureq::AgentBuilder::new()
+            .tls_connector(std::sync::Arc::new(tls))
+            .build())
+    }
+    #[cfg(not(any(target_vendor = "apple", windows)))]
+    Ok(ureq::AgentBuilder::new().build())
+}
+
 /// The bytes at `url`, or why not.
-#[cfg(feature = "download")]
+#[cfg(all(feature = "download", not(target_arch = "wasm32")))]
 fn fetch(url: &str) -> std::result::Result<Vec<u8>, String> {
-    let resp = ureq::get(url)
+    use std::io::Read;
+    let resp = agent()?
+        .get(url)
         .timeout(std::time::Duration::from_secs(300))
         .call()
         .map_err(|e| e.to_string())?;
@@ -91,11 +107,11 @@ fn fetch(url: &str) -> std::result::Result<Vec<u8>, String> {
     Ok(body)
 }
 
-/// Without the `download` feature there is no HTTP client.
-#[cfg(not(feature = "download"))]
+/// Without the `download` feature, and on wasm32, there is no HTTP client.
+#[cfg(not(all(feature = "download", not(target_arch = "wasm32"))))]
 fn fetch(url: &str) -> std::result::Result<Vec<u8>, String> {
     Err(format!(
-        "{url}: wgrad was built without the `download` feature"
+        "{url}: this build of wgrad has no HTTP client (the `download` feature is off, or the target is wasm32)"
     ))
 }
 

@@ -215,6 +215,10 @@ pub fn download(dir: &Path) -> Result<()> {
 }
 
 /// Loads the training and test splits from a directory.
+///
+/// # Errors
+/// A missing file (naming the names tried and the directory), a corrupt or truncated IDX
+/// header or gzip stream, image and label counts that differ, or a label that is not a digit.
 pub fn load(dir: &Path) -> Result<(Dataset, Dataset)> {
     Ok((load_split(dir, "train")?, load_split(dir, "t10k")?))
 }

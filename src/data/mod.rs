@@ -3,6 +3,24 @@
 //! text format (CTF, samples and sequences) and the CMU Pronouncing Dictionary;
 //! [`SequenceBatch`], which packs sequences of different lengths, and [`SequenceSource`],
 //! which cuts sequences into minibatches by token count, bucketed by length.
+//!
+//! Every reader returns a [`Result`](crate::Result) whose error names the file (and, for
+//! text formats, the line and column); loads are all-or-nothing.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wgrad::data::{mnist, MinibatchSource};
+//! # fn main() -> wgrad::Result<()> {
+//! // train-images-idx3-ubyte(.gz) and friends; `mnist::download(dir)` fetches them.
+//! let (train, test) = mnist::load("data/mnist".as_ref())?;
+//! println!("{} training and {} test digits", train.len(), test.len());
+//! // Minibatches of 64, shuffled with seed 7, two prefetched on a background thread.
+//! for mb in MinibatchSource::epoch(Arc::new(train), 64, Some(7), 0, 2)? {
+//!     let images = &mb.streams[0]; // mb.len rows of 784 pixels
+//!     assert_eq!(images.len(), mb.len * 784);
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod cmudict;
 pub mod ctf;

@@ -1,6 +1,23 @@
 //! The executor: owns the device state of one graph (parameters, constants, learner state)
 //! and runs plans. Each call writes the fed inputs, records every dispatch into one command
 //! encoder, submits once, and reads back only what was asked for.
+//!
+//! ```
+//! use wgrad::{Context, Executor, Graph};
+//! # fn main() -> wgrad::Result<()> {
+//! let ctx = Context::new()?;
+//! let g = Graph::new();
+//! let x = g.input("x", &[3])?; // [batch, 3]
+//! let w = g.parameter_from("w", &[3, 1], &[1.0, 2.0, 3.0])?;
+//! let y = g.tanh(g.matmul(x, w)?)?;
+//! let mut exec = Executor::new(&ctx, &g)?;
+//! // A batch of two rows: the batch size comes from the feed.
+//! let out = exec.eval(&[y], &[(x, &[1.0, 0.0, 0.0, 0.0, 0.0, 0.1][..])])?;
+//! assert_eq!(out[0].len(), 2);
+//! // A wrong feed is an error naming the input and both sizes, never a wrong number.
+//! assert!(exec.eval(&[y], &[(x, &[1.0, 2.0][..])]).is_err());
+//! # Ok(()) }
+//! ```
 
 mod arenas;
 mod feed;
@@ -92,6 +109,11 @@ struct Pending {
 impl Executor {
     /// Takes a snapshot of `graph` (nodes added later are not seen) and initialises its
     /// parameters and constants on the device.
+    ///
+    /// # Errors
+    /// An id of another graph, a parameter too large for the adapter
+    /// ([`Error::TooLarge`](crate::Error::TooLarge)) or a device error
+    /// ([`Error::Gpu`](crate::Error::Gpu)).
     pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
         let nodes = graph.nodes().clone();
         let axes = graph.sequence_axes();
@@ -181,6 +203,13 @@ impl Executor {
     }
 
     /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
+    ///
+    /// # Errors
+    /// [`Error::Feed`](crate::Error::Feed) naming the input when one is missing, fed twice,
+    /// of the wrong length, of another batch size than the others, or (for one-hot and
+    /// embedding indices) out of range; [`Error::TooLarge`](crate::Error::TooLarge) when the
+    /// batch needs more memory than one binding allows; [`Error::Gpu`](crate::Error::Gpu)
+    /// for a device error or a lost device.
     pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
         self.run(outputs, feed, Pass::Eval, true)
             .map(|o| o.unwrap_or_default())

@@ -43,14 +43,21 @@ use crate::{files, Error, Result};
 pub const OPSET: i64 = export::OPSET;
 
 /// The ONNX bytes of `outputs` (name, node) of `graph`, with the parameters' current values
-/// read from `exec`. Errors name the node of an op with no ONNX equivalent (losses, gradient
-/// ops, sequence ops), a name used twice, or a parameter `exec` does not hold.
+/// read from `exec`. Recurrences (LSTM, GRU, RNN scans) become ONNX `LSTM`/`GRU`/`RNN` nodes
+/// and a sequence input keeps its `[batch, seq, ..]` layout beside a `sequence lengths` input.
+///
+/// # Errors
+/// The node of an op with no ONNX equivalent (losses, gradient ops, sequence ops other than
+/// recurrences and first/last steps), a name used twice, or a parameter `exec` does not hold.
 pub fn export(graph: &Graph, exec: &Executor, outputs: &[(&str, NodeId)]) -> Result<Vec<u8>> {
     let weights = |id: NodeId| exec.parameter(id);
     Ok(export::model(graph, &weights, outputs)?.encode_to_vec())
 }
 
 /// [`export`], written atomically to `path`.
+///
+/// # Errors
+/// [`export`]'s errors, or a file that cannot be written (nothing half-written is left).
 pub fn save(path: &Path, graph: &Graph, exec: &Executor, outputs: &[(&str, NodeId)]) -> Result<()> {
     files::write_atomic(path, &export(graph, exec, outputs)?)
 }
@@ -131,6 +138,10 @@ impl Model {
     }
 
     /// [`Model::from_onnx`] of the file at `path`; errors name the file.
+    ///
+    /// # Errors
+    /// An unreadable file, bytes that are not an ONNX model, a model without a graph, or a
+    /// node wgrad cannot import (named with its node name and op type).
     pub fn load(path: &Path) -> Result<Model> {
         let bytes = std::fs::read(path).map_err(|e| Error::Io {
             path: path.display().to_string(),

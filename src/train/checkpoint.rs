@@ -23,6 +23,10 @@ pub use crate::files::write_atomic;
 
 impl Trainer {
     /// Saves parameters, state, learner state and counters, plus `meta` (e.g. the epoch).
+    ///
+    /// # Errors
+    /// Non-finite weights (nothing is written), or a file that cannot be written (the old
+    /// file stays as it was: the write is atomic).
     pub fn save_checkpoint(&mut self, path: &Path, meta: &HashMap<String, String>) -> Result<()> {
         let state = self.exec.export_state()?;
         for (name, _, data) in &state {
@@ -66,6 +70,10 @@ impl Trainer {
     /// learner, and returns its metadata. All or nothing: the learner's kind, every tensor's
     /// name, shape, dtype and values and the counters are checked first; the first
     /// difference is the error and the trainer is left as it was.
+    ///
+    /// # Errors
+    /// An unreadable or corrupt file, another learner's checkpoint, a tensor missing, extra,
+    /// of another shape or non-finite; the message names the first difference.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<HashMap<String, String>> {
         self.load(path, false).map(|(meta, _)| meta)
     }

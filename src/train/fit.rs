@@ -117,6 +117,12 @@ impl Trainer {
     /// Trains for `opts.epochs` epochs on `train`, evaluating on `test` after each epoch.
     /// `inputs` binds dataset streams to input nodes, e.g. `[("images", x), ("labels", y)]`.
     /// Returns the record of every epoch (including resumed ones).
+    ///
+    /// # Errors
+    /// An empty dataset or batch size 0, a stream `inputs` names that the dataset lacks, a
+    /// checkpoint that does not fit the model when resuming, a file that cannot be written,
+    /// and every step's errors: [`Error::NonFinite`](crate::Error::NonFinite) names the step
+    /// whose loss, gradient or update was not finite (its update was not applied).
     pub fn fit(
         &mut self,
         train: &Dataset,

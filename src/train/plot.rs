@@ -3,13 +3,13 @@
 //! found; without one the curves are drawn unlabelled.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
 use super::records::EpochRecord;
 use crate::{Error, Result};
 
+#[cfg(not(target_arch = "wasm32"))]
 const FONT_PATHS: [&str; 6] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
@@ -20,8 +20,9 @@ const FONT_PATHS: [&str; 6] = [
 ];
 
 /// Registers a system font with plotters once; false when none exists.
+#[cfg(not(target_arch = "wasm32"))]
 fn font_available() -> bool {
-    static FONT: OnceLock<bool> = OnceLock::new();
+    static FONT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FONT.get_or_init(|| {
         for p in FONT_PATHS {
             if let Ok(bytes) = std::fs::read(p) {
@@ -33,6 +34,12 @@ fn font_available() -> bool {
         }
         false
     })
+}
+
+/// On wasm32 there is no font file to read (plotters draws text in the browser there).
+#[cfg(target_arch = "wasm32")]
+fn font_available() -> bool {
+    false
 }
 
 fn err(e: impl std::fmt::Display) -> Error {

@@ -37,6 +37,10 @@ pub struct Trainer {
 impl Trainer {
     /// Adds the mean loss, its gradients for every parameter of `graph`, the clipping factor
     /// and the learner's updates, then initialises the parameters on the device.
+    ///
+    /// # Errors
+    /// Ids of another graph, a loss or metric through an op with no gradient rule, and
+    /// [`Executor::new`]'s errors.
     pub fn new(
         ctx: &Context,
         graph: &Graph,

@@ -109,6 +109,8 @@ pub struct Context {
     pub(crate) subgroup: Option<u32>,
     /// Compiled pipelines by their key (the kernels module names them).
     pipelines: Arc<Mutex<HashMap<String, wgpu::ComputePipeline>>>,
+    /// Parsed shader modules by WGSL file name.
+    modules: Arc<Mutex<HashMap<&'static str, wgpu::ShaderModule>>>,
     buffers_created: Arc<AtomicU64>,
     submits: Arc<AtomicU64>,
     /// Errors wgpu reported outside any error scope, returned by the next check.
@@ -138,8 +140,8 @@ impl Context {
     /// Opens the adapter wgpu's environment asks for, or the best one present.
     ///
     /// # Errors
-    /// [`Error::NoAdapter`](crate::Error::NoAdapter) when no adapter (not even a CPU one) is
-    /// found, with the install hint for lavapipe; [`Error::Device`](crate::Error::Device)
+    /// [`Error::NoAdapter`] when no adapter (not even a CPU one) is
+    /// found, with the install hint for lavapipe; [`Error::Device`]
     /// when the adapter refuses to create a device.
     pub fn new() -> Result<Context> {
         Self::with_options(ContextOptions::default())
@@ -203,6 +205,7 @@ impl Context {
             options,
             subgroup,
             pipelines: Arc::default(),
+            modules: Arc::default(),
             buffers_created: Arc::default(),
             submits: Arc::default(),
             uncaptured,
@@ -292,6 +295,12 @@ impl Context {
     /// The fixed subgroup size when subgroup operations are in use.
     pub fn subgroup_size(&self) -> Option<u32> {
         self.subgroup
+    }
+
+    /// How many distinct compute pipelines (kernel specialisations) this context has
+    /// compiled so far.
+    pub fn pipelines_compiled(&self) -> usize {
+        lock(&self.pipelines).len()
     }
 
     /// How many GPU buffers this context has created so far.
@@ -392,6 +401,25 @@ impl Context {
             Err(Error::Gpu(format!("{what}: {msg}")))
         })?;
         Ok(lock(&self.pipelines).entry(key).or_insert(made).clone())
+    }
+
+    /// Whether the pipeline under `key` is compiled already.
+    pub(crate) fn has_pipeline(&self, key: &str) -> bool {
+        lock(&self.pipelines).contains_key(key)
+    }
+
+    /// The shader module of the WGSL file `name`, parsed and validated once per context
+    /// (every specialisation of its kernels is compiled from it).
+    pub(crate) fn cached_module(
+        &self,
+        name: &'static str,
+        make: impl FnOnce() -> wgpu::ShaderModule,
+    ) -> wgpu::ShaderModule {
+        if let Some(m) = lock(&self.modules).get(name) {
+            return m.clone();
+        }
+        let made = make();
+        lock(&self.modules).entry(name).or_insert(made).clone()
     }
 
     /// Blocks until every submitted command buffer has finished (within the readback

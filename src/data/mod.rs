@@ -4,7 +4,7 @@
 //! [`SequenceBatch`], which packs sequences of different lengths, and [`SequenceSource`],
 //! which cuts sequences into minibatches by token count, bucketed by length.
 //!
-//! Every reader returns a [`Result`](crate::Result) whose error names the file (and, for
+//! Every reader returns a [`Result`] whose error names the file (and, for
 //! text formats, the line and column); loads are all-or-nothing.
 //!
 //! ```no_run

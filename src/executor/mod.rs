@@ -112,8 +112,8 @@ impl Executor {
     ///
     /// # Errors
     /// An id of another graph, a parameter too large for the adapter
-    /// ([`Error::TooLarge`](crate::Error::TooLarge)) or a device error
-    /// ([`Error::Gpu`](crate::Error::Gpu)).
+    /// ([`Error::TooLarge`]) or a device error
+    /// ([`Error::Gpu`]).
     pub fn new(ctx: &Context, graph: &Graph) -> Result<Executor> {
         let nodes = graph.nodes().clone();
         let axes = graph.sequence_axes();
@@ -205,10 +205,10 @@ impl Executor {
     /// Computes `outputs` from `feed` and reads them back, one `Vec` per output.
     ///
     /// # Errors
-    /// [`Error::Feed`](crate::Error::Feed) naming the input when one is missing, fed twice,
+    /// [`Error::Feed`] naming the input when one is missing, fed twice,
     /// of the wrong length, of another batch size than the others, or (for one-hot and
-    /// embedding indices) out of range; [`Error::TooLarge`](crate::Error::TooLarge) when the
-    /// batch needs more memory than one binding allows; [`Error::Gpu`](crate::Error::Gpu)
+    /// embedding indices) out of range; [`Error::TooLarge`] when the
+    /// batch needs more memory than one binding allows; [`Error::Gpu`]
     /// for a device error or a lost device.
     pub fn eval(&mut self, outputs: &[NodeId], feed: &Feed) -> Result<Vec<Vec<f32>>> {
         self.run(outputs, feed, Pass::Eval, true)

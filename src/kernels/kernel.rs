@@ -507,12 +507,9 @@ impl Kernel {
         }
     }
 
-    /// Compiles the pipeline (the context caches the result, see [`pipeline`]).
-    fn compile(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(self.shader().file_name()),
-            source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(self.shader().source())),
-        });
+    /// Compiles the pipeline from its shader's `module` (the context caches the result, see
+    /// [`pipeline`]).
+    fn compile(self, device: &wgpu::Device, module: &wgpu::ShaderModule) -> wgpu::ComputePipeline {
         let bgl = self.layout(device);
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(self.entry()),
@@ -522,7 +519,7 @@ impl Kernel {
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(self.entry()),
             layout: Some(&layout),
-            module: &module,
+            module,
             entry_point: Some(self.entry()),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &self.constants(),
@@ -536,7 +533,66 @@ impl Kernel {
 /// The compiled pipeline of `kernel` on `ctx`, compiled on first use and cached there (by
 /// the kernel's full specialisation).
 pub(crate) fn pipeline(ctx: &Context, kernel: Kernel) -> crate::Result<wgpu::ComputePipeline> {
-    ctx.cached_pipeline(format!("{kernel:?}"), |device| kernel.compile(device))
+    ctx.cached_pipeline(format!("{kernel:?}"), |device| {
+        let shader = kernel.shader();
+        let module = ctx.cached_module(shader.file_name(), || {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.file_name()),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(shader.source())),
+            })
+        });
+        kernel.compile(device, &module)
+    })
+}
+
+/// Compiles the pipelines of `kernels` that `ctx` has not compiled yet, on as many threads
+/// as the machine has cores (one by one, a plan's first run waits for each in turn: on
+/// lavapipe the large product kernels take about a second each, even with Mesa's shader
+/// cache warm). `WGRAD_COMPILE_THREADS=N` sets the number of threads (1: one by one). The
+/// first error is returned; every pipeline that compiled stays cached.
+pub(crate) fn precompile(ctx: &Context, kernels: &[Kernel]) -> crate::Result<()> {
+    let mut todo: Vec<Kernel> = Vec::new();
+    for &k in kernels {
+        if !todo.contains(&k) && !ctx.has_pipeline(&format!("{k:?}")) {
+            todo.push(k);
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("WGRAD_COMPILE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(cores)
+        .min(todo.len());
+    // GL compiles under one context lock (and wasm32 has no threads): one by one there.
+    let serial = ctx.adapter().backend == wgpu::Backend::Gl || cfg!(target_arch = "wasm32");
+    if threads < 2 || serial {
+        return todo.iter().try_for_each(|&k| pipeline(ctx, k).map(|_| ()));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> crate::Result<()> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match todo.get(i) {
+                Some(&k) => pipeline(ctx, k).map(|_| ())?,
+                None => return Ok(()),
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::Error::Gpu(
+                        "a pipeline compile thread panicked".into(),
+                    ))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    })
 }
 
 /// The override constants of window.wgsl for `w`.

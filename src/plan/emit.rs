@@ -12,7 +12,8 @@ use crate::device::{Context, PARAMS_SIZE};
 use crate::dtype::DType;
 use crate::graph::NodeId;
 use crate::kernels::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
-use crate::kernels::{bind_group, pipeline, Act, Epilogue, Gather, Kernel, Slice, TEXTURE_WIDTH};
+use crate::kernels::TEXTURE_WIDTH;
+use crate::kernels::{bind_group, pipeline, precompile, Act, Epilogue, Gather, Kernel, Slice};
 use crate::Result;
 
 /// The element type of parameter, gradient and learner-state arenas.
@@ -98,6 +99,13 @@ pub(crate) fn plan(
         })
         .collect();
     let textures = operand_textures(ctx, &products)?;
+    // The plan's new pipelines, compiled side by side before the steps take them.
+    let kernels: Vec<Kernel> = dispatches
+        .iter()
+        .zip(&products)
+        .map(|(d, t)| t.as_ref().map_or(d.kernel, |t| t.kernel))
+        .collect();
+    precompile(ctx, &kernels)?;
     scratch_bytes += textures.iter().map(|t| t.2).sum::<u64>();
     let mut blob = vec![0u8; PARAMS_SIZE as usize * dispatches.len()];
     let mut steps = Vec::with_capacity(dispatches.len());

@@ -121,7 +121,7 @@ impl Trainer {
     /// # Errors
     /// An empty dataset or batch size 0, a stream `inputs` names that the dataset lacks, a
     /// checkpoint that does not fit the model when resuming, a file that cannot be written,
-    /// and every step's errors: [`Error::NonFinite`](crate::Error::NonFinite) names the step
+    /// and every step's errors: [`Error::NonFinite`] names the step
     /// whose loss, gradient or update was not finite (its update was not applied).
     pub fn fit(
         &mut self,

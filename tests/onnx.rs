@@ -224,27 +224,11 @@ fn many_ops_match_tract_and_round_trip() {
     assert!(again <= 1e-6, "re-imported wgrad differs by {again}");
 }
 
-/// The named arrays of a fixture's text file: a name, its dims, then its values.
-fn read_arrays(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-    lines
-        .chunks(2)
-        .map(|pair| {
-            let mut head = pair[0].split_whitespace();
-            let name = head.next().unwrap().to_string();
-            let dims = head.map(|d| d.parse().unwrap()).collect();
-            let values = pair[1].split_whitespace().map(|v| v.parse().unwrap());
-            (name, dims, values.collect())
-        })
-        .collect()
-}
-
 #[test]
 fn a_model_made_by_onnx_helper_matches_onnxruntime() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
     let model = Model::load(&dir.join("pytorch_like.onnx")).unwrap();
-    let arrays = read_arrays(&dir.join("pytorch_like.txt"));
+    let arrays = common::read_arrays(&dir.join("pytorch_like.txt"));
     let (_, dims, input) = &arrays[0];
     let ctx = common::ctx();
     let mut exec = Executor::new(&ctx, model.graph()).unwrap();
@@ -273,7 +257,7 @@ fn a_model_made_by_onnx_helper_matches_onnxruntime() {
 fn an_imported_model_fine_tunes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
     let model = Model::load(&dir.join("pytorch_like.onnx")).unwrap();
-    let arrays = read_arrays(&dir.join("pytorch_like.txt"));
+    let arrays = common::read_arrays(&dir.join("pytorch_like.txt"));
     let g = model.graph();
     let (x, z) = (
         model.input("input").unwrap(),

@@ -101,22 +101,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
 }
 
-/// The named arrays of a fixture's text file: a name, its dims, then its values.
-fn read_arrays(path: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-    lines
-        .chunks(2)
-        .map(|pair| {
-            let mut head = pair[0].split_whitespace();
-            let name = head.next().unwrap().to_string();
-            let dims = head.map(|d| d.parse().unwrap()).collect();
-            let values = pair[1].split_whitespace().map(|v| v.parse().unwrap());
-            (name, dims, values.collect())
-        })
-        .collect()
-}
-
 fn array_text(name: &str, dims: &[usize], v: &[f32]) -> String {
     let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
     let vals: Vec<String> = v.iter().map(|x| format!("{x:e}")).collect();
@@ -167,9 +151,9 @@ fn recurrent_models_export_and_match_onnxruntime() {
         "the export differs from the file onnxruntime ran: after a deliberate exporter change, \
          rerun this test with WGRAD_WRITE_FIXTURES=1, then tests/fixtures/onnx/run_recurrent.py"
     );
-    let inputs = read_arrays(&dir.join("recurrent_inputs.txt"));
+    let inputs = common::read_arrays(&dir.join("recurrent_inputs.txt"));
     assert_eq!(inputs[0].2, padded, "the fixture's inputs are the test's");
-    let want = read_arrays(&dir.join("recurrent.txt"));
+    let want = common::read_arrays(&dir.join("recurrent.txt"));
     assert_eq!(want.len(), 3);
     for ((name, _, want), got) in want.iter().zip(&got) {
         assert_eq!(want.len(), got.len(), "{name}");

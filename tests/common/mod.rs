@@ -423,3 +423,19 @@ pub fn run_on(
     let feed: Vec<(NodeId, &[f32])> = xs.iter().zip(data).map(|(&x, d)| (x, &d[..])).collect();
     (ex.eval(&[out], &feed).unwrap().remove(0), g.shape(out))
 }
+
+/// The named arrays of a fixture's text file (tests/fixtures/onnx): a name, its dims, then its values.
+pub fn read_arrays(path: &std::path::Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    lines
+        .chunks(2)
+        .map(|pair| {
+            let mut head = pair[0].split_whitespace();
+            let name = head.next().unwrap().to_string();
+            let dims = head.map(|d| d.parse().unwrap()).collect();
+            let values = pair[1].split_whitespace().map(|v| v.parse().unwrap());
+            (name, dims, values.collect())
+        })
+        .collect()
+}

@@ -563,11 +563,16 @@ pub(crate) fn precompile(ctx: &Context, kernels: &[Kernel]) -> crate::Result<()>
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(cores)
         .min(todo.len());
-    // GL compiles under one context lock (and wasm32 has no threads): one by one there.
-    let serial = ctx.adapter().backend == wgpu::Backend::Gl || cfg!(target_arch = "wasm32");
-    if threads < 2 || serial {
+    // GL compiles under one context lock: one by one there.
+    if threads < 2 || ctx.adapter().backend == wgpu::Backend::Gl {
         return todo.iter().try_for_each(|&k| pipeline(ctx, k).map(|_| ()));
     }
+    compile_on_threads(ctx, &todo, threads)
+}
+
+/// Compiles `todo` on `threads` threads; the first error is returned.
+#[cfg(not(target_arch = "wasm32"))]
+fn compile_on_threads(ctx: &Context, todo: &[Kernel], threads: usize) -> crate::Result<()> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || -> crate::Result<()> {
         loop {
@@ -580,7 +585,7 @@ pub(crate) fn precompile(ctx: &Context, kernels: &[Kernel]) -> crate::Result<()>
     };
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
-        handles
+        let results: Vec<crate::Result<()>> = handles
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
@@ -589,10 +594,15 @@ pub(crate) fn precompile(ctx: &Context, kernels: &[Kernel]) -> crate::Result<()>
                     ))
                 })
             })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
+            .collect();
+        results.into_iter().collect()
     })
+}
+
+/// wasm32 has no threads (and WebGPU's device is not `Sync`): one by one.
+#[cfg(target_arch = "wasm32")]
+fn compile_on_threads(ctx: &Context, todo: &[Kernel], _threads: usize) -> crate::Result<()> {
+    todo.iter().try_for_each(|&k| pipeline(ctx, k).map(|_| ()))
 }
 
 /// The override constants of window.wgsl for `w`.

@@ -53,6 +53,20 @@ impl Graph {
         self.axes.borrow_mut().push(AxisInfo { lengths, root: 0 });
     }
 
+    /// Creates the first sequence axis with its lengths fed as the input `lengths_name`
+    /// (an importer's, whose file names the lengths); an error if the graph has axes or a
+    /// node of that name already.
+    pub(crate) fn first_axis_named(&self, lengths_name: &str) -> Result<SequenceAxis> {
+        if !self.axes.borrow().is_empty() || self.find(lengths_name).is_some() {
+            return Err(Error::Invalid(format!(
+                "sequence axis: '{lengths_name}' cannot name the first axis's lengths (the graph has axes or a node of that name)"
+            )));
+        }
+        let lengths = self.input(lengths_name, &[])?;
+        self.axes.borrow_mut().push(AxisInfo { lengths, root: 0 });
+        Ok(SequenceAxis(0))
+    }
+
     /// The graph's first sequence axis, the one [`Graph::input_sequence`] uses.
     pub fn first_sequence_axis(&self) -> SequenceAxis {
         self.first_axis();

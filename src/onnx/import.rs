@@ -2,12 +2,17 @@
 //! file's (topological) order. Float initializers become parameters that start from the
 //! file's values, made when first used: trainable, except those that only hold running
 //! statistics (BatchNormalization's mean and variance), which become state. Integer tensors
-//! (shapes, axes, slice bounds) stay on the host as the arguments they are.
+//! (shapes, axes, slice bounds) and `Constant`s stay on the host as the arguments they are.
+//! Views of batch-first tensors and shapes known up to the batch size: `layout.rs`;
+//! sequence inputs, recurrences and sequence steps: `sequences.rs`.
 
 use std::collections::HashMap;
 
+mod layout;
+mod sequences;
+
 use super::generated::tensor_proto::DataType;
-use super::generated::{type_proto, GraphProto, ModelProto, NodeProto, TensorProto};
+use super::generated::{ModelProto, NodeProto, TensorProto};
 use super::proto::{attr, attr_float, attr_int, attr_ints, attr_string, dims, floats, ints};
 use super::Model;
 use crate::graph::{BinaryOp, Graph, NodeId, ReduceOp, UnaryOp};
@@ -20,8 +25,16 @@ use crate::{Error, Result};
 enum Value {
     /// A wgrad node.
     Node(NodeId),
+    /// A wgrad node whose axes ONNX holds in another order: ONNX's axis `i` is the node's
+    /// axis `perm[i]` (a time-major `[seq, batch, ..]` tensor, a recurrence's
+    /// `[directions, batch, H]` states); wgrad keeps the batch axis first.
+    View(NodeId, Vec<usize>),
     /// Integers known when importing (a shape, axes).
     Ints(Vec<i64>),
+    /// Floats known when importing (a `Constant`): dims and values.
+    Floats(Vec<usize>, Vec<f32>),
+    /// A shape known up to its batch and sequence sizes (`Shape` of a tensor).
+    Dims(Vec<Dim>),
 }
 
 /// Builds the model of `proto`.
@@ -43,6 +56,12 @@ pub(crate) fn model(proto: &ModelProto) -> Result<Model> {
             .iter()
             .map(|t| (t.name().to_string(), t))
             .collect(),
+        producers: graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.clone(), n)))
+            .collect(),
+        host_nodes: HashMap::new(),
         opset,
     };
     let inputs = im.inputs(graph)?;
@@ -51,7 +70,7 @@ pub(crate) fn model(proto: &ModelProto) -> Result<Model> {
     }
     let mut outputs = Vec::new();
     for o in &graph.output {
-        let id = im.node_of(o.name()).map_err(|e| match e {
+        let id = im.output_node(o.name()).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(format!("onnx: graph output {m}")),
             other => other,
         })?;
@@ -77,6 +96,20 @@ fn at_node(n: &NodeProto, e: Error) -> Error {
     }
 }
 
+/// Refuses a graph input whose elements wgrad cannot feed.
+fn check_input_type(name: &str, elem: Option<i32>) -> Result<()> {
+    let elem = elem.and_then(|e| DataType::try_from(e).ok());
+    if !matches!(
+        elem,
+        Some(DataType::Float | DataType::Int64 | DataType::Int32)
+    ) {
+        return invalid(format!(
+            "onnx: input '{name}' has element type {elem:?}; wgrad feeds float tensors (and integer indices as floats)"
+        ));
+    }
+    Ok(())
+}
+
 fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(Error::Invalid(msg.into()))
 }
@@ -85,56 +118,14 @@ struct Importer<'a> {
     g: Graph,
     values: HashMap<String, Value>,
     inits: HashMap<String, &'a TensorProto>,
+    /// The node writing each tensor.
+    producers: HashMap<String, &'a NodeProto>,
+    /// The nodes made of values known on the host (integers, `Constant`s).
+    host_nodes: HashMap<String, NodeId>,
     opset: i64,
 }
 
 impl<'a> Importer<'a> {
-    /// The graph's inputs that are not initializers, each with its first axis as the batch.
-    fn inputs(&mut self, graph: &GraphProto) -> Result<Vec<(String, NodeId)>> {
-        let mut out = Vec::new();
-        for vi in &graph.input {
-            let name = vi.name();
-            if self.inits.contains_key(name) {
-                continue;
-            }
-            let tensor = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-                Some(type_proto::Value::TensorType(t)) => t,
-                _ => return invalid(format!("onnx: input '{name}' is not a tensor")),
-            };
-            let elem = tensor.elem_type.and_then(|e| DataType::try_from(e).ok());
-            if !matches!(
-                elem,
-                Some(DataType::Float | DataType::Int64 | DataType::Int32)
-            ) {
-                return invalid(format!(
-                    "onnx: input '{name}' has element type {elem:?}; wgrad feeds float tensors (and integer indices as floats)"
-                ));
-            }
-            let shape = tensor.shape.as_ref().map(|s| &s.dim[..]).unwrap_or(&[]);
-            if shape.is_empty() {
-                return invalid(format!(
-                    "onnx: input '{name}' has no shape; wgrad needs [batch, ..]"
-                ));
-            }
-            let mut sample = Vec::new();
-            for d in &shape[1..] {
-                use super::generated::tensor_shape_proto::dimension::Value as D;
-                match d.value {
-                    Some(D::DimValue(v)) if v > 0 => sample.push(v as usize),
-                    _ => {
-                        return invalid(format!(
-                            "onnx: input '{name}': only its first axis (the batch) may be symbolic"
-                        ))
-                    }
-                }
-            }
-            let id = self.g.input(name, &sample)?;
-            self.values.insert(name.to_string(), Value::Node(id));
-            out.push((name.to_string(), id));
-        }
-        Ok(out)
-    }
-
     /// Whether input `i` of `n` is given (present and not the empty name).
     fn has(n: &NodeProto, i: usize) -> bool {
         n.input.get(i).is_some_and(|s| !s.is_empty())
@@ -146,15 +137,30 @@ impl<'a> Importer<'a> {
     }
 
     fn variable_of(&mut self, name: &str, trainable: bool) -> Result<NodeId> {
-        match self.values.get(name) {
+        let (d, v) = match self.values.get(name) {
             Some(Value::Node(id)) => return Ok(*id),
-            Some(Value::Ints(v)) => {
-                let v: Vec<f32> = v.iter().map(|&i| i as f32).collect();
-                let id = self.given(name, &[v.len()], &v, false)?;
-                self.values.insert(name.into(), Value::Node(id));
+            Some(Value::Ints(v)) => (vec![v.len()], v.iter().map(|&i| i as f32).collect()),
+            Some(Value::Floats(d, v)) => (d.clone(), v.clone()),
+            Some(Value::View(..)) => {
+                return invalid(format!(
+                    "'{name}' holds a batch-first tensor with its axes in another order ([seq, batch, ..] or [directions, batch, ..]); wgrad reads such a tensor only through Transpose, Squeeze, Unsqueeze, Reshape, Shape, unary ops and recurrences"
+                ))
+            }
+            Some(Value::Dims(d)) => {
+                return invalid(format!(
+                    "'{name}' is a shape with the batch or sequence size in it ({d:?}), known only when running"
+                ))
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        if !d.is_empty() || !v.is_empty() {
+            // The host value stays known (a pattern may read it); its node is made once.
+            if let Some(&id) = self.host_nodes.get(name) {
                 return Ok(id);
             }
-            None => {}
+            let id = self.given(name, &d, &v, false)?;
+            self.host_nodes.insert(name.into(), id);
+            return Ok(id);
         }
         let Some(&t) = self.inits.get(name) else {
             return invalid(format!("'{name}' is not computed before it is used"));
@@ -207,8 +213,12 @@ impl<'a> Importer<'a> {
     }
 
     fn set(&mut self, n: &NodeProto, id: NodeId) {
+        self.set_value(n, Value::Node(id));
+    }
+
+    fn set_value(&mut self, n: &NodeProto, v: Value) {
         if let Some(out) = n.output.first() {
-            self.values.insert(out.clone(), Value::Node(id));
+            self.values.insert(out.clone(), v);
         }
     }
 
@@ -218,7 +228,7 @@ impl<'a> Importer<'a> {
             return invalid(format!("domain '{}' is not supported", n.domain()));
         }
         if let Some(extra) = n.output.iter().skip(1).find(|o| !o.is_empty()) {
-            if n.op_type() != "Dropout" {
+            if !matches!(n.op_type(), "Dropout" | "LSTM" | "GRU" | "RNN") {
                 return invalid(format!("a second output ('{extra}') is not supported"));
             }
         }
@@ -229,7 +239,15 @@ impl<'a> Importer<'a> {
         let id = match op {
             "Identity" | "Dropout" | "Cast" => return self.pass_through(n),
             "Neg" | "Exp" | "Log" | "Sqrt" | "Abs" | "Sign" | "Sigmoid" | "Tanh" | "Relu"
-            | "Softplus" => self.unary(n)?,
+            | "Softplus" => return self.unary(n),
+            "LSTM" | "GRU" | "RNN" => return self.recurrence(n),
+            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => return self.reshape(n),
+            "Transpose" => return self.transpose(n),
+            "Shape" => return self.shape_of(n),
+            "Concat" if self.all_host_shapes(n) => return self.concat_shapes(n),
+            "Gather" if self.host_shape_input(n, 0).is_some() => return self.gather_shape(n),
+            "Expand" => return self.expand(n),
+            "GatherND" => self.gather_nd(n)?,
             "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Greater" | "GreaterOrEqual"
             | "Less" | "LessOrEqual" | "Equal" => self.binary(n)?,
             "MatMul" => {
@@ -248,16 +266,6 @@ impl<'a> Importer<'a> {
                 self.g.reduce(kind, x, &[2, 3], true)?
             }
             "BatchNormalization" => self.batch_norm(n)?,
-            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.reshape(n)?,
-            "Transpose" => {
-                let x = self.input(n, 0)?;
-                let rank = self.g.shape(x).rank();
-                let perm = match attr_ints(n, "perm") {
-                    Some(p) => p.iter().map(|&a| a as usize).collect(),
-                    None => (0..rank).rev().collect::<Vec<_>>(),
-                };
-                self.g.permute(x, &perm)?
-            }
             "Concat" => {
                 let axis = attr_int(n, "axis", 0) as isize;
                 let mut y = self.input(n, 0)?;
@@ -271,7 +279,13 @@ impl<'a> Importer<'a> {
             "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" => self.reduce(n)?,
             "ArgMax" => self.argmax(n)?,
             "Slice" => self.slice(n)?,
-            "Gather" => self.gather(n)?,
+            "Gather" => match self.gather_fixed(n)? {
+                Some(v) => {
+                    self.set_value(n, v);
+                    return Ok(());
+                }
+                None => self.gather(n)?,
+            },
             "Pad" => self.pad(n)?,
             other => return invalid(format!("op {other} is not supported by wgrad's importer")),
         };
@@ -290,7 +304,7 @@ impl<'a> Importer<'a> {
         );
         let value = match is_int {
             true => Value::Ints(ints(t)?),
-            false => Value::Node(self.given(&out, &dims(t)?, &floats(t)?, false)?),
+            false => Value::Floats(dims(t)?, floats(t)?),
         };
         self.values.insert(out, value);
         Ok(())
@@ -313,16 +327,19 @@ impl<'a> Importer<'a> {
         }
         let name = n.input.first().cloned().unwrap_or_default();
         let out = n.output.first().cloned().unwrap_or_default();
-        // A constant integer tensor (a shape, say) stays one.
+        // A value known now (a shape, say) or a view stays one.
         let value = match self.values.get(&name) {
-            Some(Value::Ints(v)) => Value::Ints(v.clone()),
+            Some(v @ (Value::Ints(_) | Value::Floats(..) | Value::Dims(_) | Value::View(..))) => {
+                v.clone()
+            }
             _ => Value::Node(self.input(n, 0)?),
         };
         self.values.insert(out, value);
         Ok(())
     }
 
-    fn unary(&mut self, n: &NodeProto) -> Result<NodeId> {
+    /// An elementwise unary op; it keeps a view's order.
+    fn unary(&mut self, n: &NodeProto) -> Result<()> {
         let op = match n.op_type() {
             "Neg" => UnaryOp::Neg,
             "Exp" => UnaryOp::Exp,
@@ -335,8 +352,11 @@ impl<'a> Importer<'a> {
             "Relu" => UnaryOp::Relu,
             _ => UnaryOp::Softplus,
         };
-        let x = self.input(n, 0)?;
-        self.g.unary(op, x)
+        let (x, perm) = self.view_input(n, 0)?;
+        let y = self.g.unary(op, x)?;
+        let v = self.normalize(y, perm)?;
+        self.set_value(n, v);
+        Ok(())
     }
 
     fn binary(&mut self, n: &NodeProto) -> Result<NodeId> {
@@ -487,59 +507,6 @@ impl<'a> Importer<'a> {
         g.add(g.mul(norm, scale)?, bias)
     }
 
-    /// Flatten, Reshape, Squeeze and Unsqueeze: a reshape that keeps the batch axis first.
-    fn reshape(&mut self, n: &NodeProto) -> Result<NodeId> {
-        let x = self.input(n, 0)?;
-        let s = self.g.shape(x);
-        if s.0.first() != Some(&Dim::Batch) {
-            return invalid(format!("input {s} does not start with the batch axis"));
-        }
-        let sample: Vec<usize> = s.resolve(1)[1..].to_vec();
-        let out: Vec<usize> = match n.op_type() {
-            "Flatten" => {
-                if attr_int(n, "axis", 1) != 1 {
-                    return invalid("only axis 1 (keep the batch axis) is supported");
-                }
-                vec![sample.iter().product()]
-            }
-            "Reshape" => {
-                let want = self.ints_input(n, 1)?;
-                reshape_dims(&sample, &want, attr_int(n, "allowzero", 0) != 0)?
-            }
-            "Unsqueeze" => {
-                let axes = self
-                    .axes(n, 13)?
-                    .ok_or_else(|| Error::Invalid("no axes".into()))?;
-                let rank = (s.rank() + axes.len()) as i64;
-                let mut axes: Vec<i64> = axes.iter().map(|&a| a.rem_euclid(rank)).collect();
-                axes.sort_unstable();
-                let mut d = sample.clone();
-                for a in axes {
-                    if a == 0 || a as usize > d.len() + 1 {
-                        return invalid(format!("axis {a} would move the batch axis"));
-                    }
-                    d.insert(a as usize - 1, 1);
-                }
-                d
-            }
-            _ => {
-                let rank = s.rank() as i64;
-                let axes: Vec<i64> = match self.axes(n, 13)? {
-                    Some(a) => a.iter().map(|&a| a.rem_euclid(rank)).collect(),
-                    None => (1..rank).filter(|&a| sample[a as usize - 1] == 1).collect(),
-                };
-                if axes.iter().any(|&a| a == 0 || sample[a as usize - 1] != 1) {
-                    return invalid(format!("axes {axes:?} of {s} are not all 1-sized"));
-                }
-                (1..rank)
-                    .filter(|a| !axes.contains(a))
-                    .map(|a| sample[a as usize - 1])
-                    .collect()
-            }
-        };
-        self.g.reshape(x, Shape::batched(&out))
-    }
-
     fn softmax(&mut self, n: &NodeProto) -> Result<NodeId> {
         let x = self.input(n, 0)?;
         let rank = self.g.shape(x).rank() as i64;
@@ -620,10 +587,16 @@ impl<'a> Importer<'a> {
         Ok(y)
     }
 
-    /// Gather on axis 0 of a 2-D table: an embedding lookup.
+    /// Gather on axis 0 of a 2-D table: an embedding lookup; on axis 1 of a sequence, its
+    /// first step.
     fn gather(&mut self, n: &NodeProto) -> Result<NodeId> {
+        if attr_int(n, "axis", 0) == 1 {
+            return self.gather_first_step(n);
+        }
         if attr_int(n, "axis", 0) != 0 {
-            return invalid("only axis 0 (rows of a table) is supported");
+            return invalid(
+                "only axis 0 (rows of a table) or axis 1 (a sequence's first step) is supported",
+            );
         }
         let (table, idx) = (self.input(n, 0)?, self.input(n, 1)?);
         self.g.embedding(idx, table)
@@ -657,73 +630,5 @@ impl<'a> Importer<'a> {
             y = self.g.pad_to(y, axis, b, Shape(dims.clone()));
         }
         Ok(y)
-    }
-}
-
-/// ONNX Reshape's target sizes (after the batch axis) from `want` (batch first: `0`
-/// copies, `-1` is inferred), for a sample of `sample` sizes.
-fn reshape_dims(sample: &[usize], want: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
-    let Some((&first, rest)) = want.split_first() else {
-        return invalid("an empty shape would drop the batch axis");
-    };
-    if first != -1 && (first != 0 || allow_zero) {
-        return invalid(format!(
-            "shape {want:?} must keep the batch axis first (as 0 or -1)"
-        ));
-    }
-    let total: usize = sample.iter().product();
-    let mut out = Vec::new();
-    let mut infer = None;
-    for (i, &d) in rest.iter().enumerate() {
-        match d {
-            -1 if infer.is_none() && first != -1 => {
-                infer = Some(i);
-                out.push(1);
-            }
-            0 if !allow_zero => match sample.get(i) {
-                Some(&s) => out.push(s),
-                None => return invalid(format!("shape {want:?}: 0 past the input's axes")),
-            },
-            d if d > 0 => out.push(d as usize),
-            _ => return invalid(format!("shape {want:?} is not a valid ONNX shape")),
-        }
-    }
-    let known: usize = out.iter().product();
-    if let Some(i) = infer {
-        if known == 0 || !total.is_multiple_of(known) {
-            return invalid(format!("shape {want:?} does not divide {total} elements"));
-        }
-        out[i] = total / known;
-    }
-    if out.iter().product::<usize>() != total {
-        return invalid(format!("shape {want:?} does not hold {sample:?}"));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reshape_dims;
-
-    #[test]
-    fn reshape_dims_infers_copies_and_checks() {
-        assert_eq!(
-            reshape_dims(&[2, 3, 4], &[-1, 24], false).unwrap(),
-            vec![24]
-        );
-        assert_eq!(
-            reshape_dims(&[2, 3, 4], &[0, 0, -1], false).unwrap(),
-            vec![2, 12]
-        );
-        assert_eq!(
-            reshape_dims(&[2, 3, 4], &[0, 6, 4], false).unwrap(),
-            vec![6, 4]
-        );
-        assert!(reshape_dims(&[2, 3, 4], &[-1, -1], false).is_err());
-        // a shape that would move elements between samples
-        assert!(reshape_dims(&[2, 3, 4], &[-1, 12], false).is_err());
-        assert!(reshape_dims(&[2, 3, 4], &[5, 24], false).is_err());
-        assert!(reshape_dims(&[2, 3, 4], &[0, 7], false).is_err());
-        assert!(reshape_dims(&[2, 3, 4], &[], false).is_err());
     }
 }

@@ -129,8 +129,17 @@ impl Model {
 
     /// The model in ONNX `bytes`: its initializers become trainable parameters (those that
     /// only feed running statistics become state) that start from the file's values. Every
-    /// input's first axis is the batch axis. Errors name the ONNX node (name and op type) of
-    /// an op wgrad does not import, or an attribute it does not support.
+    /// input's first axis is the batch axis, except a sequence input: one whose second axis
+    /// is symbolic too, or one an `LSTM`/`GRU`/`RNN` reads. A sequence input is fed
+    /// batch-major (`[batch, seq, ..]`, as wgrad feeds every sequence) even where the file
+    /// holds it time-major (`[seq, batch, ..]`, PyTorch's `nn.LSTM` without `batch_first`);
+    /// its lengths are the input the recurrences take as `sequence_lens`, or, in a file
+    /// without one, an added input `sequence lengths`. An output the file holds with its
+    /// batch axis elsewhere than first (`[seq, batch, ..]`, `[directions, batch, H]`) comes
+    /// out with its batch axis (and sequence axis) first, the other axes in the file's order.
+    /// A recurrence's weights become parameters in wgrad's layout, per direction (`W.forward`,
+    /// `W.reverse` when bidirectional). Errors name the ONNX node (name and op type) of an op
+    /// wgrad does not import, or an attribute it does not support.
     pub fn from_onnx(bytes: &[u8]) -> Result<Model> {
         let proto = generated::ModelProto::decode(bytes)
             .map_err(|e| Error::Invalid(format!("onnx: not an ONNX model: {e}")))?;

@@ -179,6 +179,17 @@ impl Graph {
         backwards: bool,
     ) -> Result<NodeId> {
         let xproj = self.bias_act(self.matmul(x, w)?, b, -1, None)?;
+        self.rnn_scan(xproj, u, h0, backwards)
+    }
+
+    /// The plain RNN's scan itself, from input projections `xproj: [batch, seq, H]`.
+    pub fn rnn_scan(
+        &self,
+        xproj: NodeId,
+        u: NodeId,
+        h0: NodeId,
+        backwards: bool,
+    ) -> Result<NodeId> {
         let op = "rnn";
         let hn = self.scan_hidden(op, xproj, u, 1, MAX_LSTM_HIDDEN)?;
         let h0 = self.scan_state(op, h0, hn)?;

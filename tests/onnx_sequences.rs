@@ -315,8 +315,18 @@ fn a_pytorch_style_lstm_imports_matches_onnxruntime_and_fine_tunes() {
 
 #[test]
 fn a_gru_and_rnn_with_lengths_import_match_onnxruntime_and_ignore_padding() {
+    gru_and_rnn_match("gru_rnn.onnx");
+}
+
+#[test]
+fn batch_major_recurrences_match_their_time_major_twins() {
+    // onnxruntime runs only layout 0: the layout-1 twin must give its outputs.
+    gru_and_rnn_match("gru_rnn_batchwise.onnx");
+}
+
+fn gru_and_rnn_match(file: &str) {
     let dir = fixtures();
-    let model = Model::load(&dir.join("gru_rnn.onnx")).unwrap();
+    let model = Model::load(&dir.join(file)).unwrap();
     let arrays = common::read_arrays(&dir.join("gru_rnn.txt"));
     let (x, lens) = (&arrays[0].2, &arrays[1].2);
     let ctx = common::ctx();

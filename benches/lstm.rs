@@ -3,15 +3,17 @@
 //! and of CNTK 106A's (LSTM(5) over 5 steps, batch 100). Beside them, in the same run, a
 //! plain-Rust CPU forward pass of the same LSTM (input and recurrent products through the
 //! `matrixmultiply` crate's sgemm, the cell in a loop), as a floor for what the hardware does
-//! without a GPU. Criterion's "elem/s" is examples/s. `WGRAD_BENCH_LARGE=1` adds hidden 512,
-//! 64 steps, batch 64 (slow on CPU adapters).
+//! without a GPU. Criterion's "elem/s" is examples/s. Each model trains with both LSTM
+//! kernels in the same run (`wgrad-Scan`: one kernel looping over the steps; `wgrad-Steps`:
+//! per step a tuned product and a cell kernel), whatever the adapter would pick.
+//! `WGRAD_BENCH_LARGE=1` adds hidden 512, 64 steps, batch 64 (slow on CPU adapters).
 //!
 //! Run: `cargo bench --bench lstm`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wgrad::data::SequenceBatch;
 use wgrad::nn::{Dense, Last, Lstm, Sequential};
-use wgrad::{Context, Graph, Learner, Trainer};
+use wgrad::{Context, ContextOptions, Graph, Learner, LstmKernels, Trainer};
 
 /// (name, batch, steps, features, hidden, classes)
 type Config = (&'static str, usize, usize, usize, usize, usize);
@@ -90,9 +92,18 @@ fn cpu_lstm_forward(
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = Context::new()
-        .expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
-    eprintln!("adapter: {}", ctx.adapter());
+    let context = |lstm| {
+        Context::with_options(ContextOptions {
+            lstm,
+            ..Default::default()
+        })
+        .expect("a wgpu adapter (on Linux without a GPU: apt-get install mesa-vulkan-drivers)")
+    };
+    let contexts = [
+        (LstmKernels::Scan, context(LstmKernels::Scan)),
+        (LstmKernels::Steps, context(LstmKernels::Steps)),
+    ];
+    eprintln!("adapter: {}", contexts[0].1.adapter());
     let large = std::env::var("WGRAD_BENCH_LARGE").is_ok();
     let mut group = c.benchmark_group("lstm_step");
     group.sample_size(10);
@@ -113,7 +124,6 @@ fn bench(c: &mut Criterion) {
             .build(&g, x)
             .unwrap();
         let loss = g.squared_error(z, y).unwrap();
-        let mut tr = Trainer::new(&ctx, &g, loss, None, Learner::adam(1e-3)).unwrap();
         let seqs: Vec<Vec<f32>> = (0..b)
             .map(|k| {
                 (0..t * f)
@@ -126,13 +136,27 @@ fn bench(c: &mut Criterion) {
         let ys = vec![0.1f32; b * classes];
         let mut feed = batch.feed(x, g.sequence_lengths()).to_vec();
         feed.push((y, &ys));
-        tr.train_minibatch(&feed, true).unwrap();
-        group.bench_function(BenchmarkId::new("wgrad", name), |bch| {
-            bch.iter(|| {
-                tr.train_minibatch(&feed, false).unwrap();
-                ctx.wait().unwrap();
-            })
-        });
+        for (kernels, ctx) in &contexts {
+            let mut tr = Trainer::new(ctx, &g, loss, None, Learner::adam(1e-3)).unwrap();
+            tr.train_minibatch(&feed, true).unwrap();
+            let id = BenchmarkId::new(format!("wgrad-{kernels:?}"), name);
+            group.bench_function(id, |bch| {
+                bch.iter(|| {
+                    tr.train_minibatch(&feed, false).unwrap();
+                    ctx.wait().unwrap();
+                })
+            });
+            let plan = tr.executor().plan_summary(&[], &feed, true).unwrap();
+            let bodies: Vec<String> = plan
+                .loops
+                .iter()
+                .map(|l| format!("{} × {}", l.len, l.times))
+                .collect();
+            eprintln!(
+                "{name}, {kernels:?}: {} dispatches per training step, loop bodies {bodies:?}",
+                plan.len()
+            );
+        }
         let w: Vec<f32> = (0..f * 4 * h)
             .map(|i| ((i % 17) as f32 - 8.0) / 80.0)
             .collect();
@@ -142,8 +166,6 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("cpu-forward-only", name), |bch| {
             bch.iter(|| cpu_lstm_forward(batch.values(), &w, &u, (b, t, f, h)))
         });
-        let plan = tr.executor().plan_summary(&[], &feed, true).unwrap();
-        eprintln!("{name}: {} dispatches per training step", plan.len());
     }
     group.finish();
 }

@@ -46,6 +46,22 @@ pub struct ContextOptions {
     /// How long a readback may wait for the device before it is an error (default: 10
     /// minutes, or `WGRAD_READBACK_TIMEOUT_S`).
     pub readback_timeout: Option<std::time::Duration>,
+    /// How LSTMs run (also `WGRAD_LSTM=scan` or `steps`).
+    pub lstm: LstmKernels,
+}
+
+/// How an LSTM's recurrence runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LstmKernels {
+    /// One step at a time on CPU adapters for 32 hidden units or more; one scan kernel
+    /// otherwise.
+    #[default]
+    Auto,
+    /// One kernel looping over the steps (workgroups own sequences).
+    Scan,
+    /// Per step, the recurrent product through the tuned matmul kernels and a cell kernel,
+    /// recorded once and replayed for every step.
+    Steps,
 }
 
 /// When matrix products on CPU adapters copy their operands into textures and read them
@@ -151,6 +167,11 @@ impl Context {
     pub fn with_options(options: ContextOptions) -> Result<Context> {
         let mut options = options;
         options.check_numerics |= std::env::var("WGRAD_CHECK_NUMERICS").is_ok_and(|v| v == "1");
+        match std::env::var("WGRAD_LSTM").as_deref() {
+            Ok("scan") => options.lstm = LstmKernels::Scan,
+            Ok("steps") => options.lstm = LstmKernels::Steps,
+            _ => {}
+        }
         quiet_headless_vulkan();
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());

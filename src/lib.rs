@@ -45,7 +45,9 @@ pub mod shape;
 pub mod tensor;
 pub mod train;
 
-pub use device::{AdapterSummary, Context, ContextOptions, Fault, MemoryUse, OperandTextures};
+pub use device::{
+    AdapterSummary, Context, ContextOptions, Fault, LstmKernels, MemoryUse, OperandTextures,
+};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use executor::{Executor, Feed};

@@ -1,7 +1,9 @@
 //! The LSTM scan against a plain-Rust f64 LSTM (CNTK's gate order g, i, f, o) on
 //! sequences of lengths like [1, 7, 3] and hidden sizes 1, 3 and 37; its gradients by finite
 //! differences through 20+ steps, with initial states and going backwards; padding and batch
-//! invariance; and a plan that does not grow with the length.
+//! invariance; and a plan that does not grow with the length. Each check runs on both LSTM
+//! kernels: the one-kernel scan and the stepwise one (a tuned product and a cell kernel per
+//! step, which CPU adapters use from 32 units).
 
 #![allow(
     clippy::type_complexity,
@@ -13,9 +15,35 @@ mod common;
 #[path = "../examples/lstm_sine.rs"]
 #[allow(dead_code)]
 mod lstm_sine;
+use std::cell::Cell;
+
 use common::*;
 use wgrad::data::SequenceBatch;
-use wgrad::{Executor, Graph, NodeId, Shape};
+use wgrad::{Context, ContextOptions, Executor, Graph, LstmKernels, NodeId, Shape};
+
+thread_local! {
+    /// The LSTM kernels of this test thread's contexts.
+    static KERNELS: Cell<LstmKernels> = const { Cell::new(LstmKernels::Scan) };
+}
+
+/// A poisoning context with this thread's LSTM kernels.
+fn ctx() -> Context {
+    let options = ContextOptions {
+        poison: true,
+        lstm: KERNELS.get(),
+        ..Default::default()
+    };
+    Context::with_options(options).expect("GPU tests need a wgpu adapter")
+}
+
+/// Runs `f` with the one-kernel scan, then with the stepwise kernels.
+fn both(f: impl Fn(LstmKernels)) {
+    for k in [LstmKernels::Scan, LstmKernels::Steps] {
+        println!("LSTM kernels: {k:?}");
+        KERNELS.set(k);
+        f(k);
+    }
+}
 
 const F: usize = 5;
 const FORGET_BIAS: f64 = 1.0;
@@ -179,77 +207,86 @@ fn steps_of(s: &[f32]) -> Vec<Vec<f64>> {
 
 #[test]
 fn lstm_scan_matches_the_reference_in_both_directions() {
-    // Batches of more than one workgroup's sequences (4, or 2 above 256 units) and hidden
-    // sizes that are not multiples of 4 on both sides of 256.
-    let cases = [
-        (1, vec![1, 7, 3]),
-        (3, vec![1, 7, 3]),
-        (37, vec![4, 2]),
-        (5, vec![3, 1, 6, 2, 5, 4, 1, 7, 2]),
-        (259, vec![2, 3, 1]),
-    ];
-    for (hn, lengths) in cases {
-        for backwards in [false, true] {
-            let p = random_params(hn, 3 + hn as u64);
-            let seqs = sequences(&lengths, 7);
-            let steps = *lengths.iter().max().unwrap();
-            let r = rand_vec(lengths.len() * 2 * hn, 5);
-            let (hs, ro, _, _) = run_lstm(&p, &seqs, steps, &r, backwards);
-            for (k, s) in seqs.iter().enumerate() {
-                let xs = steps_of(s);
-                let want: Vec<f64> = lstm_ref(&p, &xs, backwards).into_iter().flatten().collect();
-                let name = format!("H {hn} backwards {backwards} sequence {k}");
-                assert_close(&name, &hs[k], &want, 1e-5);
-                assert_close(
-                    &format!("{name} readout"),
-                    &ro[k],
-                    &readout_ref(&p, &xs, backwards),
-                    1e-5,
-                );
+    both(|kernels| {
+        // Batches of more than one workgroup's sequences (4, or 2 above 256 units) and hidden
+        // sizes that are not multiples of 4 on both sides of 256.
+        let cases = [
+            (1, vec![1, 7, 3]),
+            (3, vec![1, 7, 3]),
+            (37, vec![4, 2]),
+            (5, vec![3, 1, 6, 2, 5, 4, 1, 7, 2]),
+            (259, vec![2, 3, 1]),
+        ];
+        for (hn, lengths) in cases {
+            for backwards in [false, true] {
+                let p = random_params(hn, 3 + hn as u64);
+                let seqs = sequences(&lengths, 7);
+                let steps = *lengths.iter().max().unwrap();
+                let r = rand_vec(lengths.len() * 2 * hn, 5);
+                let (hs, ro, _, _) = run_lstm(&p, &seqs, steps, &r, backwards);
+                for (k, s) in seqs.iter().enumerate() {
+                    let xs = steps_of(s);
+                    let want: Vec<f64> =
+                        lstm_ref(&p, &xs, backwards).into_iter().flatten().collect();
+                    let name = format!("{kernels:?}: H {hn} backwards {backwards} sequence {k}");
+                    assert_close(&name, &hs[k], &want, 1e-5);
+                    assert_close(
+                        &format!("{name} readout"),
+                        &ro[k],
+                        &readout_ref(&p, &xs, backwards),
+                        1e-5,
+                    );
+                }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn a_recurrence_over_one_step_is_one_cell_step() {
-    let p = random_params(3, 40);
-    let seqs = sequences(&[1], 41);
-    let (hs, _, _, _) = run_lstm(&p, &seqs, 1, &rand_vec(6, 1), false);
-    let x = steps_of(&seqs[0]);
-    // One cell step by hand.
-    let hn = 3;
-    let z: Vec<f64> = (0..12)
-        .map(|q| {
-            p.b[q]
-                + (0..F).map(|i| x[0][i] * p.w[i * 12 + q]).sum::<f64>()
-                + (0..hn).map(|j| p.h0[j] * p.u[j * 12 + q]).sum::<f64>()
-        })
-        .collect();
-    let want: Vec<f64> = (0..hn)
-        .map(|j| {
-            let c =
-                sigmoid(z[2 * hn + j] + FORGET_BIAS) * p.c0[j] + sigmoid(z[hn + j]) * z[j].tanh();
-            sigmoid(z[3 * hn + j]) * c.tanh()
-        })
-        .collect();
-    assert_close("one step", &hs[0], &want, 1e-5);
+    both(|_| {
+        let p = random_params(3, 40);
+        let seqs = sequences(&[1], 41);
+        let (hs, _, _, _) = run_lstm(&p, &seqs, 1, &rand_vec(6, 1), false);
+        let x = steps_of(&seqs[0]);
+        // One cell step by hand.
+        let hn = 3;
+        let z: Vec<f64> = (0..12)
+            .map(|q| {
+                p.b[q]
+                    + (0..F).map(|i| x[0][i] * p.w[i * 12 + q]).sum::<f64>()
+                    + (0..hn).map(|j| p.h0[j] * p.u[j * 12 + q]).sum::<f64>()
+            })
+            .collect();
+        let want: Vec<f64> = (0..hn)
+            .map(|j| {
+                let c = sigmoid(z[2 * hn + j] + FORGET_BIAS) * p.c0[j]
+                    + sigmoid(z[hn + j]) * z[j].tanh();
+                sigmoid(z[3 * hn + j]) * c.tanh()
+            })
+            .collect();
+        assert_close("one step", &hs[0], &want, 1e-5);
+    });
 }
 
 #[test]
 fn lstm_gradients_match_finite_differences_through_twenty_steps() {
-    for backwards in [false, true] {
-        check_lstm_gradients(3, &[22, 1, 5], backwards, 1);
-        // Two workgroups of sequences, lengths mixed within each.
-        check_lstm_gradients(5, &[21, 1, 5, 3, 9, 2], backwards, 1);
-    }
+    both(|_| {
+        for backwards in [false, true] {
+            check_lstm_gradients(3, &[22, 1, 5], backwards, 1);
+            // Two workgroups of sequences, lengths mixed within each.
+            check_lstm_gradients(5, &[21, 1, 5, 3, 9, 2], backwards, 1);
+        }
+    });
 }
 
 /// Above 256 hidden units the scans give each workgroup fewer sequences: the gradients
 /// there, checked on every input and on a sample of each parameter's entries.
 #[test]
 fn lstm_gradients_match_finite_differences_above_256_units() {
-    check_lstm_gradients(259, &[3, 1, 2], false, 20);
+    both(|_| {
+        check_lstm_gradients(259, &[3, 1, 2], false, 20);
+    });
 }
 
 /// Central differences of a random readout of [`lstm_ref`] against the planned BPTT: every
@@ -322,82 +359,101 @@ fn check_lstm_gradients(hn: usize, lengths: &[usize], backwards: bool, samples: 
 
 #[test]
 fn a_sequence_gives_the_same_results_alone_padded_and_in_a_batch() {
-    let hn = 3;
-    let p = random_params(hn, 60);
-    // Six sequences: two workgroups' worth, each sequence's neighbours differing in length.
-    let seqs = sequences(&[4, 1, 7, 3, 2, 6], 61);
-    let r = rand_vec(6 * 2 * hn, 62);
-    let (hs, _, dx, _) = run_lstm(&p, &seqs, 7, &r, false);
-    let (hs_p, _, dx_p, _) = run_lstm(&p, &seqs, 12, &r, false);
-    for k in 0..6 {
-        assert_close(&format!("padded h {k}"), &hs_p[k], &to64(&hs[k]), 1e-6);
-        assert_close(&format!("padded dx {k}"), &dx_p[k], &to64(&dx[k]), 1e-6);
-        let one = &r[k * 2 * hn..(k + 1) * 2 * hn];
-        let (h1, _, d1, _) = run_lstm(&p, &seqs[k..k + 1], seqs[k].len() / F, one, false);
-        assert_close(&format!("alone h {k}"), &h1[0], &to64(&hs[k]), 1e-6);
-        assert_close(&format!("alone dx {k}"), &d1[0], &to64(&dx[k]), 1e-6);
-    }
+    both(|_| {
+        let hn = 3;
+        let p = random_params(hn, 60);
+        // Six sequences: two workgroups' worth, each sequence's neighbours differing in length.
+        let seqs = sequences(&[4, 1, 7, 3, 2, 6], 61);
+        let r = rand_vec(6 * 2 * hn, 62);
+        let (hs, _, dx, _) = run_lstm(&p, &seqs, 7, &r, false);
+        let (hs_p, _, dx_p, _) = run_lstm(&p, &seqs, 12, &r, false);
+        for k in 0..6 {
+            assert_close(&format!("padded h {k}"), &hs_p[k], &to64(&hs[k]), 1e-6);
+            assert_close(&format!("padded dx {k}"), &dx_p[k], &to64(&dx[k]), 1e-6);
+            let one = &r[k * 2 * hn..(k + 1) * 2 * hn];
+            let (h1, _, d1, _) = run_lstm(&p, &seqs[k..k + 1], seqs[k].len() / F, one, false);
+            assert_close(&format!("alone h {k}"), &h1[0], &to64(&hs[k]), 1e-6);
+            assert_close(&format!("alone dx {k}"), &d1[0], &to64(&dx[k]), 1e-6);
+        }
+    });
 }
 
 #[test]
 fn going_backwards_equals_reversing_input_and_output() {
-    let hn = 3;
-    let p = random_params(hn, 70);
-    let seqs = sequences(&[6, 2], 71);
-    let reversed: Vec<Vec<f32>> = seqs
-        .iter()
-        .map(|s| s.chunks(F).rev().flatten().copied().collect())
-        .collect();
-    let r = rand_vec(2 * 2 * hn, 72);
-    let (back, _, _, _) = run_lstm(&p, &seqs, 6, &r, true);
-    let (fwd, _, _, _) = run_lstm(&p, &reversed, 6, &r, false);
-    for k in 0..2 {
-        let rev: Vec<f32> = fwd[k].chunks(hn).rev().flatten().copied().collect();
-        assert_close(&format!("sequence {k}"), &back[k], &to64(&rev), 1e-6);
-    }
+    both(|_| {
+        let hn = 3;
+        let p = random_params(hn, 70);
+        let seqs = sequences(&[6, 2], 71);
+        let reversed: Vec<Vec<f32>> = seqs
+            .iter()
+            .map(|s| s.chunks(F).rev().flatten().copied().collect())
+            .collect();
+        let r = rand_vec(2 * 2 * hn, 72);
+        let (back, _, _, _) = run_lstm(&p, &seqs, 6, &r, true);
+        let (fwd, _, _, _) = run_lstm(&p, &reversed, 6, &r, false);
+        for k in 0..2 {
+            let rev: Vec<f32> = fwd[k].chunks(hn).rev().flatten().copied().collect();
+            assert_close(&format!("sequence {k}"), &back[k], &to64(&rev), 1e-6);
+        }
+    });
 }
 
-/// A training step's plan has one scan and one reverse scan whatever the length, and the
-/// same dispatches for 5 steps as for 50.
+/// A training step's plan has one scan and one reverse scan whatever the length (or, run
+/// one step at a time, one loop body forwards of a product and a cell, and one backwards of
+/// two products and a cell, replayed once per step), and the same dispatches for 5 steps as
+/// for 50.
 #[test]
 fn the_plan_does_not_grow_with_the_length() {
-    use wgrad::nn::{Dense, Sequential};
-    let ctx = ctx();
-    let g = Graph::with_seed(1);
-    let x = g.input_sequence("x", &[F]).unwrap();
-    let hn = 4;
-    let w = g
-        .parameter("w", &[F, 4 * hn], wgrad::Init::GlorotUniform)
-        .unwrap();
-    let u = g
-        .parameter("u", &[hn, 4 * hn], wgrad::Init::GlorotUniform)
-        .unwrap();
-    let b = g.parameter("b", &[4 * hn], wgrad::Init::Zeros).unwrap();
-    let zero = g.scalar(0.0);
-    let (h, _) = g.lstm(x, w, u, b, zero, zero, false, 1.0).unwrap();
-    let y = Sequential::new()
-        .add(Dense::new(1))
-        .build(&g, g.sequence_last(h).unwrap())
-        .unwrap();
-    let t = g.input("t", &[1]).unwrap();
-    let d = g.sub(y, t).unwrap();
-    let loss = g.reduce_sum(g.mul(d, d).unwrap(), &[-1]).unwrap();
-    let mut tr = wgrad::Trainer::new(&ctx, &g, loss, None, wgrad::Learner::adam(0.01)).unwrap();
-    let mut counts = Vec::new();
-    for len in [5, 50] {
-        let seqs = sequences(&[len, 2], 80);
-        let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
-        let batch = SequenceBatch::pack(&refs, F).unwrap();
-        let mut feed = batch.feed(x, g.sequence_lengths()).to_vec();
-        let td = [0.5f32, -0.5];
-        feed.push((t, &td));
-        tr.train_minibatch(&feed, true).unwrap();
-        let plan = tr.executor().plan_summary(&[], &feed, true).unwrap();
-        assert_eq!(plan.count_entry("lstm_forward"), 1, "{plan}");
-        assert_eq!(plan.count_entry("lstm_backward"), 1, "{plan}");
-        counts.push(plan.len());
-    }
-    assert_eq!(counts[0], counts[1]);
+    both(|kernels| {
+        use wgrad::nn::{Dense, Sequential};
+        let ctx = ctx();
+        let g = Graph::with_seed(1);
+        let x = g.input_sequence("x", &[F]).unwrap();
+        let hn = 4;
+        let w = g
+            .parameter("w", &[F, 4 * hn], wgrad::Init::GlorotUniform)
+            .unwrap();
+        let u = g
+            .parameter("u", &[hn, 4 * hn], wgrad::Init::GlorotUniform)
+            .unwrap();
+        let b = g.parameter("b", &[4 * hn], wgrad::Init::Zeros).unwrap();
+        let zero = g.scalar(0.0);
+        let (h, _) = g.lstm(x, w, u, b, zero, zero, false, 1.0).unwrap();
+        let y = Sequential::new()
+            .add(Dense::new(1))
+            .build(&g, g.sequence_last(h).unwrap())
+            .unwrap();
+        let t = g.input("t", &[1]).unwrap();
+        let d = g.sub(y, t).unwrap();
+        let loss = g.reduce_sum(g.mul(d, d).unwrap(), &[-1]).unwrap();
+        let learner = wgrad::Learner::adam(0.01);
+        let mut tr = wgrad::Trainer::new(&ctx, &g, loss, None, learner).unwrap();
+        let mut counts = Vec::new();
+        for len in [5, 50] {
+            let seqs = sequences(&[len, 2], 80);
+            let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
+            let batch = SequenceBatch::pack(&refs, F).unwrap();
+            let mut feed = batch.feed(x, g.sequence_lengths()).to_vec();
+            let td = [0.5f32, -0.5];
+            feed.push((t, &td));
+            tr.train_minibatch(&feed, true).unwrap();
+            let plan = tr.executor().plan_summary(&[], &feed, true).unwrap();
+            if kernels == LstmKernels::Scan {
+                assert_eq!(plan.count_entry("lstm_forward"), 1, "{plan}");
+                assert_eq!(plan.count_entry("lstm_backward"), 1, "{plan}");
+                assert!(plan.loops.is_empty());
+            } else {
+                assert_eq!(plan.count_entry("lstm_step_forward"), 1, "{plan}");
+                assert_eq!(plan.count_entry("lstm_step_backward"), 1, "{plan}");
+                // Per step: forwards ≤ 2 dispatches, backwards ≤ 3, each replayed len times.
+                let bodies: Vec<(usize, usize)> =
+                    plan.loops.iter().map(|l| (l.len, l.times)).collect();
+                assert_eq!(bodies, [(2, len), (3, len)], "{plan}");
+            }
+            counts.push(plan.len());
+        }
+        assert_eq!(counts[0], counts[1]);
+    });
 }
 
 #[test]

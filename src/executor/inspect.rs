@@ -8,7 +8,8 @@ use crate::Result;
 impl Executor {
     /// Runs the plan for `outputs` (in training mode when `training`, with the learner's
     /// updates) one dispatch at a time, each repeated `PROFILE_REPEATS` times in one submit,
-    /// and returns each dispatch's label and mean seconds. For finding hot spots; far slower
+    /// and returns each dispatch's label and mean seconds (a loop body's dispatch: times
+    /// the steps it runs, with its first step's parameters). For finding hot spots; far slower
     /// than a normal step, and repeated updates change the parameters.
     pub fn profile(
         &mut self,
@@ -22,7 +23,13 @@ impl Executor {
         let key = self.ensure_plan(outputs, feed, pass, false)?;
         let plan = self.plans.get(&key).expect("planned");
         let mut out = Vec::with_capacity(plan.steps.len());
-        for s in &plan.steps {
+        for (i, s) in plan.steps.iter().enumerate() {
+            // A loop body's dispatch runs once per step: its time per call is that many.
+            let times = plan
+                .loops
+                .iter()
+                .find(|l| (l.first..l.first + l.len).contains(&i))
+                .map_or(1, |l| l.times);
             let t0 = std::time::Instant::now();
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
             for c in &s.copies {
@@ -39,7 +46,11 @@ impl Executor {
             self.ctx.submit(enc.finish());
             self.ctx.wait()?;
             let secs = t0.elapsed().as_secs_f64() / PROFILE_REPEATS as f64;
-            out.push((s.label.clone(), secs));
+            let label = match times {
+                1 => s.label.clone(),
+                n => format!("{} (×{n} steps)", s.label),
+            };
+            out.push((label, secs * times as f64));
         }
         Ok(out)
     }

@@ -282,7 +282,7 @@ impl Executor {
                 .write_buffer(n, 0, bytemuck::cast_slice(&[u32::MAX; 4]));
         }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        plan::record(&plan.steps, &mut enc);
+        plan::record(&plan.steps, &plan.loops, &mut enc);
         // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
         // a pending result is never overwritten before it is read.
         let slot = match read {

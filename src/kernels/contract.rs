@@ -73,8 +73,9 @@ blocks! {
     /// attention.wgsl: queries on `steps_q` padded steps, keys on `steps_k`, `width` features
     /// in the kernel's feature loop (A for scores, E for values).
     AttnParams { batch: u32, steps_q: u32, steps_k: u32, width: u32 }
-    /// recurrence.wgsl and gru.wgsl: `batch` sequences of `steps` (padded) steps, `hidden` units.
-    ScanParams { batch: u32, steps: u32, hidden: u32, _p0: u32 }
+    /// recurrence.wgsl, lstm_step.wgsl and gru.wgsl: `batch` sequences of `steps` (padded)
+    /// steps, `hidden` units; `step`, the iteration of a kernel run once per step.
+    ScanParams { batch: u32, steps: u32, hidden: u32, step: u32 }
     /// loss.wgsl: rows of `classes` scores; the incoming gradient is one value when
     /// `g_scalar`, scaled by `g_scale`.
     LossParams { rows: u32, classes: u32, g_scalar: u32, g_scale: f32 }
@@ -105,6 +106,18 @@ pub(crate) enum Params {
 }
 
 impl Params {
+    /// This block at iteration `step` of a kernel run once per step (a scan block's
+    /// `step`); other blocks are returned unchanged.
+    pub(crate) fn at_step(&self, step: usize) -> Params {
+        match self {
+            Params::Scan(p) => Params::Scan(ScanParams {
+                step: step as u32,
+                ..*p
+            }),
+            other => *other,
+        }
+    }
+
     /// A count block of `n`.
     pub(crate) fn count(n: usize) -> Params {
         Params::Count(CountParams {

@@ -39,6 +39,21 @@ pub(crate) enum Binding {
 
 use Binding::{Read as R, Texture as T, Uniform as U, Unused as X, Write as W};
 
+/// The parts of the LSTM run one step at a time (lstm_step.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum StepPart {
+    /// Forwards, before the first step: the carries from h0 and c0.
+    Start,
+    /// Forwards, one step's cell.
+    Forward,
+    /// Backwards, before the first (last) step.
+    BackStart,
+    /// Backwards, one step's cell.
+    Backward,
+    /// Backwards, after the last step: the gradient reaching h0.
+    BackFinish,
+}
+
 /// One compute pipeline: a shader file, an entry point and its specialisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
@@ -170,6 +185,13 @@ pub(crate) enum Kernel {
         forget_bias: u32,
         group_seqs: u32,
     },
+    /// A part of the LSTM one step at a time (lstm_step.wgsl), specialised on the
+    /// direction and the forget gate's bias (as f32 bits).
+    LstmStep {
+        part: StepPart,
+        backwards: bool,
+        forget_bias: u32,
+    },
     /// A GRU scan and its backpropagation, specialised on the direction.
     GruForward {
         backwards: bool,
@@ -231,6 +253,7 @@ impl Kernel {
             | Kernel::SeqScatter => Shader::Sequence,
             Kernel::Attention(_) => Shader::Attention,
             Kernel::LstmForward { .. } | Kernel::LstmBackward { .. } => Shader::Recurrence,
+            Kernel::LstmStep { .. } => Shader::LstmStep,
             Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
             Kernel::RnnForward { .. } | Kernel::RnnBackward { .. } => Shader::Rnn,
         }
@@ -294,6 +317,13 @@ impl Kernel {
             },
             Kernel::LstmForward { .. } => "lstm_forward",
             Kernel::LstmBackward { .. } => "lstm_backward",
+            Kernel::LstmStep { part, .. } => match part {
+                StepPart::Start => "lstm_step_start",
+                StepPart::Forward => "lstm_step_forward",
+                StepPart::BackStart => "lstm_step_back_start",
+                StepPart::Backward => "lstm_step_backward",
+                StepPart::BackFinish => "lstm_step_back_finish",
+            },
             Kernel::GruForward { .. } => "gru_forward",
             Kernel::GruBackward { .. } => "gru_backward",
             Kernel::RnnForward { .. } => "rnn_forward",
@@ -367,6 +397,15 @@ impl Kernel {
             // the result.
             Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],
             Kernel::LstmBackward { .. } => &[R, R, R, R, R, R, R, W],
+            // Projections, lengths, the states, their gradient, h0, c0; then the products'
+            // outputs, their operands, the cell's own scratch and the result.
+            Kernel::LstmStep { part, .. } => match part {
+                StepPart::Start => &[X, X, X, X, R, R, X, W, W, X],
+                StepPart::Forward => &[R, R, X, X, X, X, W, W, W, W],
+                StepPart::BackStart => &[X, R, R, X, R, R, W, W, W, X],
+                StepPart::Backward => &[R, R, R, R, X, X, W, W, W, W],
+                StepPart::BackFinish => &[X, R, X, X, X, X, W, X, X, W],
+            },
             // Projections, U, h0, lengths; the states and their gradient (backward only); the
             // result.
             Kernel::GruForward { .. } | Kernel::RnnForward { .. } => &[R, R, R, R, X, X, W],
@@ -501,6 +540,14 @@ impl Kernel {
                 ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
                 ("GROUP_SEQS", group_seqs as f64),
                 ("STATE_QUADS", 256.0),
+            ],
+            Kernel::LstmStep {
+                backwards,
+                forget_bias,
+                ..
+            } => vec![
+                ("BACKWARDS", flag(backwards)),
+                ("FORGET_BIAS", f32::from_bits(forget_bias) as f64),
             ],
             Kernel::ChannelSum { c, inner } => vec![("C", c as f64), ("INNER", inner as f64)],
             _ => Vec::new(),

@@ -47,6 +47,8 @@ pub enum Shader {
     Sequence,
     /// Recurrent scans (LSTM) and their backpropagation through time.
     Recurrence,
+    /// The LSTM one step at a time around tuned products (CPU adapters).
+    LstmStep,
     /// GRU scans and their backpropagation through time.
     Gru,
     /// Plain RNN scans and their backpropagation through time.
@@ -65,7 +67,7 @@ const SCAN: &str = include_str!("../../shaders/scan.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 19] = [
+    pub const ALL: [Shader; 20] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -82,6 +84,7 @@ impl Shader {
         Shader::Bias,
         Shader::Sequence,
         Shader::Recurrence,
+        Shader::LstmStep,
         Shader::Gru,
         Shader::Rnn,
         Shader::Attention,
@@ -106,6 +109,7 @@ impl Shader {
             Shader::Bias => "bias.wgsl",
             Shader::Sequence => "sequence.wgsl",
             Shader::Recurrence => "recurrence.wgsl",
+            Shader::LstmStep => "lstm_step.wgsl",
             Shader::Gru => "gru.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Attention => "attention.wgsl",
@@ -131,6 +135,7 @@ impl Shader {
             Shader::Bias => include_str!("../../shaders/bias.wgsl"),
             Shader::Sequence => include_str!("../../shaders/sequence.wgsl"),
             Shader::Recurrence => include_str!("../../shaders/recurrence.wgsl"),
+            Shader::LstmStep => include_str!("../../shaders/lstm_step.wgsl"),
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
@@ -153,7 +158,9 @@ impl Shader {
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
-            Shader::Recurrence | Shader::Gru | Shader::Rnn => ScanParams::wgsl("Params"),
+            Shader::Recurrence | Shader::LstmStep | Shader::Gru | Shader::Rnn => {
+                ScanParams::wgsl("Params")
+            }
             Shader::Attention => AttnParams::wgsl("Params"),
         }
     }
@@ -167,7 +174,7 @@ impl Shader {
             Shader::Reduce | Shader::Softmax => &[LANES],
             Shader::Conv | Shader::Pool => &[ACTIVATION, WINDOW, GRID],
             Shader::Bias => &[ACTIVATION, LANES],
-            Shader::Recurrence | Shader::Gru | Shader::Rnn => &[SCAN],
+            Shader::Recurrence | Shader::LstmStep | Shader::Gru | Shader::Rnn => &[SCAN],
             _ => &[],
         }
     }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::liveness::PlanGraph;
 use super::lower::{Buf, Dispatch};
+use super::stepwise::Loop;
 use super::summary::{Activation, DispatchSummary, Fused, PlanSummary};
 use super::{Extras, Plan, Step, Storage};
 use crate::device::{Context, PARAMS_SIZE};
@@ -35,6 +36,7 @@ pub(crate) fn plan(
     g: &PlanGraph,
     layout: &Layout,
     dispatches: &[Dispatch],
+    loops: &[Loop],
     extras: &Extras<'_>,
     outputs: &[NodeId],
 ) -> Result<Plan> {
@@ -44,6 +46,8 @@ pub(crate) fn plan(
         slots.push(ctx.storage_bytes(&format!("slot {k}"), n as u64)?);
     }
     let mut scratch_bytes: u64 = layout.slot_sizes.iter().map(|&n| n as u64).sum();
+    let scratch = scratch_buffers(ctx, dispatches)?;
+    scratch_bytes += scratch.values().map(|b| b.size()).sum::<u64>();
     let node_slice = |i: usize| -> Slice {
         match layout.storage[i].expect("planned") {
             Storage::Input(k) => Slice::from(&inputs[k].1),
@@ -74,6 +78,12 @@ pub(crate) fn plan(
             Buf::UpdateGuard(k) => Slice::from(extras.updates[k].guard),
             Buf::Numerics => Slice::from(extras.numerics.expect("a numerics buffer")),
             Buf::Runtime => Slice::from(extras.runtime),
+            Buf::Scratch {
+                node,
+                part,
+                offset,
+                len,
+            } => Slice::elems(&scratch[&(node, part)], 4 * offset as u64, len, DType::F32),
         }
     };
     let bound: Vec<Vec<Slice>> = dispatches
@@ -81,33 +91,19 @@ pub(crate) fn plan(
         .map(|d| d.buffers.iter().map(slice).collect())
         .collect();
 
+    // Loop bodies' dispatches that read the iteration take one parameter block per step,
+    // after the plan's own.
+    let per_step = Loop::per_step_blocks(loops);
+    let blocks = dispatches.len() + per_step.values().sum::<usize>();
     let params = ctx.buffer(
         "plan params",
-        PARAMS_SIZE * dispatches.len().max(1) as u64,
+        PARAMS_SIZE * blocks.max(1) as u64,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
-    // On CPU adapters, subgroup products read their operands from two textures, A's and
-    // B's, each sized for the largest operand it takes (kernels/textures.rs).
-    let products: Vec<_> = dispatches
-        .iter()
-        .zip(&bound)
-        .map(|(d, bufs)| match d.kernel {
-            Kernel::MatmulSubgroup { .. } => {
-                texture_product(ctx, d.kernel, &d.params, d.groups, [bufs[0], bufs[1]])
-            }
-            _ => None,
-        })
-        .collect();
-    let textures = operand_textures(ctx, &products)?;
-    // The plan's new pipelines, compiled side by side before the steps take them.
-    let kernels: Vec<Kernel> = dispatches
-        .iter()
-        .zip(&products)
-        .map(|(d, t)| t.as_ref().map_or(d.kernel, |t| t.kernel))
-        .collect();
-    precompile(ctx, &kernels)?;
+    let (products, textures) = products_and_pipelines(ctx, dispatches, &bound, loops)?;
     scratch_bytes += textures.iter().map(|t| t.2).sum::<u64>();
-    let mut blob = vec![0u8; PARAMS_SIZE as usize * dispatches.len()];
+    let mut blob = vec![0u8; PARAMS_SIZE as usize * blocks];
+    let mut next_block = dispatches.len();
     let mut steps = Vec::with_capacity(dispatches.len());
     let mut summary = Vec::with_capacity(dispatches.len());
     for (k, ((d, bufs), product)) in dispatches.iter().zip(&bound).zip(&products).enumerate() {
@@ -116,34 +112,25 @@ pub(crate) fn plan(
         blob[off..off + bytes.len()].copy_from_slice(bytes);
         let step = match product {
             Some(t) => {
-                let label =
-                    d.label
-                        .replacen(&format!("{:?}", d.kernel), &format!("{:?}", t.kernel), 1);
-                let copies = (0..2)
-                    .map(|side| TextureCopy {
-                        buffer: bufs[side].buffer.clone(),
-                        offset: bufs[side].offset,
-                        texels: t.texels[side],
-                        texture: textures[side].0.clone(),
-                    })
-                    .collect();
-                let views = [&textures[0].1, &textures[1].1];
                 summary.push(describe(d, t.kernel, &bufs[2..], 2));
-                Step {
-                    label,
-                    copies,
-                    pipeline: pipeline(ctx, t.kernel)?,
-                    bind: bind_group(ctx, t.kernel, &params, off as u64, &bufs[2..], &views)?,
-                    groups: t.groups,
-                }
+                texture_step(ctx, d, t, bufs, &textures, &params, off)?
             }
             None => {
                 summary.push(describe(d, d.kernel, bufs, 0));
+                let mut binds = Vec::new();
+                for step in 0..per_step.get(&k).copied().unwrap_or(0) {
+                    let at = next_block * PARAMS_SIZE as usize;
+                    next_block += 1;
+                    let p = d.params.at_step(step);
+                    blob[at..at + p.bytes().len()].copy_from_slice(p.bytes());
+                    binds.push(bind_group(ctx, d.kernel, &params, at as u64, bufs, &[])?);
+                }
                 Step {
                     label: d.label.clone(),
                     copies: Vec::new(),
                     pipeline: pipeline(ctx, d.kernel)?,
                     bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[])?,
+                    per_step: binds,
                     groups: d.groups,
                 }
             }
@@ -163,19 +150,120 @@ pub(crate) fn plan(
     let staging = staging_buffers(ctx, &out_bufs)?;
     let mut keep = slots;
     keep.push(params);
+    keep.extend(scratch.into_values());
     Ok(Plan {
         sizes: g.sizes,
         inputs,
         steps,
+        loops: loops.to_vec(),
         outputs: out_bufs,
         staging,
         scratch_bytes,
         summary: PlanSummary {
             dispatches: summary,
+            loops: loops.iter().map(Loop::summary).collect(),
             scratch_bytes,
         },
         _keep: keep,
     })
+}
+
+/// On CPU adapters, subgroup products read their operands from two textures, A's and B's,
+/// each sized for the largest operand it takes (kernels/textures.rs); a loop body's products
+/// read theirs from storage, as a texture copy per step would cost more than it saves. Also
+/// compiles the plan's new pipelines side by side before the steps take them.
+#[allow(clippy::type_complexity)]
+fn products_and_pipelines(
+    ctx: &Context,
+    dispatches: &[Dispatch],
+    bound: &[Vec<Slice>],
+    loops: &[Loop],
+) -> Result<(
+    Vec<Option<TextureProduct>>,
+    Vec<(wgpu::Texture, wgpu::TextureView, u64)>,
+)> {
+    let in_loop = |k: usize| loops.iter().any(|l| l.holds(k));
+    let products: Vec<_> = dispatches
+        .iter()
+        .zip(bound)
+        .enumerate()
+        .map(|(k, (d, bufs))| match d.kernel {
+            Kernel::MatmulSubgroup { .. } if !in_loop(k) => {
+                texture_product(ctx, d.kernel, &d.params, d.groups, [bufs[0], bufs[1]])
+            }
+            _ => None,
+        })
+        .collect();
+    let textures = operand_textures(ctx, &products)?;
+    let kernels: Vec<Kernel> = dispatches
+        .iter()
+        .zip(&products)
+        .map(|(d, t)| t.as_ref().map_or(d.kernel, |t| t.kernel))
+        .collect();
+    precompile(ctx, &kernels)?;
+    Ok((products, textures))
+}
+
+/// The step of dispatch `d` reading its operands from `textures` (copies of them first).
+fn texture_step(
+    ctx: &Context,
+    d: &Dispatch,
+    t: &TextureProduct,
+    bufs: &[Slice],
+    textures: &[(wgpu::Texture, wgpu::TextureView, u64)],
+    params: &wgpu::Buffer,
+    off: usize,
+) -> Result<Step> {
+    let label = d
+        .label
+        .replacen(&format!("{:?}", d.kernel), &format!("{:?}", t.kernel), 1);
+    let copies = (0..2)
+        .map(|side| TextureCopy {
+            buffer: bufs[side].buffer.clone(),
+            offset: bufs[side].offset,
+            texels: t.texels[side],
+            texture: textures[side].0.clone(),
+        })
+        .collect();
+    let views = [&textures[0].1, &textures[1].1];
+    Ok(Step {
+        label,
+        copies,
+        pipeline: pipeline(ctx, t.kernel)?,
+        bind: bind_group(ctx, t.kernel, params, off as u64, &bufs[2..], &views)?,
+        per_step: Vec::new(),
+        groups: t.groups,
+    })
+}
+
+/// The scratch buffers the dispatches name ([`Buf::Scratch`]), each sized to its largest
+/// use (and rounded up, so that every slice's 16-byte rounding fits).
+fn scratch_buffers(
+    ctx: &Context,
+    dispatches: &[Dispatch],
+) -> Result<HashMap<(usize, u8), crate::device::Buffer>> {
+    let mut sizes: HashMap<(usize, u8), usize> = HashMap::new();
+    for d in dispatches {
+        for b in &d.buffers {
+            if let Buf::Scratch {
+                node,
+                part,
+                offset,
+                len,
+            } = *b
+            {
+                let end = sizes.entry((node, part)).or_default();
+                *end = (*end).max(offset + len);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for ((node, part), end) in sizes {
+        let floats = (end + 4).div_ceil(64) * 64;
+        let label = format!("node {node} scratch {part}");
+        out.insert((node, part), ctx.storage(&label, floats, DType::F32)?);
+    }
+    Ok(out)
 }
 
 /// A buffer for each fed input: (input, buffer, elements).

@@ -3,7 +3,7 @@
 //! GPU.
 
 use super::liveness::PlanGraph;
-use crate::device::Context;
+use crate::device::{Context, LstmKernels};
 use crate::graph::{AttnPart, NodeId, Op, ReduceOp};
 use crate::kernels::contract::{
     AttnParams, BinaryParams, CopyParams, FillParams, LossParams, ProductParams, ReduceParams,
@@ -29,6 +29,9 @@ pub(crate) struct Target {
     /// Check each value for NaN and infinities after it is written
     /// (`ContextOptions::check_numerics`).
     pub check_numerics: bool,
+    /// The hidden size from which LSTMs run one step at a time (plan/stepwise.rs); `None`:
+    /// never.
+    pub lstm_steps_from: Option<usize>,
 }
 
 impl Target {
@@ -41,6 +44,11 @@ impl Target {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension as usize,
             poison: ctx.options.poison,
             check_numerics: ctx.options.check_numerics,
+            lstm_steps_from: match ctx.options.lstm {
+                LstmKernels::Auto => ctx.is_cpu().then_some(32),
+                LstmKernels::Scan => None,
+                LstmKernels::Steps => Some(1),
+            },
         }
     }
 }
@@ -461,7 +469,7 @@ fn scan_dispatch(g: &PlanGraph, i: usize) -> Choice {
         // The scans' outputs are [batch, steps, ..].
         steps: g.dims[i][1] as u32,
         hidden: d(u)[0] as u32,
-        _p0: 0,
+        step: 0,
     });
     let per_group = match kernel {
         Kernel::LstmForward { group_seqs, .. } | Kernel::LstmBackward { group_seqs, .. } => {

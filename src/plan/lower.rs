@@ -6,6 +6,7 @@ use super::fuse::Fusions;
 use super::grad_arena::GradArena;
 use super::kernel_choice::{matmul_dispatch, node_dispatch, Target};
 use super::liveness::{Liveness, PlanGraph};
+use super::stepwise::{self, Loop};
 use super::summary::Role;
 use super::ArenaUpdate;
 use crate::graph::{BinaryOp, Op, UnaryOp};
@@ -38,6 +39,14 @@ pub(crate) enum Buf {
     Numerics,
     /// The executor's per-call uniform (step counter).
     Runtime,
+    /// `len` floats from float `offset` of scratch buffer `part` of node `node`'s kernels
+    /// (a stepwise LSTM's carries and products; emission sizes each to its largest use).
+    Scratch {
+        node: usize,
+        part: u8,
+        offset: usize,
+        len: usize,
+    },
 }
 
 /// One dispatch, as lowering decides it.
@@ -59,7 +68,8 @@ pub(crate) struct Dispatch {
 /// and the side input (bias, or the activation's output for its gradient).
 type EpilogueInput = (Epilogue, Act, crate::NodeId);
 
-/// Every dispatch of the plan, in the order they run.
+/// Every dispatch of the plan, in the order they run, and the loops among them (a loop's
+/// body is replayed for every step).
 pub(crate) fn dispatches(
     g: &PlanGraph,
     target: &Target,
@@ -68,10 +78,18 @@ pub(crate) fn dispatches(
     arena: &GradArena,
     updates: &[ArenaUpdate<'_>],
     assigns: &[(crate::NodeId, crate::NodeId)],
-) -> Result<Vec<Dispatch>> {
+) -> Result<(Vec<Dispatch>, Vec<Loop>)> {
     let absorbed = f.absorbed();
     let mut out = Vec::new();
+    let mut loops = Vec::new();
     for i in live.needed().filter(|&i| !f.skipped(&absorbed, i)) {
+        if stepwise::wanted(target, g, i) {
+            stepwise::lower(target, g, i, &|j| f.bound(j).0, &mut out, &mut loops)?;
+            if target.check_numerics {
+                out.push(finite_check(g, i));
+            }
+            continue;
+        }
         node_dispatches(g, target, live, f, i, &mut out)?;
     }
     let copy = |n: usize, buffers: Vec<Buf>, role: Role, label: String| Dispatch {
@@ -110,7 +128,7 @@ pub(crate) fn dispatches(
         let buffers = vec![Buf::Node(value.0), Buf::Node(state.0)];
         out.push(copy(n, buffers, Role::Assign, "assign".into()));
     }
-    Ok(out)
+    Ok((out, loops))
 }
 
 /// Update `k`'s check pass (`check`) or apply pass.

@@ -14,6 +14,7 @@ mod grad_arena;
 mod kernel_choice;
 mod liveness;
 mod lower;
+mod stepwise;
 pub mod summary;
 
 use std::collections::HashMap;
@@ -72,11 +73,15 @@ pub(crate) struct Step {
     pub copies: Vec<TextureCopy>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind: wgpu::BindGroup,
+    /// In a loop body, for a kernel that reads the iteration: its bind group at each
+    /// iteration (`bind` is the first's).
+    pub per_step: Vec<wgpu::BindGroup>,
     pub groups: [u32; 3],
 }
 
-/// Records `steps` into `enc`: one compute pass, broken where texture copies come first.
-pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
+/// Records `steps` into `enc`: one compute pass, broken where texture copies come first;
+/// the body of each of `loops` once per iteration.
+pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::CommandEncoder) {
     let mut i = 0;
     while i < steps.len() {
         for c in &steps[i].copies {
@@ -84,11 +89,25 @@ pub(crate) fn record(steps: &[Step], enc: &mut wgpu::CommandEncoder) {
         }
         let mut pass = enc.begin_compute_pass(&Default::default());
         loop {
-            let s = &steps[i];
-            pass.set_pipeline(&s.pipeline);
-            pass.set_bind_group(0, &s.bind, &[]);
-            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-            i += 1;
+            match loops.iter().find(|l| l.first == i) {
+                Some(l) => {
+                    for k in 0..l.times {
+                        for s in &steps[i..i + l.len] {
+                            pass.set_pipeline(&s.pipeline);
+                            pass.set_bind_group(0, s.per_step.get(k).unwrap_or(&s.bind), &[]);
+                            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                        }
+                    }
+                    i += l.len;
+                }
+                None => {
+                    let s = &steps[i];
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind, &[]);
+                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                    i += 1;
+                }
+            }
             if i == steps.len() || !steps[i].copies.is_empty() {
                 break;
             }
@@ -102,6 +121,8 @@ pub(crate) struct Plan {
     /// Input node, its buffer and its length in elements.
     pub inputs: Vec<(NodeId, Buffer, usize)>,
     pub steps: Vec<Step>,
+    /// Runs of `steps` replayed once per padded step.
+    pub loops: Vec<stepwise::Loop>,
     /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
     /// request.
     pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
@@ -155,7 +176,7 @@ pub(crate) fn build(
     let (mut storage, inputs) = fixed_storage(&g, &live, &arena);
     let slot_sizes = alloc::assign(&g, &live, &fusions, &mut storage);
     let target = kernel_choice::Target::of(ctx);
-    let dispatches = lower::dispatches(
+    let (dispatches, loops) = lower::dispatches(
         &g,
         &target,
         &live,
@@ -170,7 +191,7 @@ pub(crate) fn build(
         inputs: &inputs,
         persistent,
     };
-    emit::plan(ctx, &g, &layout, &dispatches, extras, outputs)
+    emit::plan(ctx, &g, &layout, &dispatches, &loops, extras, outputs)
 }
 
 /// The buffers known before slot allocation: fed inputs (numbered in graph order),

@@ -101,8 +101,22 @@ impl DispatchSummary {
 pub struct PlanSummary {
     /// The dispatches.
     pub dispatches: Vec<DispatchSummary>,
+    /// Runs of dispatches replayed once per step (a stepwise LSTM's body).
+    pub loops: Vec<LoopSummary>,
     /// Bytes of intermediate buffers and operand textures (parameters and inputs excluded).
     pub scratch_bytes: u64,
+}
+
+/// Dispatches `first .. first + len` of a plan, recorded once and run `times` times (once
+/// per padded step) in every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopSummary {
+    /// The body's first dispatch.
+    pub first: usize,
+    /// Dispatches in the body.
+    pub len: usize,
+    /// Times the body runs.
+    pub times: usize,
 }
 
 impl PlanSummary {

@@ -1,0 +1,278 @@
+//! LSTMs one step at a time (CPU adapters, from `Target::lstm_steps_from` hidden units):
+//! each step's recurrent product goes through the tuned matmul kernels and a cell kernel
+//! does the rest of the step (shaders/lstm_step.wgsl). The step's dispatches are lowered
+//! once, as a loop body that the plan replays for every padded step ([`Loop`]), so the plan
+//! does not grow with the length. Forwards a step is the product h·U and the cell; backwards
+//! it is the recomputed product, the cell, and dz·Uᵀ (the gradient reaching the previous h).
+//!
+//! On a CPU adapter the one-kernel scan (recurrence.wgsl) computes the recurrent product
+//! with scalar loads of U in every workgroup; a register-tiled product reads each value of U
+//! once per tile of the batch instead.
+
+use std::collections::HashMap;
+
+use super::kernel_choice::{matmul_dispatch, Target};
+use super::liveness::PlanGraph;
+use super::lower::{Buf, Dispatch};
+use super::summary::{LoopSummary, Role};
+use crate::graph::{NodeId, Op};
+use crate::kernels::contract::ScanParams;
+use crate::kernels::{groups_1d, Gather, Kernel, Params, StepPart};
+use crate::tensor::fill_params;
+use crate::{Fill, Result};
+
+/// Dispatches `first .. first + len` run `times` times in order; those in `per_step` read
+/// the iteration as `ScanParams::step`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Loop {
+    pub first: usize,
+    pub len: usize,
+    pub times: usize,
+    pub per_step: Vec<usize>,
+}
+
+impl Loop {
+    /// Whether dispatch `k` is in the body.
+    pub(crate) fn holds(&self, k: usize) -> bool {
+        (self.first..self.first + self.len).contains(&k)
+    }
+
+    /// The loops' per-step dispatches and the parameter blocks each needs (one per step).
+    pub(crate) fn per_step_blocks(loops: &[Loop]) -> HashMap<usize, usize> {
+        loops
+            .iter()
+            .flat_map(|l| l.per_step.iter().map(move |&d| (d, l.times)))
+            .collect()
+    }
+
+    /// What a plan summary says of it.
+    pub(crate) fn summary(&self) -> LoopSummary {
+        LoopSummary {
+            first: self.first,
+            len: self.len,
+            times: self.times,
+        }
+    }
+}
+
+/// The scratch buffers of a stepwise LSTM: the products' left operands, their outputs, and
+/// the cell's own (lstm_step.wgsl's `ops`, `prods`, `aux`).
+const OPS: u8 = 0;
+const PRODS: u8 = 1;
+const AUX: u8 = 2;
+
+/// `n` floats rounded up to a whole number of 64-float blocks (256 bytes, the binding
+/// offset alignment; lstm_step.wgsl's `aligned`).
+fn aligned(n: usize) -> usize {
+    n.div_ceil(64) * 64
+}
+
+/// Whether node `i` (an LSTM scan or its reverse) runs one step at a time.
+pub(crate) fn wanted(t: &Target, g: &PlanGraph, i: usize) -> bool {
+    let (Op::LstmScan { u, .. } | Op::LstmScanGrad { u, .. }) = *g.op(i) else {
+        return false;
+    };
+    t.lstm_steps_from.is_some_and(|from| g.dims[u.0][0] >= from)
+}
+
+/// The operands an LSTM node's kernels bind, through `bound` (the fusions' buffer of a node).
+struct Operands {
+    xproj: Buf,
+    u: Buf,
+    h0: Buf,
+    c0: Buf,
+    lengths: Buf,
+    /// The forward states and their gradient (backwards only).
+    state: Option<(Buf, Buf)>,
+    backwards: bool,
+    forget_bias: f32,
+}
+
+fn operands(g: &PlanGraph, i: usize, bound: &dyn Fn(NodeId) -> usize) -> Operands {
+    let b = |x: NodeId| Buf::Node(bound(x));
+    match *g.op(i) {
+        Op::LstmScan {
+            xproj,
+            u,
+            h0,
+            c0,
+            lengths,
+            backwards,
+            forget_bias,
+        } => Operands {
+            xproj: b(xproj),
+            u: b(u),
+            h0: b(h0),
+            c0: b(c0),
+            lengths: b(lengths),
+            state: None,
+            backwards,
+            forget_bias,
+        },
+        Op::LstmScanGrad {
+            xproj,
+            u,
+            h0,
+            c0,
+            lengths,
+            state,
+            g: grad,
+            backwards,
+            forget_bias,
+        } => Operands {
+            xproj: b(xproj),
+            u: b(u),
+            h0: b(h0),
+            c0: b(c0),
+            lengths: b(lengths),
+            state: Some((b(state), b(grad))),
+            backwards,
+            forget_bias,
+        },
+        _ => unreachable!("stepwise::lower takes LSTM scans"),
+    }
+}
+
+/// Appends node `i`'s dispatches (a start, the loop body, and backwards a finish) to `out`
+/// and its loop to `loops`.
+pub(crate) fn lower(
+    t: &Target,
+    g: &PlanGraph,
+    i: usize,
+    bound: &dyn Fn(NodeId) -> usize,
+    out: &mut Vec<Dispatch>,
+    loops: &mut Vec<Loop>,
+) -> Result<()> {
+    let o = operands(g, i, bound);
+    let (batch, steps) = (g.sizes.batch, g.dims[i][1]);
+    let hn = match *g.op(i) {
+        Op::LstmScan { u, .. } | Op::LstmScanGrad { u, .. } => g.dims[u.0][0],
+        _ => unreachable!("stepwise::lower takes LSTM scans"),
+    };
+    let (nb, nz) = (batch * hn, batch * 4 * hn);
+    let scratch = |part: u8, offset: usize, len: usize| Buf::Scratch {
+        node: i,
+        part,
+        offset,
+        len,
+    };
+    let params = Params::Scan(ScanParams {
+        batch: batch as u32,
+        steps: steps as u32,
+        hidden: hn as u32,
+        step: 0,
+    });
+    let step_kernel = |part| Kernel::LstmStep {
+        part,
+        backwards: o.backwards,
+        forget_bias: o.forget_bias.to_bits(),
+    };
+    let cell = |part: StepPart, buffers: Vec<Buf>| Dispatch {
+        kernel: step_kernel(part),
+        params,
+        buffers,
+        groups: groups_1d(nb),
+        label: format!("LstmStep {part:?} [{batch}, {hn}]"),
+        role: Role::Compute(NodeId::at(i)),
+        output: g.dims[i].clone(),
+        alpha: 1.0,
+    };
+    // `a · U` (or `a · Uᵀ` when `tb`) into `z`, [batch, n].
+    let product = |a: Buf, z: Buf, n: usize, k: usize, tb: bool| -> Result<Dispatch> {
+        let (kernel, params, groups) =
+            matmul_dispatch(t, [batch, n, k], [0, 0, 1, 1], false, tb, Gather::None)?;
+        Ok(Dispatch {
+            kernel,
+            params,
+            buffers: vec![a, o.u, z, a],
+            groups,
+            label: format!("{kernel:?} LSTM step [{batch}, {n}]"),
+            role: Role::Compute(NodeId::at(i)),
+            output: vec![batch, n],
+            alpha: 1.0,
+        })
+    };
+    if t.poison {
+        out.push(Dispatch {
+            kernel: Kernel::Fill,
+            params: fill_params(g.numel(i), Fill::Nan),
+            buffers: vec![Buf::Node(i)],
+            groups: groups_1d(g.numel(i)),
+            label: "poison".into(),
+            role: Role::Poison,
+            output: g.dims[i].clone(),
+            alpha: 1.0,
+        });
+    }
+    let this = Buf::Node(i);
+    let Some((state, grad)) = o.state else {
+        let (h, c, zh) = (
+            scratch(OPS, 0, nb),
+            scratch(AUX, 0, nb),
+            scratch(PRODS, 0, nz),
+        );
+        out.push(cell(StepPart::Start, vec![o.h0, o.c0, h, c]));
+        let first = out.len();
+        out.push(product(h, zh, 4 * hn, hn, false)?);
+        out.push(cell(
+            StepPart::Forward,
+            vec![o.xproj, o.lengths, zh, h, c, this],
+        ));
+        loops.push(Loop {
+            first,
+            len: 2,
+            times: steps,
+            per_step: vec![first + 1],
+        });
+        return Ok(());
+    };
+    let ops = scratch(OPS, 0, aligned(nb) + nz);
+    let prods = scratch(PRODS, 0, aligned(nz) + nb);
+    let aux = scratch(AUX, 0, 3 * aligned(nb));
+    out.push(cell(
+        StepPart::BackStart,
+        vec![o.lengths, state, o.h0, o.c0, prods, ops, aux],
+    ));
+    let first = out.len();
+    // The forward gates again: h before the step · U.
+    out.push(product(
+        scratch(OPS, 0, nb),
+        scratch(PRODS, 0, nz),
+        4 * hn,
+        hn,
+        false,
+    )?);
+    out.push(cell(
+        StepPart::Backward,
+        vec![o.xproj, o.lengths, state, grad, prods, ops, aux, this],
+    ));
+    // The gradient reaching the previous h: dz · Uᵀ.
+    out.push(product(
+        scratch(OPS, aligned(nb), nz),
+        scratch(PRODS, aligned(nz), nb),
+        hn,
+        4 * hn,
+        true,
+    )?);
+    loops.push(Loop {
+        first,
+        len: 3,
+        times: steps,
+        per_step: vec![first + 1],
+    });
+    out.push(cell(StepPart::BackFinish, vec![o.lengths, prods, this]));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn parts_start_at_256_bytes() {
+        assert_eq!(aligned(0), 0);
+        assert_eq!(aligned(1), 64);
+        assert_eq!(aligned(64), 64);
+        assert_eq!(aligned(65), 128);
+    }
+}

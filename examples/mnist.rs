@@ -7,10 +7,17 @@
 //! epochs, batch, learning rate, seed, a checkpoint to resume from, CSV and PNG outputs, and
 //! `--export-onnx FILE`, which writes the trained model as ONNX (input `images`, output
 //! `scores`) for onnxruntime, PyTorch or tract.
+//!
+//! Data-parallel over MPI (feature `mpi`), each rank training on `--batch` samples per step:
+//!
+//! ```text
+//! mpirun -np 2 cargo run --release --example mnist --features mpi -- --distributed --model cnn
+//! ```
 
 use std::path::PathBuf;
 
 use wgrad::data::mnist;
+use wgrad::distributed::Communicator;
 use wgrad::nn::{Conv2d, Dense, MaxPool2d, Sequential};
 use wgrad::{Context, EpochRecord, FitOptions, Graph, Learner, NodeId, Shape, Trainer};
 
@@ -78,11 +85,33 @@ pub fn train_graph(
     lr: f32,
     opts: &FitOptions,
 ) -> wgrad::Result<(Vec<EpochRecord>, Trainer, NodeId)> {
+    train_graph_on(ctx, dir, g, kind, lr, opts, None)
+}
+
+/// [`train_graph`], data-parallel over `comm` when given (each rank trains on `opts.batch`
+/// samples of every step).
+#[allow(dead_code)]
+pub fn train_graph_on(
+    ctx: &Context,
+    dir: &std::path::Path,
+    g: &Graph,
+    kind: &str,
+    lr: f32,
+    opts: &FitOptions,
+    comm: Option<Box<dyn Communicator>>,
+) -> wgrad::Result<(Vec<EpochRecord>, Trainer, NodeId)> {
     let (train, test) = mnist::load(dir)?;
     let (x, y, z) = graph(g, kind)?;
     let loss = g.cross_entropy_with_softmax(z, y)?;
     let err = g.classification_error(z, y)?;
-    let mut trainer = Trainer::new(ctx, g, loss, Some(err), Learner::sgd(lr))?;
+    let learner = Learner::sgd(lr);
+    let mut trainer = match comm {
+        Some(comm) => {
+            let options = Default::default();
+            Trainer::data_parallel_with(ctx, g, loss, Some(err), learner, comm, options)?
+        }
+        None => Trainer::new(ctx, g, loss, Some(err), learner)?,
+    };
     let records = trainer.fit(
         &train,
         Some(&test),
@@ -126,6 +155,10 @@ struct Args {
     /// output `scores` [batch, 10].
     #[arg(long)]
     export_onnx: Option<PathBuf>,
+    /// Data-parallel training over MPI: start with `mpirun -np N` (feature `mpi`); each
+    /// rank trains on `--batch` samples of every step, rank 0 prints and writes the files.
+    #[arg(long)]
+    distributed: bool,
 }
 
 /// Where the MNIST examples read their data (`--data`, `--download`).
@@ -164,6 +197,32 @@ pub fn data_dir(args: &DataArgs) -> wgrad::Result<PathBuf> {
 #[allow(dead_code)]
 fn main() -> wgrad::Result<()> {
     let args = <Args as clap::Parser>::parse();
+    match args.distributed {
+        true => distributed(&args),
+        false => run(&args, None),
+    }
+}
+
+/// `--distributed`: every rank of the MPI job runs [`run`] over MPI's world.
+#[cfg(feature = "mpi")]
+#[allow(dead_code)]
+fn distributed(args: &Args) -> wgrad::Result<()> {
+    wgrad::distributed::mpi::run(|world| run(args, Some(Box::new(world))))
+}
+
+#[cfg(not(feature = "mpi"))]
+#[allow(dead_code)]
+fn distributed(_: &Args) -> wgrad::Result<()> {
+    Err(wgrad::Error::Invalid(
+        "--distributed needs the mpi feature: mpirun -np 2 cargo run --release --example \
+         mnist --features mpi -- --distributed"
+            .into(),
+    ))
+}
+
+/// Trains as `args` say, over `comm` when given; rank 0 alone prints.
+#[allow(dead_code)]
+fn run(args: &Args, comm: Option<Box<dyn Communicator>>) -> wgrad::Result<()> {
     let kind = args.model.clone();
     let dir = data_dir(&args.data)?;
     let opts = FitOptions {
@@ -177,20 +236,38 @@ fn main() -> wgrad::Result<()> {
         ..FitOptions::default()
     };
     let ctx = Context::new()?;
-    println!("adapter: {}", ctx.adapter());
-    println!(
-        "model {kind}, data {}, {} epochs, batch {}, SGD lr {}",
-        dir.display(),
-        opts.epochs,
-        opts.batch,
-        args.lr
-    );
+    let root = comm.as_ref().is_none_or(|c| c.is_root());
+    let ranks = comm.as_ref().map_or(1, |c| c.size());
+    if root {
+        println!("adapter: {}", ctx.adapter());
+        println!(
+            "model {kind}, data {}, {} epochs, batch {} on each of {ranks} rank(s), SGD lr {}",
+            dir.display(),
+            opts.epochs,
+            opts.batch,
+            args.lr
+        );
+    }
     let g = Graph::with_seed(args.seed);
-    let (records, mut trainer, scores) = train_graph(&ctx, &dir, &g, &kind, args.lr, &opts)?;
+    let (records, mut trainer, scores) =
+        train_graph_on(&ctx, &dir, &g, &kind, args.lr, &opts, comm)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;
+    if !root {
+        return Ok(());
+    }
     println!("test error: {:.2}%", 100.0 * last.test_metric);
+    if let Some(t) = trainer.exchange_timing() {
+        let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / t.steps.max(1) as f64;
+        println!(
+            "per step: compute {:.2} ms, all-reduce {:.2} ms ({} floats), update {:.2} ms",
+            per(t.compute),
+            per(t.all_reduce),
+            t.floats_per_step,
+            per(t.update)
+        );
+    }
     if let Some(path) = &args.export_onnx {
         wgrad::onnx::save(path, &g, trainer.executor(), &[("scores", scores)])?;
         println!(

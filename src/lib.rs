@@ -30,6 +30,7 @@
 
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod dtype;
 pub mod error;
 pub mod executor;

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::Dataset;
+use crate::distributed::Shard;
 use crate::{Error, Result};
 
 /// One minibatch: each stream's rows, in the dataset's stream order.
@@ -38,6 +39,22 @@ impl MinibatchSource {
         epoch: u64,
         prefetch: usize,
     ) -> Result<MinibatchSource> {
+        MinibatchSource::sharded(data, batch, seed, epoch, prefetch, Shard::WHOLE)
+    }
+
+    /// [`MinibatchSource::epoch`] for one rank of data-parallel training: the epoch's
+    /// minibatches of `batch` samples (the global minibatch: every rank's shards together),
+    /// of which this rank gets part `shard` ([`Shard::rows`]). Every rank draws the same
+    /// permutation and gets as many minibatches, some maybe empty (at the end of an epoch
+    /// with fewer samples than ranks).
+    pub fn sharded(
+        data: Arc<Dataset>,
+        batch: usize,
+        seed: Option<u64>,
+        epoch: u64,
+        prefetch: usize,
+        shard: Shard,
+    ) -> Result<MinibatchSource> {
         if batch == 0 {
             return Err(Error::Invalid(
                 "MinibatchSource: the batch size is 0".into(),
@@ -51,9 +68,10 @@ impl MinibatchSource {
                 order.shuffle(&mut rng);
             }
             for chunk in order.chunks(batch) {
+                let mine = &chunk[shard.rows(chunk.len())];
                 let mb = Minibatch {
-                    streams: data.gather_valid(chunk),
-                    len: chunk.len(),
+                    streams: data.gather_valid(mine),
+                    len: mine.len(),
                 };
                 if tx.send(mb).is_err() {
                     return; // the consumer went away

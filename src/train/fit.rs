@@ -86,7 +86,9 @@ fn bind<'a>(
 }
 
 impl Trainer {
-    /// Mean loss and metric over a whole dataset in evaluation mode (sample-weighted).
+    /// Mean loss and metric over a whole dataset in evaluation mode (sample-weighted). A
+    /// data-parallel trainer evaluates its rank's part of each minibatch and sums over the
+    /// ranks, so every rank returns the whole dataset's figures.
     pub fn evaluate(
         &mut self,
         data: &Dataset,
@@ -95,22 +97,25 @@ impl Trainer {
     ) -> Result<MinibatchStats> {
         non_empty("evaluate", data, batch)?;
         let names = data.names();
-        let (mut loss, mut metric, mut n) = (0.0f64, 0.0f64, 0usize);
-        let mut has_metric = false;
-        for mb in MinibatchSource::epoch(Arc::new(data.clone()), batch, None, 0, 2)? {
+        let shard = self.shard();
+        // Sums of loss and metric weighted by samples, and the samples.
+        let mut sums = [0f64; 3];
+        let global = batch * shard.ranks;
+        for mb in MinibatchSource::sharded(Arc::new(data.clone()), global, None, 0, 2, shard)? {
+            if mb.len == 0 {
+                continue;
+            }
             let feed = bind(&names, inputs, &mb.streams)?;
             let s = self.evaluate_minibatch(&feed)?;
-            loss += s.loss as f64 * mb.len as f64;
-            if let Some(m) = s.metric {
-                metric += m as f64 * mb.len as f64;
-                has_metric = true;
-            }
-            n += mb.len;
+            sums[0] += s.loss as f64 * mb.len as f64;
+            sums[1] += s.metric.unwrap_or(0.0) as f64 * mb.len as f64;
+            sums[2] += mb.len as f64;
         }
-        let n = n.max(1) as f64;
+        self.all_reduce_sums(&mut sums)?;
+        let n = sums[2].max(1.0);
         Ok(MinibatchStats {
-            loss: (loss / n) as f32,
-            metric: has_metric.then_some((metric / n) as f32),
+            loss: (sums[0] / n) as f32,
+            metric: self.has_metric().then_some((sums[1] / n) as f32),
         })
     }
 
@@ -158,7 +163,7 @@ impl Trainer {
                 examples_per_sec: seen as f64 / seconds.max(1e-9),
                 seconds,
             };
-            if opts.print_epochs {
+            if opts.print_epochs && self.is_root() {
                 println!("{}", epoch_line(&rec));
             }
             state.records.push(rec);
@@ -177,7 +182,7 @@ impl Trainer {
             self.save_epoch(&state, opts)?;
             if let Some(es) = opts.early_stopping {
                 if state.bad_epochs >= es.patience {
-                    if opts.print_epochs {
+                    if opts.print_epochs && self.is_root() {
                         println!(
                             "early stopping: no improvement for {} epochs (best {:.4})",
                             es.patience, state.best
@@ -223,8 +228,11 @@ impl Trainer {
         epoch: usize,
     ) -> Result<(f64, f64, usize)> {
         let names = train.names();
-        let per_epoch = train.len().div_ceil(opts.batch);
-        let bar = if opts.progress {
+        // With data parallelism, `batch` samples per rank: each step trains on `global`.
+        let shard = self.shard();
+        let global = opts.batch * shard.ranks;
+        let per_epoch = train.len().div_ceil(global);
+        let bar = if opts.progress && self.is_root() {
             ProgressBar::new(per_epoch as u64)
         } else {
             ProgressBar::hidden()
@@ -238,14 +246,15 @@ impl Trainer {
         let t0 = Instant::now();
         let (mut loss, mut metric, mut seen) = (0.0f64, 0.0f64, 0usize);
         let mut in_flight: Option<usize> = None;
-        let source = MinibatchSource::epoch(
+        let source = MinibatchSource::sharded(
             train.clone(),
-            opts.batch,
+            global,
             opts.shuffle_seed,
             epoch as u64,
             4,
+            shard,
         )?;
-        for mb in source {
+        for (k, mb) in source.enumerate() {
             let feed = bind(&names, inputs, &mb.streams)?;
             // The loss of each step is read while the next one runs.
             let previous = self.train_minibatch_pipelined(&feed)?;
@@ -253,7 +262,8 @@ impl Trainer {
                 let len = in_flight.take().expect("a step was in flight");
                 tally(s, len, &mut loss, &mut metric, &mut seen);
             }
-            in_flight = Some(mb.len);
+            // The statistics are the whole step's: every rank's shards together.
+            in_flight = Some(global.min(train.len() - k * global));
             let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "loss {:.4} metric {:.4} {:.0} ex/s",
@@ -272,6 +282,9 @@ impl Trainer {
 
     /// Writes what `opts` asks for after an epoch: the CSV, the curves, the checkpoint.
     fn save_epoch(&mut self, state: &FitState, opts: &FitOptions) -> Result<()> {
+        if !self.is_root() {
+            return Ok(());
+        }
         if let Some(path) = &opts.metrics_csv {
             write_csv(path, &state.records)?;
         }

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod checkpoint;
+mod data_parallel;
 pub mod edit_distance;
 pub mod fit;
 pub mod plot;

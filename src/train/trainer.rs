@@ -7,6 +7,8 @@ use crate::graph::{Graph, NodeId};
 use crate::optim::Learner;
 use crate::Result;
 
+use super::data_parallel::DataParallel;
+
 /// Mean loss and metric of one minibatch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MinibatchStats {
@@ -24,14 +26,82 @@ pub struct MinibatchStats {
 /// values and averages them on the host (a few hundred bytes, and no reduction dispatches).
 pub struct Trainer {
     pub(crate) exec: Executor,
-    loss: NodeId,
-    metric: Option<NodeId>,
+    pub(crate) loss: NodeId,
+    pub(crate) metric: Option<NodeId>,
     pub(crate) learner: Learner,
     pub(crate) minibatches: u64,
     /// The learner's running sample count (FSAdaGrad's variance normaliser).
     pub(crate) smoothed_count: f64,
     /// The loss is per token of sequences on this axis: a sample is a step.
-    per_token: Option<u8>,
+    pub(crate) per_token: Option<u8>,
+    /// Data-parallel training: the other ranks and the all-reduced gradients' inputs.
+    pub(crate) parallel: Option<DataParallel>,
+    /// A data-parallel step's statistics not yet returned by the pipelined calls.
+    pub(crate) pending: Option<MinibatchStats>,
+}
+
+/// What the trainer reports: the mean loss and metric nodes (per sample or per token).
+pub(crate) struct Reported {
+    pub(crate) loss: NodeId,
+    pub(crate) metric: Option<NodeId>,
+    pub(crate) per_token: Option<u8>,
+}
+
+/// A model made ready for training: what it reports, its parameters and their gradients.
+pub(crate) struct Model {
+    pub(crate) reported: Reported,
+    /// The per-sample loss (the mean over tokens for sequences).
+    pub(crate) loss: NodeId,
+    pub(crate) params: Vec<NodeId>,
+    pub(crate) grads: Vec<NodeId>,
+}
+
+impl Model {
+    /// Checks the ids, averages per-token losses and metrics over the valid steps, and adds
+    /// the gradients of the mean loss for every parameter of `graph`.
+    pub(crate) fn prepare(graph: &Graph, loss: NodeId, metric: Option<NodeId>) -> Result<Model> {
+        graph.check("Trainer::new (loss)", loss)?;
+        if let Some(m) = metric {
+            graph.check("Trainer::new (metric)", m)?;
+        }
+        // Per-token losses and metrics of sequences average over the valid steps.
+        let token_mean = |x: NodeId| -> Result<NodeId> {
+            match graph.shape(x).has_seq() {
+                true => graph.sequence_token_mean(x),
+                false => Ok(x),
+            }
+        };
+        let per_token = graph.shape(loss).seq_axis();
+        let (loss, metric) = (token_mean(loss)?, metric.map(token_mean).transpose()?);
+        let params = graph.parameters();
+        let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;
+        Ok(Model {
+            reported: Reported {
+                loss,
+                metric,
+                per_token,
+            },
+            loss,
+            params,
+            grads,
+        })
+    }
+}
+
+/// The gradient clipping factor `min(1, c / ‖g‖)` over every gradient (‖g‖ their global L2
+/// norm), or a constant 1 when the learner does not clip.
+pub(crate) fn clip_factor(graph: &Graph, grads: &[NodeId], learner: &Learner) -> Result<NodeId> {
+    Ok(match learner.clip_norm {
+        None => graph.scalar(1.0),
+        Some(c) => {
+            let mut total = graph.scalar(0.0);
+            for &gr in grads {
+                total = graph.add(total, graph.reduce_sum(graph.mul(gr, gr)?, &[])?)?;
+            }
+            let norm = graph.add(graph.sqrt(total)?, graph.scalar(1e-12))?;
+            graph.minimum(graph.scalar(1.0), graph.div(graph.scalar(c), norm)?)?
+        }
+    })
 }
 
 impl Trainer {
@@ -48,45 +118,32 @@ impl Trainer {
         metric: Option<NodeId>,
         learner: Learner,
     ) -> Result<Trainer> {
-        graph.check("Trainer::new (loss)", loss)?;
-        if let Some(m) = metric {
-            graph.check("Trainer::new (metric)", m)?;
-        }
-        // Per-token losses and metrics of sequences average over the valid steps.
-        let token_mean = |x: NodeId| -> Result<NodeId> {
-            match graph.shape(x).has_seq() {
-                true => graph.sequence_token_mean(x),
-                false => Ok(x),
-            }
-        };
-        let per_token = graph.shape(loss).seq_axis();
-        let (loss, metric) = (token_mean(loss)?, metric.map(token_mean).transpose()?);
-        let params = graph.parameters();
-        let grads = graph.grad(graph.reduce_mean(loss, &[])?, &params)?;
-        let clip = match learner.clip_norm {
-            None => graph.scalar(1.0),
-            Some(c) => {
-                // factor = min(1, c / ‖g‖), with ‖g‖ the L2 norm over every gradient.
-                let mut total = graph.scalar(0.0);
-                for &gr in &grads {
-                    total = graph.add(total, graph.reduce_sum(graph.mul(gr, gr)?, &[])?)?;
-                }
-                let norm = graph.add(graph.sqrt(total)?, graph.scalar(1e-12))?;
-                graph.minimum(graph.scalar(1.0), graph.div(graph.scalar(c), norm)?)?
-            }
-        };
+        let model = Model::prepare(graph, loss, metric)?;
+        let clip = clip_factor(graph, &model.grads, &learner)?;
         let mut exec = Executor::new(ctx, graph)?;
-        let pairs: Vec<_> = params.into_iter().zip(grads).collect();
-        exec.set_learner(learner.rule(), &pairs, clip, loss)?;
-        Ok(Trainer {
+        let pairs: Vec<_> = model.params.into_iter().zip(model.grads).collect();
+        exec.set_learner(learner.rule(), &pairs, clip, model.loss)?;
+        Ok(Trainer::around(exec, &model.reported, learner, None))
+    }
+
+    /// The trainer of an executor whose learner is installed.
+    pub(crate) fn around(
+        exec: Executor,
+        reported: &Reported,
+        learner: Learner,
+        parallel: Option<DataParallel>,
+    ) -> Trainer {
+        Trainer {
             exec,
-            loss,
-            metric,
+            loss: reported.loss,
+            metric: reported.metric,
             learner,
             minibatches: 0,
             smoothed_count: 0.0,
-            per_token,
-        })
+            per_token: reported.per_token,
+            parallel,
+            pending: None,
+        }
     }
 
     /// Writes the learner's hyper-parameters for the next minibatch (`feed`'s size).
@@ -98,7 +155,12 @@ impl Trainer {
         Ok(())
     }
 
-    fn reported(&self) -> Vec<NodeId> {
+    /// Whether the trainer reports a metric besides the loss.
+    pub(crate) fn has_metric(&self) -> bool {
+        self.metric.is_some()
+    }
+
+    pub(crate) fn reported(&self) -> Vec<NodeId> {
         let mut v = vec![self.loss];
         v.extend(self.metric);
         v
@@ -108,6 +170,10 @@ impl Trainer {
     /// `read`, waits for it and returns the minibatch's mean loss (and metric); otherwise
     /// returns at once with `None` and nothing is read back.
     pub fn train_minibatch(&mut self, feed: &Feed, read: bool) -> Result<Option<MinibatchStats>> {
+        if self.parallel.is_some() {
+            let s = self.step_data_parallel(feed)?;
+            return Ok(read.then_some(s));
+        }
         self.set_hyper(feed)?;
         let out = self.exec.run(&self.reported(), feed, Pass::Train, read)?;
         self.minibatches += 1;
@@ -119,6 +185,10 @@ impl Trainer {
     /// time), so the host prepares the next minibatch while the device runs this one. Call
     /// [`Trainer::finish_minibatches`] for the last step's statistics.
     pub fn train_minibatch_pipelined(&mut self, feed: &Feed) -> Result<Option<MinibatchStats>> {
+        if self.parallel.is_some() {
+            let s = self.step_data_parallel(feed)?;
+            return Ok(self.pending.replace(s));
+        }
         self.set_hyper(feed)?;
         let out = self
             .exec
@@ -130,6 +200,9 @@ impl Trainer {
     /// The statistics of the last [`Trainer::train_minibatch_pipelined`] step not yet
     /// returned (waits for it).
     pub fn finish_minibatches(&mut self) -> Result<Option<MinibatchStats>> {
+        if self.parallel.is_some() {
+            return Ok(self.pending.take());
+        }
         Ok(self.exec.take_deferred()?.map(stats))
     }
 
@@ -172,7 +245,7 @@ impl Trainer {
 }
 
 /// Mean loss and metric from a trainer's reported (per-sample) outputs.
-fn stats(o: Vec<Vec<f32>>) -> MinibatchStats {
+pub(crate) fn stats(o: Vec<Vec<f32>>) -> MinibatchStats {
     MinibatchStats {
         loss: mean(&o[0]),
         metric: o.get(1).map(|m| mean(m)),

@@ -2,7 +2,7 @@
 //! gradients of its shard of each minibatch, and all ranks apply the same update to the
 //! average of their gradients (CNTK's `data_parallel_distributed_learner`, PyTorch's DDP).
 //!
-//! The ranks talk through a [`Communicator`]. With the `mpi` feature, [`mpi::MpiWorld`] is
+//! The ranks talk through a [`Communicator`]. With the `mpi` feature, `mpi::MpiWorld` is
 //! OpenMPI (or any MPI) through the `mpi` crate, started by `mpirun`; [`SingleProcess`] is
 //! the one-rank group a program gets without it. [`Trainer::data_parallel`] makes a trainer
 //! over a communicator, and [`Trainer::fit`] then shards every epoch by rank, reduces the

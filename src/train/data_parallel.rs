@@ -177,7 +177,7 @@ impl Trainer {
         self.parallel = Some(p);
         let s = result?;
         let every = self.parallel.as_ref().map_or(0, |p| p.options.check_every);
-        if every > 0 && self.minibatches % every == 0 {
+        if every > 0 && self.minibatches.is_multiple_of(every) {
             self.check_replicas()?;
         }
         Ok(s)

@@ -261,10 +261,12 @@ fn run(args: &Args, comm: Option<Box<dyn Communicator>>) -> wgrad::Result<()> {
     if let Some(t) = trainer.exchange_timing() {
         let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / t.steps.max(1) as f64;
         println!(
-            "per step: compute {:.2} ms, all-reduce {:.2} ms ({} floats), update {:.2} ms",
-            per(t.compute),
+            "per step: forward, backward and all-reduce {:.2} ms (in all-reduces {:.2} ms, \
+             {} floats in {} buckets), update {:.2} ms",
+            per(t.exchange),
             per(t.all_reduce),
             t.floats_per_step,
+            t.buckets,
             per(t.update)
         );
     }

@@ -119,11 +119,22 @@ pub struct DataParallelOptions {
     /// of their bits, all-reduced); 0 never checks (call
     /// [`Trainer::check_replicas`](crate::Trainer::check_replicas) by hand).
     pub check_every: u64,
+    /// Gradients are all-reduced in buckets of about this many floats (one parameter's
+    /// gradient is never split), taken in reverse parameter order as the backward pass makes
+    /// them (PyTorch DDP's buckets).
+    pub bucket_floats: usize,
+    /// All-reduce each bucket as soon as the backward pass has made it, while the device
+    /// computes the others; `false` reads every gradient back first.
+    pub overlap: bool,
 }
 
 impl Default for DataParallelOptions {
     fn default() -> Self {
-        DataParallelOptions { check_every: 100 }
+        DataParallelOptions {
+            check_every: 100,
+            bucket_floats: 1 << 18,
+            overlap: true,
+        }
     }
 }
 
@@ -132,14 +143,18 @@ impl Default for DataParallelOptions {
 pub struct ExchangeTiming {
     /// Steps counted.
     pub steps: u64,
-    /// Forward and backward on the device, with the gradients read back.
-    pub compute: std::time::Duration,
-    /// The all-reduce of gradients and statistics.
+    /// From the start of each step until its last bucket was all-reduced: forward and
+    /// backward on the device, reading gradients back, and the all-reduces (some of them
+    /// while the device still ran, with `overlap`).
+    pub exchange: std::time::Duration,
+    /// Time inside the all-reduces of gradients and statistics.
     pub all_reduce: std::time::Duration,
     /// Writing the averaged gradients and running the learner's update.
     pub update: std::time::Duration,
-    /// Gradient values sent per step by this rank (floats).
+    /// Gradient values this rank sends per step (floats).
     pub floats_per_step: usize,
+    /// Buckets per step.
+    pub buckets: usize,
 }
 
 /// A 64-bit FNV-1a hash of values' bits: equal values, equal hash.

@@ -23,6 +23,7 @@ mod arenas;
 mod feed;
 mod guard;
 mod inspect;
+mod overlap;
 mod plan_cache;
 mod state;
 
@@ -251,36 +252,8 @@ impl Executor {
         pass: Pass,
         read: Readback,
     ) -> Result<Option<Vec<Vec<f32>>>> {
-        let training = pass != Pass::Eval;
-        // A device error since the last call, or a lost device, fails here first.
-        self.ctx.check(match pass {
-            Pass::Train => "training step",
-            _ => "evaluation",
-        })?;
-        let key = self.ensure_plan(outputs, feed, pass, read == Readback::Deferred)?;
-        let t_encode = std::time::Instant::now();
-        self.plans.touch(&key);
+        let (key, t_encode) = self.begin_call(outputs, feed, pass, read == Readback::Deferred)?;
         let plan = self.plans.get(&key).expect("planned");
-        debug_assert_eq!(plan.sizes, key.2);
-        for (id, buf, len) in &plan.inputs {
-            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
-            debug_assert_eq!(data.len(), *len);
-            self.ctx
-                .queue
-                .write_buffer(buf, 0, bytemuck::cast_slice(data));
-        }
-        if training {
-            self.step += 1;
-            let step = [self.step as u32, (self.step >> 32) as u32, 0, 0];
-            self.ctx
-                .queue
-                .write_buffer(&self.runtime, 0, bytemuck::cast_slice(&step));
-        }
-        if let Some(n) = &self.numerics {
-            self.ctx
-                .queue
-                .write_buffer(n, 0, bytemuck::cast_slice(&[u32::MAX; 4]));
-        }
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         plan::record(&plan.steps, &plan.loops, &mut enc);
         // Immediate reads use staging buffer 0; deferred ones alternate between 1 and 2, so
@@ -328,6 +301,48 @@ impl Executor {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Starts a call: checks the device, finds or builds the plan, writes the fed inputs,
+    /// advances the training step and clears the numerics check. Returns the plan's key and
+    /// when the plan was ready (the encoding time starts there).
+    fn begin_call(
+        &mut self,
+        outputs: &[NodeId],
+        feed: &Feed,
+        pass: Pass,
+        deferred: bool,
+    ) -> Result<(PlanKey, std::time::Instant)> {
+        // A device error since the last call, or a lost device, fails here first.
+        self.ctx.check(match pass {
+            Pass::Train => "training step",
+            _ => "evaluation",
+        })?;
+        let key = self.ensure_plan(outputs, feed, pass, deferred)?;
+        let t_encode = std::time::Instant::now();
+        self.plans.touch(&key);
+        let plan = self.plans.get(&key).expect("planned");
+        debug_assert_eq!(plan.sizes, key.2);
+        for (id, buf, len) in &plan.inputs {
+            let data = feed.iter().find(|(f, _)| f == id).map(|(_, d)| *d).unwrap();
+            debug_assert_eq!(data.len(), *len);
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        if pass != Pass::Eval {
+            self.step += 1;
+            let step = [self.step as u32, (self.step >> 32) as u32, 0, 0];
+            self.ctx
+                .queue
+                .write_buffer(&self.runtime, 0, bytemuck::cast_slice(&step));
+        }
+        if let Some(n) = &self.numerics {
+            self.ctx
+                .queue
+                .write_buffer(n, 0, bytemuck::cast_slice(&[u32::MAX; 4]));
+        }
+        Ok((key, t_encode))
     }
 
     /// The key of the plan for `outputs` in `pass` at the feed's sizes, building the

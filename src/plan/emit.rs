@@ -147,6 +147,7 @@ pub(crate) fn plan(
         })
         .collect();
     out_bufs.extend(guard_readback(extras));
+    let ready = ready_after(&bound, loops, &out_bufs);
     let staging = staging_buffers(ctx, &out_bufs)?;
     let mut keep = slots;
     keep.push(params);
@@ -157,6 +158,8 @@ pub(crate) fn plan(
         steps,
         loops: loops.to_vec(),
         outputs: out_bufs,
+        ready,
+        group_staging: None,
         staging,
         scratch_bytes,
         summary: PlanSummary {
@@ -285,6 +288,33 @@ fn input_buffers(
         ));
     }
     Ok(inputs)
+}
+
+/// Per output: one past the last dispatch that binds any of its bytes (the end of the loop
+/// whose body holds that dispatch), 0 when none does: after that many steps it is final.
+fn ready_after(
+    bound: &[Vec<Slice>],
+    loops: &[Loop],
+    outputs: &[(wgpu::Buffer, u64, usize)],
+) -> Vec<usize> {
+    outputs
+        .iter()
+        .map(|(buffer, offset, len)| {
+            let (lo, hi) = (*offset, offset + 4 * *len as u64);
+            let touches = |s: &Slice| {
+                s.buffer == buffer
+                    && s.offset < hi
+                    && s.size.is_none_or(|n| s.offset + n.get() > lo)
+            };
+            match bound.iter().rposition(|bs| bs.iter().any(touches)) {
+                None => 0,
+                Some(k) => loops
+                    .iter()
+                    .find(|l| l.first <= k && k < l.first + l.len)
+                    .map_or(k + 1, |l| l.first + l.len),
+            }
+        })
+        .collect()
 }
 
 /// A training step's guard words, read back after its outputs.

@@ -82,8 +82,19 @@ pub(crate) struct Step {
 /// Records `steps` into `enc`: one compute pass, broken where texture copies come first;
 /// the body of each of `loops` once per iteration.
 pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::CommandEncoder) {
-    let mut i = 0;
-    while i < steps.len() {
+    record_range(steps, loops, 0..steps.len(), enc);
+}
+
+/// [`record`] for the steps in `range` only, which holds every loop it starts whole (as the
+/// plan's [`Plan::ready`] points do).
+pub(crate) fn record_range(
+    steps: &[Step],
+    loops: &[stepwise::Loop],
+    range: std::ops::Range<usize>,
+    enc: &mut wgpu::CommandEncoder,
+) {
+    let mut i = range.start;
+    while i < range.end {
         for c in &steps[i].copies {
             c.record(enc);
         }
@@ -91,6 +102,7 @@ pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::C
         loop {
             match loops.iter().find(|l| l.first == i) {
                 Some(l) => {
+                    debug_assert!(i + l.len <= range.end, "a range ends inside a loop");
                     for k in 0..l.times {
                         for s in &steps[i..i + l.len] {
                             pass.set_pipeline(&s.pipeline);
@@ -108,7 +120,7 @@ pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::C
                     i += 1;
                 }
             }
-            if i == steps.len() || !steps[i].copies.is_empty() {
+            if i >= range.end || !steps[i].copies.is_empty() {
                 break;
             }
         }
@@ -126,6 +138,12 @@ pub(crate) struct Plan {
     /// Buffers of the requested nodes, byte offsets and lengths, copied to `staging` on
     /// request.
     pub outputs: Vec<(wgpu::Buffer, u64, usize)>,
+    /// Per output: after how many steps its value is final (one past the last dispatch
+    /// that binds its bytes, a loop's end when that is in a loop body; 0 when none does).
+    pub ready: Vec<usize>,
+    /// Readback buffers per group of outputs read as soon as they are final
+    /// (`Executor::run_overlapped`): the groups they were made for, and one buffer each.
+    pub group_staging: Option<(Vec<Vec<usize>>, Vec<Buffer>)>,
     /// Readback buffers: `[immediate]`, then `deferred A, deferred B` once a deferred read
     /// has asked for them; none without outputs.
     pub staging: Vec<Buffer>,

@@ -9,7 +9,7 @@
 //! values: gradient clipping sees the global norm and a non-finite value on any rank stops
 //! the update on every rank.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::trainer::{clip_factor, stats, MinibatchStats, Model, Trainer};
 use crate::device::Context;
@@ -28,6 +28,10 @@ pub(crate) struct DataParallel {
     comm: Box<dyn Communicator>,
     /// Per parameter: its computed gradient, the input fed the all-reduced one, elements.
     grads: Vec<(NodeId, NodeId, usize)>,
+    /// The gradients (indices into `grads`) of each bucket, in the order they are reduced.
+    buckets: Vec<Vec<usize>>,
+    /// Where each gradient lies in the flat buffer that is all-reduced (bucket by bucket).
+    offsets: Vec<usize>,
     /// The input fed the minibatch's mean loss (for the numerics guard).
     loss_input: NodeId,
     options: DataParallelOptions,
@@ -78,6 +82,11 @@ impl Trainer {
             ));
         }
         let model = Model::prepare(graph, loss, metric)?;
+        if model.params.is_empty() {
+            return Err(Error::Invalid(
+                "Trainer::data_parallel: the graph has no parameters to train".into(),
+            ));
+        }
         let mut grads = Vec::with_capacity(model.params.len());
         let mut reduced = Vec::with_capacity(model.params.len());
         for (&p, &g) in model.params.iter().zip(&model.grads) {
@@ -96,13 +105,24 @@ impl Trainer {
         let pairs: Vec<_> = model.params.iter().copied().zip(reduced).collect();
         exec.set_learner(learner.rule(), &pairs, clip, loss_input)?;
         broadcast_state(&mut exec, comm.as_ref())?;
+        let sizes: Vec<usize> = grads.iter().map(|g| g.2).collect();
+        let buckets = buckets(&sizes, options.bucket_floats);
+        let mut offsets = vec![0; grads.len()];
+        let mut at = 0;
+        for &i in buckets.iter().flatten() {
+            offsets[i] = at;
+            at += sizes[i];
+        }
         let timing = ExchangeTiming {
-            floats_per_step: grads.iter().map(|g| g.2).sum(),
+            floats_per_step: at,
+            buckets: buckets.len(),
             ..Default::default()
         };
         let parallel = DataParallel {
             comm,
             grads,
+            buckets,
+            offsets,
             loss_input,
             options,
             timing,
@@ -185,40 +205,7 @@ impl Trainer {
 
     fn exchange_and_update(&mut self, p: &mut DataParallel, feed: &Feed) -> Result<MinibatchStats> {
         let t0 = Instant::now();
-        let empty = feed.iter().all(|(_, d)| d.is_empty());
-        let n = match empty {
-            true => 0,
-            false => self.exec.feed_samples(&[self.loss], feed, self.per_token)?,
-        };
-        let start = self.exec.step();
-        // Gradients weighted by the shard's size, then the sums of loss, metric and size.
-        let mut flat = vec![0f32; p.timing.floats_per_step];
-        let mut sums = [0f64; 3];
-        if n > 0 {
-            let reported = self.reported();
-            let mut outputs = reported.clone();
-            outputs.extend(p.grads.iter().map(|g| g.0));
-            let mut out = self.exec.run(&outputs, feed, Pass::TrainForward, true)?;
-            let out = out.take().unwrap_or_default();
-            let local = stats(out[..reported.len()].to_vec());
-            let mut off = 0;
-            for (values, g) in out[reported.len()..].iter().zip(&p.grads) {
-                for (d, v) in flat[off..off + g.2].iter_mut().zip(values) {
-                    *d = v * n as f32;
-                }
-                off += g.2;
-            }
-            sums = [
-                local.loss as f64 * n as f64,
-                local.metric.unwrap_or(0.0) as f64 * n as f64,
-                n as f64,
-            ];
-        }
-        // The update below runs as this step.
-        self.exec.set_step(start);
-        let t1 = Instant::now();
-        p.comm.all_reduce_f64(&mut sums, Reduction::Sum)?;
-        p.comm.all_reduce_f32(&mut flat)?;
+        let (flat, sums, reducing) = self.gradients_all_reduced(p, feed)?;
         let total = sums[2];
         if total == 0.0 {
             return Err(Error::Invalid(format!(
@@ -226,22 +213,18 @@ impl Trainer {
                 self.minibatches + 1
             )));
         }
-        let inv = (1.0 / total) as f32;
-        flat.iter_mut().for_each(|v| *v *= inv);
         let s = MinibatchStats {
             loss: (sums[0] / total) as f32,
             metric: self.metric.map(|_| (sums[1] / total) as f32),
         };
-        let t2 = Instant::now();
+        let t1 = Instant::now();
         let hyper =
             self.learner
                 .hyper_at(self.minibatches, total as usize, &mut self.smoothed_count);
         self.exec.set_hyper(hyper);
         let mut reduced_feed = Vec::with_capacity(p.grads.len() + 1);
-        let mut off = 0;
-        for g in &p.grads {
-            reduced_feed.push((g.1, &flat[off..off + g.2]));
-            off += g.2;
+        for (g, &at) in p.grads.iter().zip(&p.offsets) {
+            reduced_feed.push((g.1, &flat[at..at + g.2]));
         }
         let loss = [s.loss];
         reduced_feed.push((p.loss_input, &loss[..]));
@@ -249,11 +232,113 @@ impl Trainer {
         self.minibatches += 1;
         let t = &mut p.timing;
         t.steps += 1;
-        t.compute += t1 - t0;
-        t.all_reduce += t2 - t1;
-        t.update += t2.elapsed();
+        t.exchange += t1 - t0;
+        t.all_reduce += reducing;
+        t.update += t1.elapsed();
         Ok(s)
     }
+
+    /// Forward and backward on this rank's shard, and the all-reduce of every bucket of
+    /// gradients (each weighted by the shard's samples) and of the sums of loss, metric and
+    /// samples. Returns the averaged gradients (bucket by bucket, as `p.offsets` says), the
+    /// sums, and the time spent in all-reduces.
+    fn gradients_all_reduced(
+        &mut self,
+        p: &DataParallel,
+        feed: &Feed,
+    ) -> Result<(Vec<f32>, [f64; 3], Duration)> {
+        let n = match feed.iter().all(|(_, d)| d.is_empty()) {
+            true => 0,
+            false => self.exec.feed_samples(&[self.loss], feed, self.per_token)?,
+        };
+        let mut flat = vec![0f32; p.timing.floats_per_step];
+        let mut sums = [0f64; 3];
+        let mut reducing = Duration::ZERO;
+        let comm = p.comm.as_ref();
+        let mut reduce_bucket = |k: usize, flat: &mut [f32]| -> Result<()> {
+            let from = p.offsets[p.buckets[k][0]];
+            let len: usize = p.buckets[k].iter().map(|&i| p.grads[i].2).sum();
+            let t = Instant::now();
+            comm.all_reduce_f32(&mut flat[from..from + len])?;
+            reducing += t.elapsed();
+            Ok(())
+        };
+        if n == 0 {
+            // Nothing to compute here, but every bucket's all-reduce to take part in.
+            for k in 0..p.buckets.len() {
+                reduce_bucket(k, &mut flat)?;
+            }
+        } else {
+            let start = self.exec.step();
+            let reported = self.reported();
+            let r = reported.len();
+            let mut outputs = reported;
+            outputs.extend(p.grads.iter().map(|g| g.0));
+            // Group 0 also reads the loss and metric back.
+            let mut groups: Vec<Vec<usize>> = p
+                .buckets
+                .iter()
+                .map(|b| b.iter().map(|&i| r + i).collect())
+                .collect();
+            groups[0].splice(0..0, 0..r);
+            let mut take = |k: usize, mut values: Vec<Vec<f32>>| -> Result<()> {
+                if k == 0 {
+                    let local = stats(values.drain(..r).collect());
+                    sums = [
+                        local.loss as f64 * n as f64,
+                        local.metric.unwrap_or(0.0) as f64 * n as f64,
+                        n as f64,
+                    ];
+                }
+                for (&i, v) in p.buckets[k].iter().zip(&values) {
+                    let at = p.offsets[i];
+                    for (d, x) in flat[at..at + v.len()].iter_mut().zip(v) {
+                        *d = x * n as f32;
+                    }
+                }
+                reduce_bucket(k, &mut flat)
+            };
+            if p.options.overlap {
+                self.exec
+                    .run_overlapped(&outputs, feed, &groups, &mut take)?;
+            } else {
+                let out = self.exec.run(&outputs, feed, Pass::TrainForward, true)?;
+                let mut out = out.unwrap_or_default();
+                for (k, g) in groups.iter().enumerate() {
+                    take(k, g.iter().map(|&o| std::mem::take(&mut out[o])).collect())?;
+                }
+            }
+            // The update runs as this step.
+            self.exec.set_step(start);
+        }
+        let t = Instant::now();
+        comm.all_reduce_f64(&mut sums, Reduction::Sum)?;
+        reducing += t.elapsed();
+        let inv = (1.0 / sums[2].max(1.0)) as f32;
+        flat.iter_mut().for_each(|v| *v *= inv);
+        Ok((flat, sums, reducing))
+    }
+}
+
+/// Buckets of gradients of `sizes` floats: in reverse order (the backward pass makes the
+/// last parameters' gradients first), each gradient joining the current bucket while the
+/// bucket stays within `floats`.
+fn buckets(sizes: &[usize], floats: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut filled = 0;
+    for i in (0..sizes.len()).rev() {
+        match out.last_mut() {
+            Some(b) if filled + sizes[i] <= floats => {
+                b.push(i);
+                filled += sizes[i];
+            }
+            _ => {
+                out.push(vec![i]);
+                filled = sizes[i];
+            }
+        }
+    }
+    out
 }
 
 /// Gives every rank rank 0's parameters and learner state, after checking that the ranks'
@@ -280,4 +365,20 @@ fn broadcast_state(exec: &mut Executor, comm: &dyn Communicator) -> Result<()> {
         comm.broadcast_f32(data, 0)?;
     }
     exec.import_state(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::buckets;
+
+    #[test]
+    fn buckets_take_gradients_in_reverse_up_to_the_size() {
+        assert_eq!(
+            buckets(&[200, 8, 3200, 16, 7840, 10], 4096),
+            vec![vec![5], vec![4], vec![3, 2, 1, 0]]
+        );
+        assert_eq!(buckets(&[5, 5], 100), vec![vec![1, 0]]);
+        assert_eq!(buckets(&[500], 100), vec![vec![0]]);
+        assert!(buckets(&[], 100).is_empty());
+    }
 }

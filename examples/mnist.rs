@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use wgrad::data::mnist;
-use wgrad::distributed::Communicator;
+use wgrad::distributed::{Communicator, DataParallelOptions};
 use wgrad::nn::{Conv2d, Dense, MaxPool2d, Sequential};
 use wgrad::{Context, EpochRecord, FitOptions, Graph, Learner, NodeId, Shape, Trainer};
 
@@ -88,8 +88,8 @@ pub fn train_graph(
     train_graph_on(ctx, dir, g, kind, lr, opts, None)
 }
 
-/// [`train_graph`], data-parallel over `comm` when given (each rank trains on `opts.batch`
-/// samples of every step).
+/// [`train_graph`], data-parallel over a communicator when given (each rank trains on
+/// `opts.batch` samples of every step).
 #[allow(dead_code)]
 pub fn train_graph_on(
     ctx: &Context,
@@ -98,16 +98,15 @@ pub fn train_graph_on(
     kind: &str,
     lr: f32,
     opts: &FitOptions,
-    comm: Option<Box<dyn Communicator>>,
+    parallel: Option<(Box<dyn Communicator>, DataParallelOptions)>,
 ) -> wgrad::Result<(Vec<EpochRecord>, Trainer, NodeId)> {
     let (train, test) = mnist::load(dir)?;
     let (x, y, z) = graph(g, kind)?;
     let loss = g.cross_entropy_with_softmax(z, y)?;
     let err = g.classification_error(z, y)?;
     let learner = Learner::sgd(lr);
-    let mut trainer = match comm {
-        Some(comm) => {
-            let options = Default::default();
+    let mut trainer = match parallel {
+        Some((comm, options)) => {
             Trainer::data_parallel_with(ctx, g, loss, Some(err), learner, comm, options)?
         }
         None => Trainer::new(ctx, g, loss, Some(err), learner)?,
@@ -159,6 +158,12 @@ struct Args {
     /// rank trains on `--batch` samples of every step, rank 0 prints and writes the files.
     #[arg(long)]
     distributed: bool,
+    /// With `--distributed`: all-reduce gradients in buckets of about this many floats.
+    #[arg(long, default_value_t = DataParallelOptions::default().bucket_floats)]
+    bucket_floats: usize,
+    /// With `--distributed`: all-reduce only after the whole backward pass.
+    #[arg(long)]
+    no_overlap: bool,
 }
 
 /// Where the MNIST examples read their data (`--data`, `--download`).
@@ -223,6 +228,11 @@ fn distributed(_: &Args) -> wgrad::Result<()> {
 /// Trains as `args` say, over `comm` when given; rank 0 alone prints.
 #[allow(dead_code)]
 fn run(args: &Args, comm: Option<Box<dyn Communicator>>) -> wgrad::Result<()> {
+    let options = DataParallelOptions {
+        bucket_floats: args.bucket_floats,
+        overlap: !args.no_overlap,
+        ..Default::default()
+    };
     let kind = args.model.clone();
     let dir = data_dir(&args.data)?;
     let opts = FitOptions {
@@ -238,6 +248,7 @@ fn run(args: &Args, comm: Option<Box<dyn Communicator>>) -> wgrad::Result<()> {
     let ctx = Context::new()?;
     let root = comm.as_ref().is_none_or(|c| c.is_root());
     let ranks = comm.as_ref().map_or(1, |c| c.size());
+    let parallel = comm.map(|c| (c, options));
     if root {
         println!("adapter: {}", ctx.adapter());
         println!(
@@ -250,7 +261,7 @@ fn run(args: &Args, comm: Option<Box<dyn Communicator>>) -> wgrad::Result<()> {
     }
     let g = Graph::with_seed(args.seed);
     let (records, mut trainer, scores) =
-        train_graph_on(&ctx, &dir, &g, &kind, args.lr, &opts, comm)?;
+        train_graph_on(&ctx, &dir, &g, &kind, args.lr, &opts, parallel)?;
     let last = records
         .last()
         .ok_or_else(|| wgrad::Error::Invalid("no epoch was trained".into()))?;

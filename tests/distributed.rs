@@ -139,6 +139,9 @@ fn mpi_rank() {
     mpi::run(|world| {
         let rank = world.rank();
         let ctx = Context::new()?;
+        if fault == "kill-in-fit" {
+            return killed_in_fit(&ctx, world, &out);
+        }
         // Different seeds on purpose: rank 0's initial parameters must reach rank 1.
         let g = Graph::with_seed(1 + rank as u64);
         let kind: &str = if fault == "model" && rank == 1 {
@@ -192,6 +195,30 @@ fn mpi_rank() {
         Ok(())
     })
     .unwrap();
+}
+
+/// `fit` for 3 epochs with a checkpoint; rank 1 kills itself (SIGKILL) as soon as rank 0
+/// has written the first epoch's checkpoint.
+fn killed_in_fit(ctx: &Context, world: mpi::MpiWorld, out: &Path) -> wgrad::Result<()> {
+    let checkpoint = out.join("fit.safetensors");
+    if world.rank() == 1 {
+        let watched = checkpoint.clone();
+        std::thread::spawn(move || loop {
+            if watched.exists() {
+                let pid = std::process::id().to_string();
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        });
+    }
+    let g = Graph::with_seed(1);
+    let (x, y, loss, err) = model(&g, "mlp")?;
+    let mut t = Trainer::data_parallel(ctx, &g, loss, Some(err), learner("mlp"), world)?;
+    let inputs = [("images", x), ("labels", y)];
+    let data = dataset();
+    t.fit(&data, None, &inputs, &fit_options(out, 3, 32))?;
+    std::fs::write(out.join("rank0.txt"), "finished").unwrap();
+    Ok(())
 }
 
 /// Runs `mpirun -np 2` on this binary's `mpi_rank` for `kind`; returns whether it
@@ -370,4 +397,40 @@ fn a_failing_rank_ends_the_job() {
             "{fault}: rank 0 must not finish its steps"
         );
     }
+}
+
+/// A rank killed during `fit` ends the job; the checkpoint rank 0 wrote before (atomically)
+/// loads in one process and resumes there.
+#[test]
+fn a_rank_killed_in_fit_leaves_a_loadable_checkpoint() {
+    let out = scratch("kill-in-fit");
+    let (ok, err, took) = mpirun("mlp", "kill-in-fit", &out, Duration::from_secs(300));
+    assert!(!ok, "the job must fail");
+    assert!(
+        took < Duration::from_secs(120),
+        "the job took {took:?} to end"
+    );
+    assert!(
+        !out.join("rank0.txt").exists(),
+        "rank 0 must not finish:\n{err}"
+    );
+    let ctx = Context::new().unwrap();
+    let g = Graph::with_seed(7);
+    let (x, y, loss, err) = model(&g, "mlp").unwrap();
+    let mut t = Trainer::new(&ctx, &g, loss, Some(err), learner("mlp")).unwrap();
+    let meta = t.load_checkpoint(&out.join("fit.safetensors")).unwrap();
+    let epoch: usize = meta["epoch"].parse().unwrap();
+    assert!(
+        (1..3).contains(&epoch),
+        "the checkpoint is of epoch {epoch}"
+    );
+    let inputs = [("images", x), ("labels", y)];
+    let records = t
+        .fit(&dataset(), None, &inputs, &fit_options(&out, 3, 64))
+        .unwrap();
+    assert_eq!(
+        records.len(),
+        3,
+        "resumed after epoch {epoch} and trained to the end"
+    );
 }

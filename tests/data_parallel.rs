@@ -28,13 +28,16 @@ fn one_hot(rows: usize, classes: usize, seed: u64) -> Vec<f32> {
 /// A model: the graph's inputs to feed, its loss and metric.
 type Built = (Graph, NodeId, NodeId);
 
+/// The values to feed a model's inputs.
+type Feeds = Vec<(NodeId, Vec<f32>)>;
+
 /// Trains `build`'s model for 4 steps on `feeds` with a plain trainer and with one-rank
 /// data-parallel trainers (overlapped and not, buckets of `bucket` floats); the losses and
 /// parameters must agree.
 fn same_training(
     name: &str,
     build: &dyn Fn() -> Built,
-    feeds: &dyn Fn(&Graph) -> Vec<(NodeId, Vec<f32>)>,
+    feeds: &dyn Fn(&Graph) -> Feeds,
     bucket: usize,
     buckets: usize,
 ) {

@@ -85,57 +85,58 @@ fn same_training(
     }
 }
 
+/// A classifier into `classes` of what `input` makes of the graph's inputs, through `layers`.
+fn classifier(
+    seed: u64,
+    classes: usize,
+    input: &dyn Fn(&Graph) -> NodeId,
+    layers: Sequential,
+) -> Built {
+    let g = Graph::with_seed(seed);
+    let x = input(&g);
+    let y = g.input("y", &[classes]).unwrap();
+    let z = layers.build(&g, x).unwrap();
+    let loss = g.cross_entropy_with_softmax(z, y).unwrap();
+    let err = g.classification_error(z, y).unwrap();
+    (g, loss, err)
+}
+
+/// `rows` samples of `features` values for input `x` and one-hot labels of `classes`.
+fn samples(g: &Graph, rows: usize, features: usize, classes: usize, seed: u64) -> Feeds {
+    vec![
+        (g.find("x").unwrap(), values(rows * features, seed)),
+        (g.find("y").unwrap(), one_hot(rows, classes, seed + 1)),
+    ]
+}
+
 #[test]
 fn one_rank_trains_an_mlp_like_a_plain_trainer() {
     let build = || {
-        let g = Graph::with_seed(3);
-        let x = g.input("x", &[13]).unwrap();
-        let y = g.input("y", &[5]).unwrap();
-        let z = Sequential::new()
+        let layers = Sequential::new()
             .add(Dense::new(37).relu())
             .add(Dense::new(21).activation(Activation::Tanh))
-            .add(Dense::new(5))
-            .build(&g, x)
-            .unwrap();
-        let loss = g.cross_entropy_with_softmax(z, y).unwrap();
-        let err = g.classification_error(z, y).unwrap();
-        (g, loss, err)
-    };
-    let feeds = |g: &Graph| {
-        vec![
-            (g.find("x").unwrap(), values(16 * 13, 1)),
-            (g.find("y").unwrap(), one_hot(16, 5, 2)),
-        ]
+            .add(Dense::new(5));
+        classifier(3, 5, &|g| g.input("x", &[13]).unwrap(), layers)
     };
     // Gradients in reverse: 5, 105, 21, 777, 37, 481 floats → buckets of ≤ 800.
-    same_training("mlp", &build, &feeds, 800, 3);
+    same_training("mlp", &build, &|g| samples(g, 16, 13, 5, 1), 800, 3);
 }
 
 #[test]
 fn one_rank_trains_a_cnn_like_a_plain_trainer() {
     let build = || {
-        let g = Graph::with_seed(4);
-        let x = g.input("x", &[2 * 9 * 9]).unwrap();
-        let y = g.input("y", &[3]).unwrap();
-        let image = g.reshape(x, Shape::batched(&[2, 9, 9])).unwrap();
-        let z = Sequential::new()
+        let image = |g: &Graph| {
+            let x = g.input("x", &[2 * 9 * 9]).unwrap();
+            g.reshape(x, Shape::batched(&[2, 9, 9])).unwrap()
+        };
+        let layers = Sequential::new()
             .add(Conv2d::new(5, (3, 3)).same().relu())
             .add(Conv2d::new(7, (3, 3)).stride(2).relu())
-            .add(Dense::new(3))
-            .build(&g, image)
-            .unwrap();
-        let loss = g.cross_entropy_with_softmax(z, y).unwrap();
-        let err = g.classification_error(z, y).unwrap();
-        (g, loss, err)
-    };
-    let feeds = |g: &Graph| {
-        vec![
-            (g.find("x").unwrap(), values(8 * 162, 5)),
-            (g.find("y").unwrap(), one_hot(8, 3, 6)),
-        ]
+            .add(Dense::new(3));
+        classifier(4, 3, &image, layers)
     };
     // Every gradient a bucket of its own.
-    same_training("cnn", &build, &feeds, 1, 6);
+    same_training("cnn", &build, &|g| samples(g, 8, 162, 3, 5), 1, 6);
 }
 
 /// An LSTM of 40 units runs one step at a time on CPU adapters (a loop in the plan): its
@@ -143,18 +144,11 @@ fn one_rank_trains_a_cnn_like_a_plain_trainer() {
 #[test]
 fn one_rank_trains_an_lstm_like_a_plain_trainer() {
     let build = || {
-        let g = Graph::with_seed(5);
-        let x = g.input_sequence("x", &[6]).unwrap();
-        let y = g.input("y", &[3]).unwrap();
-        let z = Sequential::new()
+        let layers = Sequential::new()
             .add(Lstm::new(40))
             .add(Last)
-            .add(Dense::new(3))
-            .build(&g, x)
-            .unwrap();
-        let loss = g.cross_entropy_with_softmax(z, y).unwrap();
-        let err = g.classification_error(z, y).unwrap();
-        (g, loss, err)
+            .add(Dense::new(3));
+        classifier(5, 3, &|g| g.input_sequence("x", &[6]).unwrap(), layers)
     };
     let feeds = |g: &Graph| {
         let seqs: Vec<Vec<f32>> = [5usize, 3, 7, 1]

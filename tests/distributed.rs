@@ -230,6 +230,9 @@ fn mpirun(kind: &str, fault: &str, out: &Path, limit: Duration) -> (bool, String
         .args(["-np", "2", "--oversubscribe", "--allow-run-as-root"])
         .arg(exe)
         .args(["mpi_rank", "--exact", "--nocapture", "--test-threads=1"])
+        // Containers often forbid the cross-memory attach of OpenMPI's shared-memory
+        // transport; copying through the shared segment works everywhere.
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
         .env(WORKER, kind)
         .env(OUT, out)
         .env(FAULT, fault)

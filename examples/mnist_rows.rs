@@ -5,7 +5,7 @@
 //! cargo run --release --example mnist_rows -- --data ../shared/data/mnist-10k
 //! ```
 //! `--help` lists the options: the data directory, epochs, seed, the recurrent layer (lstm,
-//! gru, rnn) and `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras
+//! gru, rnn, or step-lstm: the same LSTM as a step function for `Graph::recurrence`) and `--orthogonal` (the LSTM's recurrent weights start orthogonal, as in Keras
 //! and Flax, instead of glorot-uniform as in CNTK) and `--export-onnx FILE`, which writes the
 //! trained model as ONNX: inputs `images` `[batch, 28, 28]` (0..255 floats, row by row) and
 //! `sequence lengths` `[batch]` (28s), output the 10 `scores`.
@@ -15,13 +15,36 @@
 mod mnist_example;
 
 use wgrad::data::{mnist, Dataset};
-use wgrad::nn::{Dense, Gru, Last, Lstm, Rnn, Sequential};
-use wgrad::{Context, EpochRecord, FitOptions, Graph, Init, Learner, Trainer};
+use wgrad::nn::{Dense, Gru, Last, Layer, Lstm, Rnn, Sequential};
+use wgrad::{Context, EpochRecord, FitOptions, Graph, Init, Learner, NodeId, Trainer};
 
 /// The dataset with a `lengths` stream: every digit is a sequence of 28 rows.
 fn with_lengths(d: Dataset) -> wgrad::Result<Dataset> {
     let n = d.len();
     d.with_stream("lengths", 1, vec![28.0; n])
+}
+
+/// CNTK's LSTM (gates `[g | i | f | o]`, forget bias 1) written as a step function for
+/// `Graph::recurrence` instead of the fused LSTM kernels: the input projections of every
+/// step are one product before the loop, the rest runs per step. Returns the last state.
+fn step_lstm(g: &Graph, x: NodeId, hn: usize) -> wgrad::Result<NodeId> {
+    let features = g.shape(x).per_sample() / 28;
+    let w = g.parameter("step_lstm.w", &[features, 4 * hn], Init::GlorotUniform)?;
+    let u = g.parameter("step_lstm.u", &[hn, 4 * hn], Init::GlorotUniform)?;
+    let b = g.parameter("step_lstm.b", &[4 * hn], Init::Zeros)?;
+    let zero = g.constant(0.0, &[hn]);
+    let projected = g.add(g.matmul(x, w)?, b)?;
+    let states = g.recurrence(&[projected], &[zero, zero], false, |g, xs, hs| {
+        let z = g.add(xs[0], g.matmul(hs[0], u)?)?;
+        let gate = |k: usize| g.slice(z, -1, k * hn, (k + 1) * hn);
+        let candidate = g.tanh(gate(0)?)?;
+        let input = g.sigmoid(gate(1)?)?;
+        let forget = g.sigmoid(g.add(gate(2)?, g.scalar(1.0))?)?;
+        let output = g.sigmoid(gate(3)?)?;
+        let c = g.add(g.mul(forget, hs[1])?, g.mul(input, candidate)?)?;
+        Ok(vec![g.mul(output, g.tanh(c)?)?, c])
+    })?;
+    g.sequence_last(states[0])
 }
 
 /// Trains the row reader on the data in `dir` and returns the epoch records; writes the
@@ -51,16 +74,18 @@ pub fn train(
         }),
         "gru" => Sequential::new().add(Gru::new(128)),
         "rnn" => Sequential::new().add(Rnn::new(128)),
+        "step-lstm" => Sequential::new(),
         other => {
             return Err(wgrad::Error::Invalid(format!(
-                "--model {other}: use lstm, gru or rnn"
+                "--model {other}: use lstm, gru, rnn or step-lstm"
             )))
         }
     };
-    let z = recurrent
-        .add(Last)
-        .add(Dense::new(10))
-        .build(&g, g.scale(x, 1.0 / 255.0)?)?;
+    let pixels = g.scale(x, 1.0 / 255.0)?;
+    let z = match model {
+        "step-lstm" => Dense::new(10).build(&g, "dense", step_lstm(&g, pixels, 128)?)?,
+        _ => recurrent.add(Last).add(Dense::new(10)).build(&g, pixels)?,
+    };
     let loss = g.cross_entropy_with_softmax(z, y)?;
     let err = g.classification_error(z, y)?;
     let mut trainer = Trainer::new(ctx, &g, loss, Some(err), Learner::adam(1e-3))?;
@@ -85,7 +110,8 @@ pub fn train(
 #[derive(clap::Parser, Debug)]
 #[allow(dead_code)]
 struct Args {
-    /// The recurrent layer: lstm, gru or rnn.
+    /// The recurrent layer: lstm, gru, rnn, or step-lstm (the LSTM written as a step
+    /// function for `Graph::recurrence`).
     #[arg(long, default_value = "lstm")]
     model: String,
     #[command(flatten)]

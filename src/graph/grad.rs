@@ -23,34 +23,8 @@ impl Graph {
                 "grad: the loss must be a scalar (reduce it first, e.g. reduce_mean), got shape {ls}"
             )));
         }
-        let n = loss.0 + 1;
-        // Which nodes depend on a wrt node: only their gradients are needed.
-        let mut depends = vec![false; n];
-        {
-            let nodes = self.nodes();
-            for i in 0..n {
-                depends[i] = wrt.contains(&NodeId::at(i))
-                    || nodes[i].op.inputs().iter().any(|j| j.0 < n && depends[j.0]);
-            }
-        }
-        let mut grads: HashMap<NodeId, NodeId> = HashMap::new();
         let seed = self.constant(1.0, &ls.resolve(1));
-        grads.insert(loss, seed);
-        for i in (0..n).rev() {
-            let id = NodeId::at(i);
-            let Some(&g) = grads.get(&id) else { continue };
-            if !depends[i] {
-                continue;
-            }
-            let op = self.nodes()[i].op.clone();
-            for (input, contribution) in self.backward(id, &op, g, &depends)? {
-                let total = match grads.get(&input) {
-                    Some(&prev) => self.add(prev, contribution)?,
-                    None => contribution,
-                };
-                grads.insert(input, total);
-            }
-        }
+        let grads = self.propagate(&[(loss, seed)], wrt, false)?;
         wrt.iter()
             .map(|&w| match grads.get(&w) {
                 Some(&g) => Ok(g),
@@ -67,6 +41,63 @@ impl Graph {
                 }
             })
             .collect()
+    }
+
+    /// The vector–Jacobian product of `seeds` (node, gradient of that node) with respect to
+    /// each node of `wrt`, which are leaves here: nothing propagates through them. `None`
+    /// where no seed depends on the node.
+    pub(crate) fn vjp(
+        &self,
+        seeds: &[(NodeId, NodeId)],
+        wrt: &[NodeId],
+    ) -> Result<Vec<Option<NodeId>>> {
+        let grads = self.propagate(seeds, wrt, true)?;
+        Ok(wrt.iter().map(|w| grads.get(w).copied()).collect())
+    }
+
+    /// Reverse-mode propagation from `seeds` down to the first node: each node's gradient,
+    /// for the nodes that depend on a node of `wrt` (which are leaves when `leaves`).
+    fn propagate(
+        &self,
+        seeds: &[(NodeId, NodeId)],
+        wrt: &[NodeId],
+        leaves: bool,
+    ) -> Result<HashMap<NodeId, NodeId>> {
+        let n = seeds.iter().map(|s| s.0 .0 + 1).max().unwrap_or(0);
+        let wrt_set: std::collections::HashSet<usize> = wrt.iter().map(|w| w.0).collect();
+        // Which nodes depend on a wrt node: only their gradients are needed.
+        let mut depends = vec![false; n];
+        {
+            let nodes = self.nodes();
+            for i in 0..n {
+                depends[i] = wrt_set.contains(&i)
+                    || nodes[i].op.inputs().iter().any(|j| j.0 < n && depends[j.0]);
+            }
+        }
+        let mut grads: HashMap<NodeId, NodeId> = HashMap::new();
+        for &(node, seed) in seeds {
+            let total = match grads.get(&node) {
+                Some(&prev) => self.add(prev, seed)?,
+                None => seed,
+            };
+            grads.insert(node, total);
+        }
+        for i in (0..n).rev() {
+            let id = NodeId::at(i);
+            let Some(&g) = grads.get(&id) else { continue };
+            if !depends[i] || (leaves && wrt_set.contains(&i)) {
+                continue;
+            }
+            let op = self.nodes()[i].op.clone();
+            for (input, contribution) in self.backward(id, &op, g, &depends)? {
+                let total = match grads.get(&input) {
+                    Some(&prev) => self.add(prev, contribution)?,
+                    None => contribution,
+                };
+                grads.insert(input, total);
+            }
+        }
+        Ok(grads)
     }
 
     /// Sums `g` over the axes along which a value of shape `target` was broadcast, then
@@ -110,6 +141,9 @@ impl Graph {
         let wants = |x: NodeId| depends[x.0];
         match op {
             Op::Input { .. } | Op::Param { .. } | Op::Const { .. } => Ok(Vec::new()),
+            Op::StepValue | Op::Scan(_) | Op::ScanFinal { .. } => {
+                self.grad_scan(out, op, g, &wants)
+            }
             Op::Unary { .. } | Op::Binary { .. } => self.grad_elementwise(out, op, g, &wants),
             Op::Matmul { .. } | Op::MatmulSumBatch { .. } => self.grad_matmul(out, op, g, &wants),
             Op::Reduce { .. } | Op::Expand { .. } | Op::ChannelSum { .. } => {

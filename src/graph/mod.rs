@@ -7,6 +7,7 @@
 mod axes;
 mod grad;
 mod op;
+mod scan;
 
 use std::cell::{Ref, RefCell};
 
@@ -17,6 +18,7 @@ use crate::{Error, Result};
 
 pub use axes::{AxisInfo, SequenceAxis};
 pub use op::{AttnPart, BinaryOp, Op, ReduceOp, UnaryOp, Window};
+pub use scan::{ScanCarry, ScanSpec};
 
 /// The name of the input that holds the sequence lengths ([`Graph::sequence_lengths`]).
 pub const SEQUENCE_LENGTHS: &str = "sequence lengths";

@@ -605,6 +605,22 @@ pub enum Op {
         /// The kept axis.
         axis: usize,
     },
+    /// A value that an enclosing [`Op::Scan`] binds at each iteration: a step of one of
+    /// its sequences, or one of its carried values (a recurrence's state). It has no
+    /// inputs; the scan writes it before its body runs.
+    StepValue,
+    /// A scan over a sequence axis (`Graph::recurrence`, and backpropagation through one):
+    /// a body of graph nodes run once per step, with carried values and per-step outputs;
+    /// the recorded values of every step, side by side: `[batch, seq, width]`.
+    Scan(std::sync::Arc<super::ScanSpec>),
+    /// The value carry `carry` of the scan `scan` holds after its last step (the gradient
+    /// sums of backpropagation through time); it shares the carry's buffer.
+    ScanFinal {
+        /// The scan.
+        scan: NodeId,
+        /// Which of its carries.
+        carry: usize,
+    },
     /// `train` in training steps, `eval` otherwise (dropout, batch-norm statistics).
     Mode {
         /// Value used while training.
@@ -657,7 +673,9 @@ impl Op {
     /// The nodes this op reads, in binding order.
     pub fn inputs(&self) -> Vec<NodeId> {
         match *self {
-            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } => vec![],
+            Op::Input { .. } | Op::Param { .. } | Op::Const { .. } | Op::StepValue => vec![],
+            Op::Scan(ref spec) => spec.reads(),
+            Op::ScanFinal { scan, .. } => vec![scan],
             Op::Unary { x, .. }
             | Op::Reduce { x, .. }
             | Op::Expand { x, .. }

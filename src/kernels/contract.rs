@@ -76,6 +76,10 @@ blocks! {
     /// recurrence.wgsl, lstm_step.wgsl and gru.wgsl: `batch` sequences of `steps` (padded)
     /// steps, `hidden` units; `step`, the iteration of a kernel run once per step.
     ScanParams { batch: u32, steps: u32, hidden: u32, step: u32 }
+    /// scan_step.wgsl: a general scan's step values `[batch, inner]` read from or written to
+    /// `[batch, steps, width]` sequences at float `offset` of each step; `step` the
+    /// iteration; `backwards` and `reverse` 0 or 1 (`ScanSpec`).
+    StepParams { batch: u32, steps: u32, inner: u32, step: u32, width: u32, offset: u32, backwards: u32, reverse: u32 }
     /// loss.wgsl: rows of `classes` scores; the incoming gradient is one value when
     /// `g_scalar`, scaled by `g_scale`.
     LossParams { rows: u32, classes: u32, g_scalar: u32, g_scale: f32 }
@@ -102,6 +106,7 @@ pub(crate) enum Params {
     Loss(LossParams),
     Seq(SeqParams),
     Scan(ScanParams),
+    Step(StepParams),
     Attn(AttnParams),
 }
 
@@ -111,6 +116,10 @@ impl Params {
     pub(crate) fn at_step(&self, step: usize) -> Params {
         match self {
             Params::Scan(p) => Params::Scan(ScanParams {
+                step: step as u32,
+                ..*p
+            }),
+            Params::Step(p) => Params::Step(StepParams {
                 step: step as u32,
                 ..*p
             }),
@@ -141,6 +150,7 @@ impl Params {
             Params::Loss(p) => bytemuck::bytes_of(p),
             Params::Seq(p) => bytemuck::bytes_of(p),
             Params::Scan(p) => bytemuck::bytes_of(p),
+            Params::Step(p) => bytemuck::bytes_of(p),
             Params::Attn(p) => bytemuck::bytes_of(p),
         };
         debug_assert!(b.len() as u64 <= PARAMS_SIZE);

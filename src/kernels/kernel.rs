@@ -54,6 +54,20 @@ pub(crate) enum StepPart {
     BackFinish,
 }
 
+/// What a general scan's per-step kernel does (scan_step.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ScanIo {
+    /// Reads each sequence's step of the iteration into a step value (zeros for a sequence
+    /// whose steps are over).
+    Pick,
+    /// Takes a carry's next value where the sequence is at a step, and records it.
+    Commit,
+    /// Takes a carry's next value where the sequence is at a step.
+    Hold,
+    /// Records a per-step value.
+    Emit,
+}
+
 /// One compute pipeline: a shader file, an entry point and its specialisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
@@ -206,6 +220,8 @@ pub(crate) enum Kernel {
     RnnBackward {
         backwards: bool,
     },
+    /// A general scan's per-step read or write (scan_step.wgsl).
+    ScanIo(ScanIo),
 }
 
 impl Kernel {
@@ -256,6 +272,7 @@ impl Kernel {
             Kernel::LstmStep { .. } => Shader::LstmStep,
             Kernel::GruForward { .. } | Kernel::GruBackward { .. } => Shader::Gru,
             Kernel::RnnForward { .. } | Kernel::RnnBackward { .. } => Shader::Rnn,
+            Kernel::ScanIo(_) => Shader::ScanStep,
         }
     }
 
@@ -328,6 +345,12 @@ impl Kernel {
             Kernel::GruBackward { .. } => "gru_backward",
             Kernel::RnnForward { .. } => "rnn_forward",
             Kernel::RnnBackward { .. } => "rnn_backward",
+            Kernel::ScanIo(io) => match io {
+                ScanIo::Pick => "scan_pick",
+                ScanIo::Commit => "scan_commit",
+                ScanIo::Hold => "scan_hold",
+                ScanIo::Emit => "scan_emit",
+            },
             _ => "main",
         }
     }
@@ -410,6 +433,13 @@ impl Kernel {
             // result.
             Kernel::GruForward { .. } | Kernel::RnnForward { .. } => &[R, R, R, R, X, X, W],
             Kernel::GruBackward { .. } | Kernel::RnnBackward { .. } => &[R, R, R, R, R, R, W],
+            // The lengths, the value read, the step value or carry written, the sequence
+            // written.
+            Kernel::ScanIo(io) => match io {
+                ScanIo::Pick | ScanIo::Hold => &[R, R, W, X],
+                ScanIo::Commit => &[R, R, W, W],
+                ScanIo::Emit => &[R, R, X, W],
+            },
         }
     }
 

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use super::contract::{
     prelude, AttnParams, BinaryParams, CopyParams, CountParams, FillParams, Hyper, LossParams,
-    ProductParams, ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, UnaryParams,
-    UpdateParams,
+    ProductParams, ReduceParams, Runtime, ScanParams, SeqParams, SoftmaxParams, StepParams,
+    UnaryParams, UpdateParams,
 };
 use super::matmul_gen;
 use crate::dtype::DType;
@@ -55,6 +55,8 @@ pub enum Shader {
     Rnn,
     /// Additive attention and its gradients.
     Attention,
+    /// A general scan's per-step reads and writes (`Graph::recurrence`).
+    ScanStep,
 }
 
 /// A shared prelude file.
@@ -67,7 +69,7 @@ const SCAN: &str = include_str!("../../shaders/scan.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 20] = [
+    pub const ALL: [Shader; 21] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -88,6 +90,7 @@ impl Shader {
         Shader::Gru,
         Shader::Rnn,
         Shader::Attention,
+        Shader::ScanStep,
     ];
 
     /// The file name under `shaders/`.
@@ -113,6 +116,7 @@ impl Shader {
             Shader::Gru => "gru.wgsl",
             Shader::Rnn => "rnn.wgsl",
             Shader::Attention => "attention.wgsl",
+            Shader::ScanStep => "scan_step.wgsl",
         }
     }
 
@@ -139,6 +143,7 @@ impl Shader {
             Shader::Gru => include_str!("../../shaders/gru.wgsl"),
             Shader::Rnn => include_str!("../../shaders/rnn.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
+            Shader::ScanStep => include_str!("../../shaders/scan_step.wgsl"),
         }
     }
 
@@ -162,6 +167,7 @@ impl Shader {
                 ScanParams::wgsl("Params")
             }
             Shader::Attention => AttnParams::wgsl("Params"),
+            Shader::ScanStep => StepParams::wgsl("Params"),
         }
     }
 

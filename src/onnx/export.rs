@@ -493,6 +493,9 @@ fn unsupported(id: NodeId, op: &Op) -> Error {
         | Op::SeqGather { .. }
         | Op::Attention { .. } => "is a sequence op, which the exporter does not write yet",
         Op::Im2Col { .. } => "has no ONNX equivalent (only a whole convolution does)",
+        Op::Scan(_) | Op::StepValue | Op::ScanFinal { .. } => {
+            "is a general recurrence, which the exporter does not write yet (ONNX Scan)"
+        }
         _ => "has no ONNX equivalent (it is a gradient or training op)",
     };
     Error::Invalid(format!("onnx export: node {} ({name}) {why}", id.0))

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod random;
 pub mod recurrence;
 pub mod reduce;
+pub mod scan;
 pub mod select;
 pub mod sequence;
 

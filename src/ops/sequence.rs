@@ -23,14 +23,14 @@ impl Graph {
     }
 
     /// The per-step shape `[batch, ..]` of a sequence shape.
-    fn step_shape(s: &Shape) -> Shape {
+    pub(crate) fn step_shape(s: &Shape) -> Shape {
         let mut d = s.0.clone();
         d.remove(1);
         Shape(d)
     }
 
     /// The sequence shape `[batch, seq k, ..]` of a per-sequence shape `[batch, ..]`.
-    fn sequence_shape(op: &'static str, s: &Shape, k: u8) -> Result<Shape> {
+    pub(crate) fn sequence_shape(op: &'static str, s: &Shape, k: u8) -> Result<Shape> {
         if s.0.first() != Some(&Dim::Batch) || s.has_seq() {
             return shape_err(
                 op,

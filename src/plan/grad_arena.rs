@@ -44,7 +44,9 @@ pub(crate) fn claim(
     for (update, u) in members.iter().enumerate() {
         for &(x, offset) in u {
             let r = root(x);
-            if !live.placed[r] && uses[&r] == 1 {
+            // A scan's carry (a gradient summed over the steps) stays in its own buffer.
+            let carry = matches!(g.op(r), crate::graph::Op::StepValue);
+            if !live.placed[r] && uses[&r] == 1 && !carry {
                 claims.insert(r, ArenaPlace { update, offset });
             }
         }

@@ -74,7 +74,12 @@ pub(crate) fn node_dispatch(t: &Target, g: &PlanGraph, i: usize) -> Result<Optio
         | Op::Param { .. }
         | Op::Const { .. }
         | Op::Reshape { .. }
-        | Op::Mode { .. } => return Ok(None),
+        | Op::Mode { .. }
+        // Scans are lowered by plan/scan.rs, which also writes their step values; a scan's
+        // final value shares the carry's buffer.
+        | Op::StepValue
+        | Op::Scan(_)
+        | Op::ScanFinal { .. } => return Ok(None),
         Op::Im2Col { .. } | Op::Col2Im { .. } | Op::Pool { .. } | Op::PoolGrad { .. } => {
             window_dispatch(g, i)
         }

@@ -59,6 +59,10 @@ impl<'a> PlanGraph<'a> {
         match self.nodes[i].op {
             Op::Reshape { x } => Some(x),
             Op::Mode { train, eval } => Some(if self.training { train } else { eval }),
+            Op::ScanFinal { scan, carry } => match &self.nodes[scan.0].op {
+                Op::Scan(spec) => Some(spec.carries[carry].value),
+                _ => unreachable!("a scan's final value reads a scan"),
+            },
             _ => None,
         }
     }
@@ -70,6 +74,19 @@ pub(crate) fn reads(op: &Op, training: bool) -> Vec<NodeId> {
         Op::Mode { train, eval } => vec![if training { train } else { eval }],
         _ => op.inputs(),
     }
+}
+
+/// For each node of a needed scan's body (or step value), the last such scan.
+fn scan_bodies(g: &PlanGraph, need: &[bool]) -> Vec<Option<usize>> {
+    let mut scan_of = vec![None; g.nodes.len()];
+    for i in (0..g.nodes.len()).filter(|&i| need[i]) {
+        if let Op::Scan(spec) = g.op(i) {
+            for j in spec.body.iter().chain(&spec.values()) {
+                scan_of[j.0] = Some(i);
+            }
+        }
+    }
+    scan_of
 }
 
 /// The nodes needed to compute `targets`, as a mask over the graph.
@@ -102,6 +119,10 @@ pub(crate) struct Liveness {
     /// Nodes whose buffer is fixed before slot allocation (leaves, gradients computed in
     /// the arena); fusions leave them alone.
     pub placed: Vec<bool>,
+    /// For the nodes of a scan's body and its step values, the last needed scan that runs
+    /// them (plan/scan.rs): they are computed in its loop, and what they read is read
+    /// until that scan has run.
+    pub scan_of: Vec<Option<usize>>,
 }
 
 impl Liveness {
@@ -115,10 +136,11 @@ impl Liveness {
                 alias_root[i] = alias_root[x.0];
             }
         }
+        let scan_of = scan_bodies(g, &need);
         let mut reads_at: Vec<Vec<usize>> = vec![Vec::new(); n];
         for i in (0..n).filter(|&i| need[i]) {
             for j in g.reads(i) {
-                reads_at[alias_root[j.0]].push(i);
+                reads_at[alias_root[j.0]].push(scan_of[i].unwrap_or(i));
             }
         }
         let mut pinned = vec![false; n];
@@ -140,6 +162,7 @@ impl Liveness {
             reads_at,
             pinned,
             placed,
+            scan_of,
         }
     }
 
@@ -156,7 +179,12 @@ impl Liveness {
     /// Records that `reader` reads node `j` (through its alias root).
     pub fn add_read(&mut self, j: NodeId, reader: usize) {
         let root = self.alias_root[j.0];
-        self.reads_at[root].push(reader);
+        self.reads_at[root].push(self.scan_of[reader].unwrap_or(reader));
+    }
+
+    /// Whether node `i` is computed in a scan's loop (a body node or a step value).
+    pub fn in_scan(&self, i: usize) -> bool {
+        self.scan_of[i].is_some()
     }
 
     /// The last node that reads alias root `root` (0 when none does).

@@ -6,6 +6,7 @@ use super::fuse::Fusions;
 use super::grad_arena::GradArena;
 use super::kernel_choice::{matmul_dispatch, node_dispatch, Target};
 use super::liveness::{Liveness, PlanGraph};
+use super::scan;
 use super::stepwise::{self, Loop};
 use super::summary::Role;
 use super::ArenaUpdate;
@@ -82,7 +83,15 @@ pub(crate) fn dispatches(
     let absorbed = f.absorbed();
     let mut out = Vec::new();
     let mut loops = Vec::new();
+    scan::check_reads(g, live)?;
     for i in live.needed().filter(|&i| !f.skipped(&absorbed, i)) {
+        if live.in_scan(i) {
+            continue; // run in its scan's loop
+        }
+        if let Op::Scan(spec) = g.op(i) {
+            scan::lower(g, target, live, f, i, spec, &mut out, &mut loops)?;
+            continue;
+        }
         if stepwise::wanted(target, g, i) {
             stepwise::lower(target, g, i, &|j| f.bound(j).0, &mut out, &mut loops)?;
             if target.check_numerics {
@@ -92,7 +101,38 @@ pub(crate) fn dispatches(
         }
         node_dispatches(g, target, live, f, i, &mut out)?;
     }
-    let copy = |n: usize, buffers: Vec<Buf>, role: Role, label: String| Dispatch {
+    for &(x, place) in &arena.copies {
+        let n = g.numel(x.0);
+        let to = Buf::Arena {
+            update: place.update,
+            offset: place.offset,
+            len: n,
+        };
+        let label = format!("gradient copy [{n}]");
+        out.push(copy_dispatch(
+            n,
+            vec![Buf::Node(x.0), to],
+            Role::GradientCopy,
+            label,
+        ));
+    }
+    // Every update's check pass, then every update's apply pass (optim.wgsl's guard).
+    for check in [true, false] {
+        for (k, u) in updates.iter().enumerate() {
+            out.push(update_dispatch(g, k, u, check));
+        }
+    }
+    for &(state, value) in assigns {
+        let n = g.numel(state.0);
+        let buffers = vec![Buf::Node(value.0), Buf::Node(state.0)];
+        out.push(copy_dispatch(n, buffers, Role::Assign, "assign".into()));
+    }
+    Ok((out, loops))
+}
+
+/// A copy of `n` floats from the first buffer to the second.
+pub(super) fn copy_dispatch(n: usize, buffers: Vec<Buf>, role: Role, label: String) -> Dispatch {
+    Dispatch {
         kernel: Kernel::Unary,
         params: Params::Unary(UnaryParams {
             n: n as u32,
@@ -106,29 +146,7 @@ pub(crate) fn dispatches(
         role,
         output: vec![n],
         alpha: 1.0,
-    };
-    for &(x, place) in &arena.copies {
-        let n = g.numel(x.0);
-        let to = Buf::Arena {
-            update: place.update,
-            offset: place.offset,
-            len: n,
-        };
-        let label = format!("gradient copy [{n}]");
-        out.push(copy(n, vec![Buf::Node(x.0), to], Role::GradientCopy, label));
     }
-    // Every update's check pass, then every update's apply pass (optim.wgsl's guard).
-    for check in [true, false] {
-        for (k, u) in updates.iter().enumerate() {
-            out.push(update_dispatch(g, k, u, check));
-        }
-    }
-    for &(state, value) in assigns {
-        let n = g.numel(state.0);
-        let buffers = vec![Buf::Node(value.0), Buf::Node(state.0)];
-        out.push(copy(n, buffers, Role::Assign, "assign".into()));
-    }
-    Ok((out, loops))
 }
 
 /// Update `k`'s check pass (`check`) or apply pass.
@@ -169,7 +187,7 @@ fn update_dispatch(g: &PlanGraph, k: usize, u: &ArenaUpdate<'_>, check: bool) ->
 
 /// The dispatches of node `i` (its poison fills, then its own), with what was folded
 /// into it.
-fn node_dispatches(
+pub(super) fn node_dispatches(
     g: &PlanGraph,
     target: &Target,
     live: &Liveness,

@@ -14,6 +14,7 @@ mod grad_arena;
 mod kernel_choice;
 mod liveness;
 mod lower;
+mod scan;
 mod stepwise;
 pub mod summary;
 

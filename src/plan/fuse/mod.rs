@@ -17,7 +17,7 @@ pub(crate) mod transposed;
 use std::collections::{HashMap, HashSet};
 
 use super::liveness::{Liveness, PlanGraph};
-use crate::graph::{NodeId, Window};
+use crate::graph::{NodeId, Op, Window};
 
 use crate::kernels::Epilogue;
 
@@ -48,7 +48,26 @@ impl Fusions {
         f.transposed = transposed::find(g, live, &f);
         f.epilogue = epilogue::find(g, live, &f);
         f.sibling = loss_metric::find(g, live);
+        f.outside_scans(g, live);
         f
+    }
+
+    /// Drops every fusion that touches a node computed in a scan's loop or a node that a
+    /// scan reads (its body's reads count as the scan's): a loop body runs its nodes' own
+    /// kernels, and a scan reads whole buffers (plan/scan.rs).
+    fn outside_scans(&mut self, g: &PlanGraph, live: &Liveness) {
+        let touches = |i: usize| {
+            live.in_scan(i)
+                || live.reads_at[live.alias_root[i]]
+                    .iter()
+                    .any(|&r| matches!(g.op(r), Op::Scan(_)))
+        };
+        self.gathered
+            .retain(|&k, v| !touches(k) && !touches(v.0 .0));
+        self.scaled.retain(|&k, v| !touches(k) && !touches(v.0 .0));
+        self.transposed.retain(|&k, v| !touches(k) && !touches(v.0));
+        self.epilogue.retain(|&k, v| !touches(k) && !touches(v.0));
+        self.sibling.retain(|&k, &mut v| !touches(k) && !touches(v));
     }
 
     /// What a product binds for operand `j`: a gathered im2col's image, else `j`.

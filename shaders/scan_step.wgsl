@@ -55,20 +55,27 @@ fn scan_pick(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     carry[i] = v;
 }
 
+// Whether step value i's sequence is at a step at this iteration.
+fn at_step(i: u32) -> bool {
+    return position() < len_of(i / p.inner);
+}
+
+// Where step value i is recorded at this iteration.
+fn recorded(i: u32) -> u32 {
+    return recorded_at(i / p.inner, position(), i % p.inner);
+}
+
 @compute @workgroup_size(256)
 fn scan_commit(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (i >= p.batch * p.inner) {
         return;
     }
-    let b = i / p.inner;
-    let k = position();
-    var v = 0.0;
-    if (k < len_of(b)) {
-        v = src[i];
+    let v = select(0.0, src[i], at_step(i));
+    if (at_step(i)) {
         carry[i] = v;
     }
-    out[recorded_at(b, k, i % p.inner)] = v;
+    out[recorded(i)] = v;
 }
 
 @compute @workgroup_size(256)
@@ -77,7 +84,7 @@ fn scan_hold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i >= p.batch * p.inner) {
         return;
     }
-    if (position() < len_of(i / p.inner)) {
+    if (at_step(i)) {
         carry[i] = src[i];
     }
 }
@@ -88,11 +95,5 @@ fn scan_emit(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i >= p.batch * p.inner) {
         return;
     }
-    let b = i / p.inner;
-    let k = position();
-    var v = 0.0;
-    if (k < len_of(b)) {
-        v = src[i];
-    }
-    out[recorded_at(b, k, i % p.inner)] = v;
+    out[recorded(i)] = select(0.0, src[i], at_step(i));
 }

@@ -111,6 +111,41 @@ fn cell_nodes(
     (h2, m2)
 }
 
+/// The recurrence of [`cell_nodes`] over an input sequence, with every parameter, c and m0
+/// as inputs.
+struct Cell {
+    x: NodeId,
+    ws: Vec<NodeId>,
+    c: NodeId,
+    m0: NodeId,
+    /// h and m at every step.
+    states: Vec<NodeId>,
+}
+
+fn cell_graph(g: &Graph, hn: usize, backwards: bool) -> Cell {
+    let x = g.input_sequence("x", &[F]).unwrap();
+    let ws: Vec<NodeId> = DIMS
+        .iter()
+        .zip(dims(hn))
+        .map(|(n, d)| g.input_with_shape(n, Shape::fixed(&d)).unwrap())
+        .collect();
+    let c = g.input("c", &[C]).unwrap();
+    let m0 = g.input("m0", &[M]).unwrap();
+    let states = g
+        .recurrence(&[x], &[ws[6], m0], backwards, |g, xs, hs| {
+            let (h2, m2) = cell_nodes(g, &ws, xs[0], c, hs[0], hs[1]);
+            Ok(vec![h2, m2])
+        })
+        .unwrap();
+    Cell {
+        x,
+        ws,
+        c,
+        m0,
+        states,
+    }
+}
+
 struct Run {
     h: Vec<Vec<f32>>,
     m: Vec<Vec<f32>>,
@@ -134,20 +169,13 @@ fn run(
     let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
     let batch = SequenceBatch::pack_to(&refs, F, steps).unwrap();
     let g = Graph::new();
-    let x = g.input_sequence("x", &[F]).unwrap();
-    let ws: Vec<NodeId> = DIMS
-        .iter()
-        .zip(dims(hn))
-        .map(|(n, d)| g.input_with_shape(n, Shape::fixed(&d)).unwrap())
-        .collect();
-    let cin = g.input("c", &[C]).unwrap();
-    let m0in = g.input("m0", &[M]).unwrap();
-    let states = g
-        .recurrence(&[x], &[ws[6], m0in], backwards, |g, xs, hs| {
-            let (h2, m2) = cell_nodes(g, &ws, xs[0], cin, hs[0], hs[1]);
-            Ok(vec![h2, m2])
-        })
-        .unwrap();
+    let Cell {
+        x,
+        ws,
+        c: cin,
+        m0: m0in,
+        states,
+    } = cell_graph(&g, hn, backwards);
     let rin = g.input("r", &[hn + M]).unwrap();
     let both = g.concat(states[0], states[1], -1).unwrap();
     let per_seq = g
@@ -415,21 +443,14 @@ fn a_recurrence_over_one_step_is_one_step_of_the_cell() {
     let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
     let batch = SequenceBatch::pack(&refs, F).unwrap();
     let g = Graph::new();
-    let x = g.input_sequence("x", &[F]).unwrap();
+    let Cell {
+        x,
+        ws,
+        c: cin,
+        m0: m0in,
+        states,
+    } = cell_graph(&g, hn, false);
     let xstep = g.input("x step", &[F]).unwrap();
-    let ws: Vec<NodeId> = DIMS
-        .iter()
-        .zip(dims(hn))
-        .map(|(n, d)| g.input_with_shape(n, Shape::fixed(&d)).unwrap())
-        .collect();
-    let cin = g.input("c", &[C]).unwrap();
-    let m0in = g.input("m0", &[M]).unwrap();
-    let states = g
-        .recurrence(&[x], &[ws[6], m0in], false, |g, xs, hs| {
-            let (h2, m2) = cell_nodes(g, &ws, xs[0], cin, hs[0], hs[1]);
-            Ok(vec![h2, m2])
-        })
-        .unwrap();
     let h0 = g.expand(ws[6], Shape::batched(&[hn])).unwrap();
     let (h1, m1) = cell_nodes(&g, &ws, xstep, cin, h0, m0in);
     let mut ex = Executor::new(&ctx(), &g).unwrap();
@@ -531,6 +552,11 @@ fn recurrences_reject_what_they_cannot_run() {
     assert!(ex.eval(&[hs[0]], &feed).is_ok());
     let e = ex.eval(&[outside], &feed).unwrap_err().to_string();
     assert!(e.contains("only inside a recurrence"), "{e}");
+    // ONNX export names what it cannot write.
+    let e = wgrad::onnx::export(&g, &ex, &[("h", hs[0])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("general recurrence"), "{e}");
 }
 
 /// A step function built from layers (their parameters made inside it) trains with a

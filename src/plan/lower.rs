@@ -273,16 +273,7 @@ pub(super) fn node_dispatches(
     let sibling = f.sibling.get(&i).copied();
     if target.poison {
         for k in std::iter::once(i).chain(sibling) {
-            out.push(Dispatch {
-                kernel: Kernel::Fill,
-                params: fill_params(g.numel(k), Fill::Nan),
-                buffers: vec![Buf::Node(k)],
-                groups: groups_1d(g.numel(k)),
-                label: "poison".into(),
-                role: super::summary::Role::Poison,
-                output: g.dims[k].clone(),
-                alpha: 1.0,
-            });
+            out.push(poison_dispatch(g, k));
         }
     }
     buffers.push(Buf::Node(i));
@@ -329,6 +320,20 @@ pub(super) fn node_dispatches(
         }
     }
     Ok(())
+}
+
+/// Fills node `k`'s buffer with NaN before it is written (`ContextOptions::poison`).
+pub(super) fn poison_dispatch(g: &PlanGraph, k: usize) -> Dispatch {
+    Dispatch {
+        kernel: Kernel::Fill,
+        params: fill_params(g.numel(k), Fill::Nan),
+        buffers: vec![Buf::Node(k)],
+        groups: groups_1d(g.numel(k)),
+        label: "poison".into(),
+        role: Role::Poison,
+        output: g.dims[k].clone(),
+        alpha: 1.0,
+    }
 }
 
 /// The per-op numerics check of node `k`'s value (`ContextOptions::check_numerics`).

@@ -7,7 +7,7 @@
 use super::fuse::Fusions;
 use super::kernel_choice::Target;
 use super::liveness::{Liveness, PlanGraph};
-use super::lower::{copy_dispatch, node_dispatches, Buf, Dispatch};
+use super::lower::{copy_dispatch, node_dispatches, poison_dispatch, Buf, Dispatch};
 use super::stepwise::Loop;
 use super::summary::Role;
 use crate::graph::{NodeId, Op, ScanSpec};
@@ -74,16 +74,7 @@ pub(crate) fn lower(
         alpha: 1.0,
     };
     if t.poison {
-        out.push(Dispatch {
-            kernel: Kernel::Fill,
-            params: fill_params(g.numel(i), Fill::Nan),
-            buffers: vec![Buf::Node(i)],
-            groups: groups_1d(g.numel(i)),
-            label: "poison".into(),
-            role: Role::Poison,
-            output: g.dims[i].clone(),
-            alpha: 1.0,
-        });
+        out.push(poison_dispatch(g, i));
     }
     for c in &spec.carries {
         let n = g.numel(c.value.0);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use super::kernel_choice::{matmul_dispatch, Target};
 use super::liveness::PlanGraph;
-use super::lower::{Buf, Dispatch};
+use super::lower::{poison_dispatch, Buf, Dispatch};
 use super::summary::{LoopSummary, Role};
 use crate::graph::{NodeId, Op};
 use crate::kernels::contract::ScanParams;
@@ -193,16 +193,7 @@ pub(crate) fn lower(
         })
     };
     if t.poison {
-        out.push(Dispatch {
-            kernel: Kernel::Fill,
-            params: fill_params(g.numel(i), Fill::Nan),
-            buffers: vec![Buf::Node(i)],
-            groups: groups_1d(g.numel(i)),
-            label: "poison".into(),
-            role: Role::Poison,
-            output: g.dims[i].clone(),
-            alpha: 1.0,
-        });
+        out.push(poison_dispatch(g, i));
     }
     let this = Buf::Node(i);
     let Some((state, grad)) = o.state else {

@@ -28,7 +28,7 @@ fn with_lengths(d: Dataset) -> wgrad::Result<Dataset> {
 /// `Graph::recurrence` instead of the fused LSTM kernels: the input projections of every
 /// step are one product before the loop, the rest runs per step. Returns the last state.
 fn step_lstm(g: &Graph, x: NodeId, hn: usize) -> wgrad::Result<NodeId> {
-    let features = g.shape(x).per_sample() / 28;
+    let features = g.shape(x).per_sample();
     let w = g.parameter("step_lstm.w", &[features, 4 * hn], Init::GlorotUniform)?;
     let u = g.parameter("step_lstm.u", &[hn, 4 * hn], Init::GlorotUniform)?;
     let b = g.parameter("step_lstm.b", &[4 * hn], Init::Zeros)?;

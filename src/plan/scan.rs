@@ -13,8 +13,7 @@ use super::summary::Role;
 use crate::graph::{NodeId, Op, ScanSpec};
 use crate::kernels::contract::StepParams;
 use crate::kernels::{groups_1d, Kernel, Params, ScanIo};
-use crate::tensor::fill_params;
-use crate::{Error, Fill, Result};
+use crate::{Error, Result};
 
 /// Fails when a node outside every scan reads a value that only exists inside one (a node
 /// the step function made, kept and used after the recurrence, whose scan this plan may not

@@ -18,8 +18,7 @@ use super::summary::{LoopSummary, Role};
 use crate::graph::{NodeId, Op};
 use crate::kernels::contract::ScanParams;
 use crate::kernels::{groups_1d, Gather, Kernel, Params, StepPart};
-use crate::tensor::fill_params;
-use crate::{Fill, Result};
+use crate::Result;
 
 /// Dispatches `first .. first + len` run `times` times in order; those in `per_step` read
 /// the iteration as `ScanParams::step`.

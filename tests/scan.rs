@@ -1,9 +1,9 @@
 //! General recurrences (`Graph::recurrence`, a step function scanned over a sequence axis):
 //! a two-state cell that no fused kernel computes, against an f64 reference, with its
 //! gradients (inputs, weights, a learned and a per-sequence initial state, a per-sequence
-//! value the step reads) by finite differences through 21 steps in both directions; the
-//! same RNN as the fused scan; a sequence alone and inside a padded batch; length 1 as one
-//! step; the plan's loop; errors.
+//! value the step reads) by finite differences through 21 steps in both directions; two
+//! stacked RNNs running in opposite directions as the fused RNN scans; a sequence alone and
+//! inside a padded batch; length 1 as one step; the plan's loop; errors.
 
 #![allow(clippy::type_complexity, clippy::needless_range_loop)]
 
@@ -372,9 +372,11 @@ fn a_sequence_gives_the_same_results_alone_and_in_a_padded_batch() {
     }
 }
 
-/// A plain RNN written as a step function gives the fused RNN scan's states and gradients.
+/// Two stacked plain RNNs written as step functions, the second running the other way over
+/// the first's states and both read by the loss, give the fused RNN scans' states and
+/// gradients.
 #[test]
-fn a_step_function_rnn_equals_the_fused_rnn_scan() {
+fn stacked_step_function_rnns_equal_the_fused_rnn_scans() {
     let hn = 5;
     let lengths = [2usize, 7, 4];
     let seqs: Vec<Vec<f32>> = lengths
@@ -384,6 +386,7 @@ fn a_step_function_rnn_equals_the_fused_rnn_scan() {
         .collect();
     let refs: Vec<&[f32]> = seqs.iter().map(|s| &s[..]).collect();
     let batch = SequenceBatch::pack(&refs, F).unwrap();
+    let names = ["w1", "u1", "b1", "h01", "w2", "u2", "b2", "h02"];
     for backwards in [false, true] {
         let mut results = Vec::new();
         for fused in [true, false] {
@@ -393,30 +396,43 @@ fn a_step_function_rnn_equals_the_fused_rnn_scan() {
                 low: -0.6,
                 high: 0.6,
             };
-            let w = g.parameter("w", &[F, hn], init).unwrap();
-            let u = g.parameter("u", &[hn, hn], init).unwrap();
-            let b = g.parameter("b", &[hn], init).unwrap();
-            let h0 = g.parameter("h0", &[hn], init).unwrap();
-            let h = match fused {
-                true => g.rnn(x, w, u, b, h0, backwards).unwrap(),
+            let ps: Vec<NodeId> = names
+                .iter()
+                .map(|n| {
+                    let d = match &n[..1] {
+                        "w" if n.ends_with('1') => vec![F, hn],
+                        "u" | "w" => vec![hn, hn],
+                        _ => vec![hn],
+                    };
+                    g.parameter(n, &d, init).unwrap()
+                })
+                .collect();
+            let layer = |x: NodeId, p: &[NodeId], back: bool| match fused {
+                true => g.rnn(x, p[0], p[1], p[2], p[3], back).unwrap(),
                 false => g
-                    .recurrence(&[x], &[h0], backwards, |g, xs, hs| {
-                        let pre = g.add(g.matmul(xs[0], w)?, g.matmul(hs[0], u)?)?;
-                        Ok(vec![g.tanh(g.add(pre, b)?)?])
+                    .recurrence(&[x], &[p[3]], back, |g, xs, hs| {
+                        let pre = g.add(g.matmul(xs[0], p[0])?, g.matmul(hs[0], p[1])?)?;
+                        Ok(vec![g.tanh(g.add(pre, p[2])?)?])
                     })
                     .unwrap()[0],
             };
+            let h1 = layer(x, &ps[..4], backwards);
+            let h2 = layer(h1, &ps[4..], !backwards);
+            let h = g.concat(h1, h2, -1).unwrap();
             let loss = g
                 .reduce_sum(g.sequence_reduce_sum(g.mul(h, h).unwrap()).unwrap(), &[])
                 .unwrap();
-            let grads = g.grad(loss, &[x, w, u, b, h0]).unwrap();
+            let mut wrt = vec![x];
+            wrt.extend(&ps);
+            let grads = g.grad(loss, &wrt).unwrap();
             let mut ex = Executor::new(&ctx(), &g).unwrap();
             let feed = batch.feed(x, g.sequence_lengths()).to_vec();
             let mut outs = vec![h];
             outs.extend(grads);
             results.push(ex.eval(&outs, &feed).unwrap());
         }
-        for (k, name) in ["h", "dx", "dw", "du", "db", "dh0"].iter().enumerate() {
+        let what = ["h", "dx"].iter().chain(&names);
+        for (k, name) in what.enumerate() {
             let what = format!("backwards {backwards}: {name}");
             let (fused, stepped) = (&results[0][k], &results[1][k]);
             let (fused, stepped) = match k {

@@ -369,8 +369,11 @@ impl Graph {
                 recorded: true,
             });
         }
+        // Each summed gradient: its captured node and its carry.
+        let mut summed = Vec::new();
         for (j, &c) in captured.iter().enumerate() {
             if let Some(dc) = d[ns + nc + j] {
+                summed.push((c, carries.len()));
                 carries.push(ScanCarry {
                     init: self.zeros(&self.shape(c))?,
                     value: sums[j],
@@ -388,9 +391,7 @@ impl Graph {
                 emitted.push((x, self.shape(v)));
             }
         }
-        let sums_at = nc;
         let back = self.scan_spec(steps, carries, emits, axis, spec.backwards, true)?;
-        let n_sums = back.carries.len() - nc;
         let back = self.push_scan(back, axis)?;
         let mut result = Vec::new();
         for (k, c) in spec.carries.iter().enumerate() {
@@ -405,19 +406,9 @@ impl Graph {
                 result.push((c.init, fin));
             }
         }
-        let mut j = 0;
-        for (m, &c) in captured.iter().enumerate() {
-            if d[ns + nc + m].is_some() && j < n_sums {
-                let fin = self.push(
-                    Op::ScanFinal {
-                        scan: back,
-                        carry: sums_at + j,
-                    },
-                    self.shape(c),
-                );
-                result.push((c, fin));
-                j += 1;
-            }
+        for (c, carry) in summed {
+            let fin = self.push(Op::ScanFinal { scan: back, carry }, self.shape(c));
+            result.push((c, fin));
         }
         let width: usize = shapes.iter().map(|s| s.per_sample()).sum();
         let step_shapes: Vec<Shape> = emitted.iter().map(|e| e.1.clone()).collect();

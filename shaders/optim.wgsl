@@ -10,21 +10,25 @@
 //   fsadagrad:    v = β2·v + (1-β2)·g'² (1-β2 given as eps);  g'' = g'·min(c1 / √v, c2) (g' where v = 0);
 //                 m = μ·m + (1-μ)·g'';  w -= lr·m   (CNTK's FSAdaGrad, src/optim/mod.rs)
 // The hyper-parameters live in a uniform rewritten each step (schedules, bias corrections).
+// The rules read their operands through load_g, load_w, load_s1 and load_s2, from storage
+// buffers (optim_storage.wgsl) or, on CPU adapters, from texture copies of them
+// (optim_texture.wgsl: lavapipe loads a vec4 from storage as four per-lane loops, 6× the cost
+// of a texel fetch); they always write the storage buffers.
 // Each invocation updates one vec4: parameters sit at 16-byte aligned offsets in whole vec4s
 // (src/executor/arenas.rs), so the last vec4 of a range only reaches padding, whose gradient is 0.
 //
 // The numerics guard: each update runs twice. The check pass (p.check = 1) writes nothing but
 // flags, in `guard`, a non-finite loss (run 0 looks at them), gradient or updated value; the
-// apply pass then writes only when nothing was ever flagged. The flag stays until the host has
+// apply pass then writes only when nothing was ever flagged (h.flagged: guard word 0, which
+// the plan copies into the uniform between the passes, as it copies the clipping factor
+// into h.clip before them). The flag stays until the host has
 // read and reported it, so a bad step, and every step after it, changes no parameter.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<vec4<elem>>;
 @group(0) @binding(2) var<uniform> h: Hyper;
 @group(0) @binding(3) var<storage, read_write> w: array<vec4<elem>>;
 @group(0) @binding(4) var<storage, read_write> s1: array<vec4<elem>>;
 @group(0) @binding(5) var<storage, read_write> s2: array<vec4<elem>>;
-@group(0) @binding(6) var<storage, read> clip: array<elem>;
 @group(0) @binding(7) var<storage, read> loss: array<elem>;
 @group(0) @binding(8) var<storage, read_write> guard: array<atomic<u32>>;
 
@@ -32,9 +36,9 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
-// The regularised, clipped gradient of vec4 i.
-fn grad(i: u32) -> vec4<f32> {
-    return clip[0] * g[i] + h.wd * w[i];
+// The regularised, clipped gradient of vec4 i, whose parameters are wi.
+fn grad(i: u32, wi: vec4<f32>) -> vec4<f32> {
+    return h.clip * load_g(i) + h.wd * wi;
 }
 
 fn finite(v: f32) -> bool {
@@ -81,7 +85,7 @@ fn hold(i: u32, gi: vec4<f32>, next_finite: bool) -> bool {
         }
         return true;
     }
-    return atomicLoad(&guard[0]) != 0u;
+    return h.flagged != 0u;
 }
 
 @compute @workgroup_size(256)
@@ -91,8 +95,9 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
-    let wn = w[i] - h.lr * gi;
+    let wi = load_w(i);
+    let gi = grad(i, wi);
+    let wn = wi - h.lr * gi;
     if (hold(i, gi, finite4(i, wn))) {
         return;
     }
@@ -106,9 +111,10 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
-    let v = h.mu * s1[i] + gi;
-    let wn = w[i] - h.lr * select(v, gi + h.mu * v, h.nesterov == 1u);
+    let wi = load_w(i);
+    let gi = grad(i, wi);
+    let v = h.mu * load_s1(i) + gi;
+    let wn = wi - h.lr * select(v, gi + h.mu * v, h.nesterov == 1u);
     if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
         return;
     }
@@ -123,11 +129,12 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
-    let m = h.mu * s1[i] + (1.0 - h.mu) * gi;
-    let v = h.beta2 * s2[i] + (1.0 - h.beta2) * gi * gi;
-    let wi = w[i] * (1.0 - h.lr * h.dwd);
-    let wn = wi - h.lr * (m * h.c1) / (sqrt(v * h.c2) + h.eps);
+    let wi = load_w(i);
+    let gi = grad(i, wi);
+    let m = h.mu * load_s1(i) + (1.0 - h.mu) * gi;
+    let v = h.beta2 * load_s2(i) + (1.0 - h.beta2) * gi * gi;
+    let wd = wi * (1.0 - h.lr * h.dwd);
+    let wn = wd - h.lr * (m * h.c1) / (sqrt(v * h.c2) + h.eps);
     if (hold(i, gi, finite4(i, m) && finite4(i, v) && finite4(i, wn))) {
         return;
     }
@@ -143,9 +150,10 @@ fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
-    let v = h.mu * s1[i] + (1.0 - h.mu) * gi * gi;
-    let wn = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    let wi = load_w(i);
+    let gi = grad(i, wi);
+    let v = h.mu * load_s1(i) + (1.0 - h.mu) * gi * gi;
+    let wn = wi - h.lr * gi / (sqrt(v) + h.eps);
     if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
         return;
     }
@@ -160,9 +168,10 @@ fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
-    let v = s1[i] + gi * gi;
-    let wn = w[i] - h.lr * gi / (sqrt(v) + h.eps);
+    let wi = load_w(i);
+    let gi = grad(i, wi);
+    let v = load_s1(i) + gi * gi;
+    let wn = wi - h.lr * gi / (sqrt(v) + h.eps);
     if (hold(i, gi, finite4(i, v) && finite4(i, wn))) {
         return;
     }
@@ -177,12 +186,13 @@ fn fsadagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i >= (p.n + 3u) / 4u) {
         return;
     }
-    let gi = grad(i);
+    let wi = load_w(i);
+    let gi = grad(i, wi);
     // h.eps holds 1 - β2 here, computed on the host in f64.
-    let v = h.beta2 * s1[i] + h.eps * gi * gi;
+    let v = h.beta2 * load_s1(i) + h.eps * gi * gi;
     let scale = select(vec4<f32>(1.0), min(h.c1 / sqrt(v), vec4<f32>(h.c2)), v != vec4<f32>(0.0));
-    let m = h.mu * s2[i] + (1.0 - h.mu) * gi * scale;
-    let wn = w[i] - h.lr * m;
+    let m = h.mu * load_s2(i) + (1.0 - h.mu) * gi * scale;
+    let wn = wi - h.lr * m;
     if (hold(i, gi, finite4(i, v) && finite4(i, m) && finite4(i, wn))) {
         return;
     }

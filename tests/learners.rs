@@ -5,7 +5,8 @@
 
 mod common;
 use common::*;
-use wgrad::{Graph, Init, Learner, Schedule, Trainer};
+use wgrad::kernels::Shader;
+use wgrad::{Graph, Init, Learner, OperandTextures, Schedule, Trainer};
 
 const ROWS: usize = 6;
 const IN: usize = 3;
@@ -14,8 +15,23 @@ const OUT: usize = 2;
 /// The reference update of one learner: (weights, state 1, state 2, gradient, step t ≥ 1).
 type Update = dyn Fn(&mut [f64], &mut [f64], &mut [f64], &[f64], i32);
 
+/// Checks `learner` against `update` with its operands read from storage buffers (as on
+/// GPUs) and from texture copies (as on CPU adapters).
 fn check(name: &str, learner: Learner, clip: Option<f64>, update: &Update) {
-    let ctx = ctx();
+    for textures in [OperandTextures::Never, OperandTextures::Always] {
+        check_with(name, learner, clip, update, textures);
+    }
+}
+
+fn check_with(
+    name: &str,
+    learner: Learner,
+    clip: Option<f64>,
+    update: &Update,
+    textures: OperandTextures,
+) {
+    let ctx = ctx_with_textures(textures);
+    let name = &format!("{name} ({textures:?} textures)");
     let g = Graph::new();
     let x = g.input("x", &[IN]).unwrap();
     let t = g.input("t", &[OUT]).unwrap();
@@ -52,6 +68,18 @@ fn check(name: &str, learner: Learner, clip: Option<f64>, update: &Update) {
             grad.iter_mut().for_each(|v| *v *= f);
         }
         update(&mut wr, &mut s1, &mut s2, &grad, step);
+        if step == 1 {
+            let plan = tr.executor().plan_summary(&[], &[(x, &xd), (t, &td)], true);
+            let plan = plan.unwrap();
+            let from_textures = plan.dispatches.iter();
+            let from_textures = from_textures.filter(|d| d.shader == Shader::OptimTexture);
+            let want = if textures == OperandTextures::Always {
+                2
+            } else {
+                0
+            };
+            assert_eq!(from_textures.count(), want, "{name}: {plan}");
+        }
         let got = tr.executor().parameter(w).unwrap();
         assert_close(&format!("{name} step {step}"), &got, &wr, 2e-5);
     }
@@ -168,13 +196,14 @@ fn fsadagrad_matches_cntks_update() {
         },
         ..Learner::fsadagrad(0.02, 0.9)
     };
-    check("fsadagrad", fast, None, &fsadagrad_ref(0.02, 0.9, 30.0));
-    check(
-        "fsadagrad default",
-        Learner::fsadagrad(0.05, 0.0),
-        None,
-        &fsadagrad_ref(0.05, 0.0, 720_000.0),
-    );
+    // The reference keeps the smoothed count: a fresh one for each run.
+    for textures in [OperandTextures::Never, OperandTextures::Always] {
+        let reference = fsadagrad_ref(0.02, 0.9, 30.0);
+        check_with("fsadagrad", fast, None, &reference, textures);
+        let reference = fsadagrad_ref(0.05, 0.0, 720_000.0);
+        let default = Learner::fsadagrad(0.05, 0.0);
+        check_with("fsadagrad default", default, None, &reference, textures);
+    }
 }
 
 #[test]

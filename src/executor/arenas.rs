@@ -7,7 +7,7 @@ use crate::device::{Buffer, Context};
 use crate::dtype::DType;
 use crate::graph::{Init, Node, NodeId, Op};
 use crate::kernels::contract::Hyper;
-use crate::kernels::Kernel;
+use crate::kernels::Rule;
 use crate::tensor::{Fill, Tensor};
 use crate::{Error, Result};
 
@@ -17,9 +17,9 @@ pub(super) const PARAM_DTYPE: DType = DType::F32;
 /// How a learner updates each parameter (produced by the learners in `optim`).
 #[derive(Clone, Debug)]
 pub(crate) struct UpdateRule {
-    pub kernel: Kernel,
-    /// Number of state tensors per parameter (e.g. 1 for momentum).
-    pub state: usize,
+    /// The update rule; it keeps `kind.states()` state tensors per parameter (e.g. 1 for
+    /// momentum).
+    pub kind: Rule,
     /// The hyper-parameter uniform (see `shaders/optim.wgsl`).
     pub hyper: Hyper,
 }
@@ -85,7 +85,7 @@ impl Executor {
         let mut params = Vec::new();
         for a in &self.arenas {
             let grads = self.ctx.storage("gradient arena", a.floats, PARAM_DTYPE)?;
-            let states = (0..rule.state)
+            let states = (0..rule.kind.states())
                 .map(|_| {
                     self.ctx
                         .storage("learner state arena", a.floats, PARAM_DTYPE)

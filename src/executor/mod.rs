@@ -392,7 +392,7 @@ impl Executor {
                         let mut targets = vec![&a.params];
                         targets.extend(a.states.iter());
                         updates.push(ArenaUpdate {
-                            kernel: l.rule.kernel,
+                            rule: l.rule.kind,
                             hyper: &l.hyper,
                             clip: l.clip,
                             grads: &a.grads,

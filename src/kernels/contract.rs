@@ -86,7 +86,10 @@ blocks! {
     /// optim.wgsl's `Hyper`: learning rate, momentum (β1, ρ), β2, ε, L2, decoupled decay,
     /// Adam's bias corrections `1/(1-β^t)`, Nesterov (0 or 1).
     /// `step` is the training step about to run (low 32 bits), recorded by the guard.
-    Hyper { lr: f32, mu: f32, beta2: f32, eps: f32, wd: f32, dwd: f32, c1: f32, c2: f32, nesterov: u32, step: u32, _p1: u32, _p2: u32 }
+    /// The device fills the last two in each step (plan/emit.rs): `clip`, the global-norm
+    /// clipping factor (1 without clipping), before the check passes, and `flagged`, the
+    /// guard's word 0, before the apply passes.
+    Hyper { lr: f32, mu: f32, beta2: f32, eps: f32, wd: f32, dwd: f32, c1: f32, c2: f32, nesterov: u32, step: u32, clip: f32, flagged: u32 }
     /// fill.wgsl's `Runtime`: the executor's per-call values (the training step).
     Runtime { step: u32, _p0: u32, _p1: u32, _p2: u32 }
 }

@@ -39,6 +39,40 @@ pub(crate) enum Binding {
 
 use Binding::{Read as R, Texture as T, Uniform as U, Unused as X, Write as W};
 
+/// A learner's update rule: an entry point of optim.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Rule {
+    Sgd,
+    SgdMomentum,
+    Adam,
+    RmsProp,
+    Adagrad,
+    FsAdagrad,
+}
+
+impl Rule {
+    /// The entry point.
+    fn entry(self) -> &'static str {
+        match self {
+            Rule::Sgd => "sgd",
+            Rule::SgdMomentum => "sgd_momentum",
+            Rule::Adam => "adam",
+            Rule::RmsProp => "rmsprop",
+            Rule::Adagrad => "adagrad",
+            Rule::FsAdagrad => "fsadagrad",
+        }
+    }
+
+    /// The learner-state arenas the rule keeps beside the parameters (0 to 2).
+    pub(crate) fn states(self) -> usize {
+        match self {
+            Rule::Sgd => 0,
+            Rule::SgdMomentum | Rule::RmsProp | Rule::Adagrad => 1,
+            Rule::Adam | Rule::FsAdagrad => 2,
+        }
+    }
+}
+
 /// The parts of the LSTM run one step at a time (lstm_step.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum StepPart {
@@ -124,12 +158,13 @@ pub(crate) enum Kernel {
     CeForwardError,
     CeBackward,
     ClassError,
-    Sgd,
-    SgdMomentum,
-    Adam,
-    RmsProp,
-    Adagrad,
-    FsAdagrad,
+    /// A learner's update of parameters side by side (optim.wgsl), reading the gradients,
+    /// parameters and state from storage buffers or (`textures`, CPU adapters) from copies
+    /// of them in textures.
+    Update {
+        rule: Rule,
+        textures: bool,
+    },
     Dropout,
     /// Records the node (`op` of the fill block) in the numerics buffer when a value it
     /// wrote is not finite (`ContextOptions::check_numerics`).
@@ -252,12 +287,10 @@ impl Kernel {
             | Kernel::CeBackward
             | Kernel::ClassError
             | Kernel::CeForwardError => Shader::Loss,
-            Kernel::Sgd
-            | Kernel::SgdMomentum
-            | Kernel::Adam
-            | Kernel::RmsProp
-            | Kernel::Adagrad
-            | Kernel::FsAdagrad => Shader::Optim,
+            Kernel::Update { textures, .. } => match textures {
+                false => Shader::Optim,
+                true => Shader::OptimTexture,
+            },
             Kernel::SeqPick { .. }
             | Kernel::SeqPlace { .. }
             | Kernel::SeqReduce { .. }
@@ -283,12 +316,7 @@ impl Kernel {
             Kernel::CeForwardError => "ce_forward_error",
             Kernel::CeBackward => "ce_backward",
             Kernel::ClassError => "class_error",
-            Kernel::Sgd => "sgd",
-            Kernel::SgdMomentum => "sgd_momentum",
-            Kernel::Adam => "adam",
-            Kernel::RmsProp => "rmsprop",
-            Kernel::Adagrad => "adagrad",
-            Kernel::FsAdagrad => "fsadagrad",
+            Kernel::Update { rule, .. } => rule.entry(),
             Kernel::Dropout => "dropout",
             Kernel::FiniteCheck => "finite_check",
             Kernel::MatmulSubgroup { sg, rows, .. } => subgroup_entry(sg as u32, rows as u32),
@@ -393,11 +421,18 @@ impl Kernel {
             Kernel::CeForward | Kernel::ClassError => &[R, R, X, W],
             Kernel::CeForwardError => &[R, R, X, W, W],
             Kernel::CeBackward => &[R, R, R, W],
-            // Gradients, hyper-parameters, parameters, state, the clipping factor, the
-            // per-sample losses and the numerics guard.
-            Kernel::Sgd => &[R, U, W, X, X, R, R, W],
-            Kernel::SgdMomentum | Kernel::RmsProp | Kernel::Adagrad => &[R, U, W, W, X, R, R, W],
-            Kernel::Adam | Kernel::FsAdagrad => &[R, U, W, W, W, R, R, W],
+            // Gradients, hyper-parameters (with the clipping factor), parameters, state,
+            // binding 6 unused, the per-sample losses and the numerics guard.
+            // From textures: the gradients' texture first, and after the guard those of the
+            // parameters and the state.
+            Kernel::Update { rule, textures } => match (rule.states(), textures) {
+                (0, false) => &[R, U, W, X, X, X, R, W],
+                (1, false) => &[R, U, W, W, X, X, R, W],
+                (_, false) => &[R, U, W, W, W, X, R, W],
+                (0, true) => &[T, U, W, X, X, X, R, W, T],
+                (1, true) => &[T, U, W, W, X, X, R, W, T, T],
+                (_, true) => &[T, U, W, W, W, X, R, W, T, T, T],
+            },
             // The sequence tensor (or per-sequence values), the lengths, then the result.
             Kernel::SeqPick { .. }
             | Kernel::SeqPlace { .. }
@@ -612,9 +647,9 @@ impl Kernel {
 pub(crate) fn pipeline(ctx: &Context, kernel: Kernel) -> crate::Result<wgpu::ComputePipeline> {
     ctx.cached_pipeline(format!("{kernel:?}"), |device| {
         let shader = kernel.shader();
-        let module = ctx.cached_module(shader.file_name(), || {
+        let module = ctx.cached_module(shader.module_name(), || {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader.file_name()),
+                label: Some(shader.module_name()),
                 source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(shader.source())),
             })
         });

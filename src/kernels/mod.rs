@@ -19,6 +19,6 @@ pub(crate) mod textures;
 
 pub(crate) use binding::{bind_group, groups_1d, groups_per_item, run_once, Slice};
 pub(crate) use contract::{Act, Epilogue, Params, TEXTURE_WIDTH};
-pub(crate) use kernel::{pipeline, precompile, Gather, Kernel, ScanIo, StepPart};
+pub(crate) use kernel::{pipeline, precompile, Gather, Kernel, Rule, ScanIo, StepPart};
 pub(crate) use matmul_gen::{SUBGROUP_BLOCKS, TEXTURE_BLOCKS};
 pub use source::Shader;

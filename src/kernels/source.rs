@@ -35,6 +35,8 @@ pub enum Shader {
     Loss,
     /// Optimizer updates.
     Optim,
+    /// The same updates reading their operands from textures (CPU adapters).
+    OptimTexture,
     /// im2col and col2im.
     Conv,
     /// Max and average pooling.
@@ -66,10 +68,12 @@ const WINDOW: &str = include_str!("../../shaders/window.wgsl");
 const GRID: &str = include_str!("../../shaders/grid.wgsl");
 const LANES: &str = include_str!("../../shaders/lanes.wgsl");
 const SCAN: &str = include_str!("../../shaders/scan.wgsl");
+const OPTIM_STORAGE: &str = include_str!("../../shaders/optim_storage.wgsl");
+const OPTIM_TEXTURE: &str = include_str!("../../shaders/optim_texture.wgsl");
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 21] = [
+    pub const ALL: [Shader; 22] = [
         Shader::Fill,
         Shader::Unary,
         Shader::Binary,
@@ -80,6 +84,7 @@ impl Shader {
         Shader::Softmax,
         Shader::Loss,
         Shader::Optim,
+        Shader::OptimTexture,
         Shader::Conv,
         Shader::Pool,
         Shader::Copy,
@@ -105,7 +110,7 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Softmax => "softmax.wgsl",
             Shader::Loss => "loss.wgsl",
-            Shader::Optim => "optim.wgsl",
+            Shader::Optim | Shader::OptimTexture => "optim.wgsl",
             Shader::Conv => "conv.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Copy => "copy.wgsl",
@@ -117,6 +122,14 @@ impl Shader {
             Shader::Rnn => "rnn.wgsl",
             Shader::Attention => "attention.wgsl",
             Shader::ScanStep => "scan_step.wgsl",
+        }
+    }
+
+    /// The name of the module made from [`Shader::source`] (one per variant of a file).
+    pub fn module_name(self) -> &'static str {
+        match self {
+            Shader::OptimTexture => "optim.wgsl (operands from textures)",
+            s => s.file_name(),
         }
     }
 
@@ -132,7 +145,7 @@ impl Shader {
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Optim | Shader::OptimTexture => include_str!("../../shaders/optim.wgsl"),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
@@ -159,7 +172,9 @@ impl Shader {
             Shader::Reduce => ReduceParams::wgsl("Params"),
             Shader::Softmax => SoftmaxParams::wgsl("Params"),
             Shader::Loss => LossParams::wgsl("Params"),
-            Shader::Optim => UpdateParams::wgsl("Params") + &Hyper::wgsl("Hyper"),
+            Shader::Optim | Shader::OptimTexture => {
+                UpdateParams::wgsl("Params") + &Hyper::wgsl("Hyper")
+            }
             Shader::Conv | Shader::Pool | Shader::Bias => CountParams::wgsl("Params"),
             Shader::Copy => CopyParams::wgsl("Params"),
             Shader::Sequence => SeqParams::wgsl("Params"),
@@ -181,6 +196,8 @@ impl Shader {
             Shader::Conv | Shader::Pool => &[ACTIVATION, WINDOW, GRID],
             Shader::Bias => &[ACTIVATION, LANES],
             Shader::Recurrence | Shader::LstmStep | Shader::Gru | Shader::Rnn => &[SCAN],
+            Shader::Optim => &[OPTIM_STORAGE],
+            Shader::OptimTexture => &[OPTIM_TEXTURE],
             _ => &[],
         }
     }

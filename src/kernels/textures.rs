@@ -1,13 +1,15 @@
-//! Product operands read from textures on CPU adapters.
+//! Product and learner-update operands read from textures on CPU adapters.
 //!
 //! lavapipe compiles each storage-buffer load into a loop over the lanes with a bounds branch
 //! per lane, but a texel fetch into one branchless gather (measured in benches/RESULTS.md). So on CPU
 //! adapters a plan copies the operands of its subgroup matrix products into two rgba32float
 //! textures just before each product (copies are memcpys, not dispatches), and the products
-//! run the texture kernel (matmul_texture.wgsl). A tensor is laid out flat: float `i` is
+//! run the texture kernel (matmul_texture.wgsl). Learner updates likewise read their
+//! gradients, parameters and state from copies made before their check pass
+//! (optim_texture.wgsl). A tensor is laid out flat: float `i` is
 //! component `i % 4` of texel `i / 4`, at `(texel % TEXTURE_WIDTH, texel / TEXTURE_WIDTH)`.
 
-use super::{Gather, Kernel, Params, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
+use super::{Gather, Kernel, Params, Rule, Slice, TEXTURE_BLOCKS, TEXTURE_WIDTH};
 use crate::device::{Context, OperandTextures};
 use crate::Result;
 
@@ -59,6 +61,38 @@ impl TextureCopy {
         }
         if rest > 0 {
             copy(full as u64 * row_bytes, full, rest, 1);
+        }
+    }
+}
+
+/// A copy recorded just before a dispatch, outside its compute pass.
+pub(crate) enum StepCopy {
+    /// An operand into its texture.
+    Texture(TextureCopy),
+    /// `bytes` bytes from one buffer to another: a value the device computed, copied into
+    /// a uniform block the kernel reads (uniform reads are cheap on lavapipe, storage loads
+    /// of one shared value are not).
+    Buffer {
+        from: wgpu::Buffer,
+        from_offset: u64,
+        to: wgpu::Buffer,
+        to_offset: u64,
+        bytes: u64,
+    },
+}
+
+impl StepCopy {
+    /// Records the copy.
+    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        match self {
+            StepCopy::Texture(t) => t.record(enc),
+            StepCopy::Buffer {
+                from,
+                from_offset,
+                to,
+                to_offset,
+                bytes,
+            } => enc.copy_buffer_to_buffer(from, *from_offset, to, *to_offset, *bytes),
         }
     }
 }
@@ -166,11 +200,29 @@ pub(crate) fn texture_product(
     })
 }
 
+/// The texture version of a learner update of `len` floats from 16-byte aligned offsets, or
+/// `None` where it does not apply: GPU adapters, `OperandTextures::Never`, or a range too
+/// large for a texture. A vec4 load from storage costs lavapipe 6× a texel fetch, and a copy
+/// into a texture runs at memcpy speed, so the copies pay for any update (measured in
+/// benches/RESULTS.md, 2026-12-07 second session).
+pub(crate) fn texture_update(ctx: &Context, rule: Rule, len: usize) -> Option<Kernel> {
+    let wanted = match ctx.options.textures {
+        OperandTextures::Never => false,
+        OperandTextures::Auto => ctx.is_cpu(),
+        OperandTextures::Always => true,
+    };
+    let max_texels = TEXTURE_WIDTH * ctx.limits.max_texture_dimension_2d as usize;
+    (wanted && len.div_ceil(4) <= max_texels).then_some(Kernel::Update {
+        rule,
+        textures: true,
+    })
+}
+
 /// The texture that holds up to `texels` texels of product operands.
 pub(crate) fn operand_texture(ctx: &Context, texels: usize) -> Result<wgpu::Texture> {
     let height = texels.div_ceil(TEXTURE_WIDTH).max(1);
     Ok(ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("product operand"),
+        label: Some("operand texels"),
         size: wgpu::Extent3d {
             width: TEXTURE_WIDTH as u32,
             height: height as u32,

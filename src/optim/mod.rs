@@ -8,7 +8,7 @@ pub mod lbfgs;
 
 use crate::executor::UpdateRule;
 use crate::kernels::contract::Hyper;
-use crate::kernels::Kernel;
+use crate::kernels::Rule;
 
 /// The update rule of a [`Learner`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -312,17 +312,16 @@ impl Learner {
     }
 
     pub(crate) fn rule(&self) -> UpdateRule {
-        let (kernel, state) = match self.algorithm {
-            Algorithm::Sgd { momentum: 0.0, .. } => (Kernel::Sgd, 0),
-            Algorithm::Sgd { .. } => (Kernel::SgdMomentum, 1),
-            Algorithm::Adam { .. } => (Kernel::Adam, 2),
-            Algorithm::RmsProp { .. } => (Kernel::RmsProp, 1),
-            Algorithm::Adagrad { .. } => (Kernel::Adagrad, 1),
-            Algorithm::FsAdagrad { .. } => (Kernel::FsAdagrad, 2),
+        let kind = match self.algorithm {
+            Algorithm::Sgd { momentum: 0.0, .. } => Rule::Sgd,
+            Algorithm::Sgd { .. } => Rule::SgdMomentum,
+            Algorithm::Adam { .. } => Rule::Adam,
+            Algorithm::RmsProp { .. } => Rule::RmsProp,
+            Algorithm::Adagrad { .. } => Rule::Adagrad,
+            Algorithm::FsAdagrad { .. } => Rule::FsAdagrad,
         };
         UpdateRule {
-            kernel,
-            state,
+            kind,
             hyper: self.hyper(0),
         }
     }

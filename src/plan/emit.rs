@@ -2,17 +2,21 @@
 //! blocks in one uniform buffer, operand textures on CPU adapters, a bind group per
 //! dispatch and the readback buffer. After this the plan creates nothing per step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::mem::offset_of;
 
 use super::liveness::PlanGraph;
 use super::lower::{Buf, Dispatch};
 use super::stepwise::Loop;
-use super::summary::{Activation, DispatchSummary, Fused, PlanSummary};
+use super::summary::{Activation, DispatchSummary, Fused, PlanSummary, Role};
 use super::{Extras, Plan, Step, Storage};
 use crate::device::{Context, PARAMS_SIZE};
 use crate::dtype::DType;
 use crate::graph::NodeId;
-use crate::kernels::textures::{operand_texture, texture_product, TextureCopy, TextureProduct};
+use crate::kernels::contract::Hyper;
+use crate::kernels::textures::{
+    operand_texture, texture_product, texture_update, StepCopy, TextureCopy, TextureProduct,
+};
 use crate::kernels::TEXTURE_WIDTH;
 use crate::kernels::{bind_group, pipeline, precompile, Act, Epilogue, Gather, Kernel, Slice};
 use crate::Result;
@@ -100,8 +104,12 @@ pub(crate) fn plan(
         PARAMS_SIZE * blocks.max(1) as u64,
         wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
     )?;
-    let (products, textures) = products_and_pipelines(ctx, dispatches, &bound, loops)?;
+    let updates = update_textures(ctx, dispatches, extras)?;
+    scratch_bytes += updates.bytes;
+    let (products, textures) =
+        products_and_pipelines(ctx, dispatches, &bound, loops, &updates.kernels)?;
     scratch_bytes += textures.iter().map(|t| t.2).sum::<u64>();
+    let (mut copied, mut live) = (HashSet::new(), HashSet::new());
     let mut blob = vec![0u8; PARAMS_SIZE as usize * blocks];
     let mut next_block = dispatches.len();
     let mut steps = Vec::with_capacity(dispatches.len());
@@ -110,31 +118,38 @@ pub(crate) fn plan(
         let off = k * PARAMS_SIZE as usize;
         let bytes = d.params.bytes();
         blob[off..off + bytes.len()].copy_from_slice(bytes);
-        let step = match product {
-            Some(t) => {
+        let mut step = match (product, updates.kernels[k]) {
+            (Some(t), _) => {
                 summary.push(describe(d, t.kernel, &bufs[2..], 2));
                 texture_step(ctx, d, t, bufs, &textures, &params, off)?
             }
-            None => {
+            (None, Some(kernel)) => {
+                let Buf::UpdateGrads(u) = d.buffers[0] else {
+                    unreachable!("an update binds its gradients first")
+                };
+                let textures = &updates.textures[&u];
+                let copy = copied.insert(u);
+                let step = update_step(ctx, d, kernel, bufs, textures, copy, &params, off)?;
+                let texels = step.copies.len();
+                summary.push(describe(d, kernel, &bufs[1..], texels));
+                step
+            }
+            (None, None) => {
                 summary.push(describe(d, d.kernel, bufs, 0));
+                let steps = per_step.get(&k).copied().unwrap_or(0);
                 let mut binds = Vec::new();
-                for step in 0..per_step.get(&k).copied().unwrap_or(0) {
+                for step in 0..steps {
                     let at = next_block * PARAMS_SIZE as usize;
                     next_block += 1;
                     let p = d.params.at_step(step);
                     blob[at..at + p.bytes().len()].copy_from_slice(p.bytes());
                     binds.push(bind_group(ctx, d.kernel, &params, at as u64, bufs, &[])?);
                 }
-                Step {
-                    label: d.label.clone(),
-                    copies: Vec::new(),
-                    pipeline: pipeline(ctx, d.kernel)?,
-                    bind: bind_group(ctx, d.kernel, &params, off as u64, bufs, &[])?,
-                    per_step: binds,
-                    groups: d.groups,
-                }
+                plain_step(ctx, d, bufs, &params, off, binds)?
             }
         };
+        step.copies
+            .extend(live_copy(d, extras, &node_slice, &mut live));
         steps.push(step);
     }
     ctx.queue.write_buffer(&params, 0, &blob);
@@ -181,6 +196,7 @@ fn products_and_pipelines(
     dispatches: &[Dispatch],
     bound: &[Vec<Slice>],
     loops: &[Loop],
+    updates: &[Option<Kernel>],
 ) -> Result<(
     Vec<Option<TextureProduct>>,
     Vec<(wgpu::Texture, wgpu::TextureView, u64)>,
@@ -201,7 +217,8 @@ fn products_and_pipelines(
     let kernels: Vec<Kernel> = dispatches
         .iter()
         .zip(&products)
-        .map(|(d, t)| t.as_ref().map_or(d.kernel, |t| t.kernel))
+        .zip(updates)
+        .map(|((d, t), u)| t.as_ref().map_or(u.unwrap_or(d.kernel), |t| t.kernel))
         .collect();
     precompile(ctx, &kernels)?;
     Ok((products, textures))
@@ -221,11 +238,13 @@ fn texture_step(
         .label
         .replacen(&format!("{:?}", d.kernel), &format!("{:?}", t.kernel), 1);
     let copies = (0..2)
-        .map(|side| TextureCopy {
-            buffer: bufs[side].buffer.clone(),
-            offset: bufs[side].offset,
-            texels: t.texels[side],
-            texture: textures[side].0.clone(),
+        .map(|side| {
+            StepCopy::Texture(TextureCopy {
+                buffer: bufs[side].buffer.clone(),
+                offset: bufs[side].offset,
+                texels: t.texels[side],
+                texture: textures[side].0.clone(),
+            })
         })
         .collect();
     let views = [&textures[0].1, &textures[1].1];
@@ -236,6 +255,144 @@ fn texture_step(
         bind: bind_group(ctx, t.kernel, params, off as u64, &bufs[2..], &views)?,
         per_step: Vec::new(),
         groups: t.groups,
+    })
+}
+
+/// Learner updates reading their operands from textures (CPU adapters): per dispatch, the
+/// texture version of an update's kernel; per update, the textures of its gradients,
+/// parameters and states (in that order) with the texels each holds; their bytes.
+struct UpdateTextures {
+    kernels: Vec<Option<Kernel>>,
+    textures: HashMap<usize, Vec<(wgpu::Texture, wgpu::TextureView, usize)>>,
+    bytes: u64,
+}
+
+/// Which updates read textures (kernels/textures.rs: `texture_update`), with their textures.
+fn update_textures(
+    ctx: &Context,
+    dispatches: &[Dispatch],
+    extras: &Extras<'_>,
+) -> Result<UpdateTextures> {
+    let mut out = UpdateTextures {
+        kernels: Vec::with_capacity(dispatches.len()),
+        textures: HashMap::new(),
+        bytes: 0,
+    };
+    for d in dispatches {
+        let (Kernel::Update { rule, .. }, Some(&Buf::UpdateGrads(u))) =
+            (d.kernel, d.buffers.first())
+        else {
+            out.kernels.push(None);
+            continue;
+        };
+        let len = extras.updates[u].len;
+        let kernel = texture_update(ctx, rule, len);
+        if kernel.is_some() && !out.textures.contains_key(&u) {
+            let texels = len.div_ceil(4);
+            let mut made = Vec::new();
+            for _ in 0..2 + rule.states() {
+                let texture = operand_texture(ctx, texels)?;
+                let view = texture.create_view(&Default::default());
+                out.bytes += texels.next_multiple_of(TEXTURE_WIDTH) as u64 * 16;
+                made.push((texture, view, texels));
+            }
+            out.textures.insert(u, made);
+        }
+        out.kernels.push(kernel);
+    }
+    Ok(out)
+}
+
+/// The step of dispatch `d` reading its buffers, with its bind groups per loop step.
+fn plain_step(
+    ctx: &Context,
+    d: &Dispatch,
+    bufs: &[Slice],
+    params: &wgpu::Buffer,
+    off: usize,
+    per_step: Vec<wgpu::BindGroup>,
+) -> Result<Step> {
+    Ok(Step {
+        label: d.label.clone(),
+        copies: Vec::new(),
+        pipeline: pipeline(ctx, d.kernel)?,
+        bind: bind_group(ctx, d.kernel, params, off as u64, bufs, &[])?,
+        per_step,
+        groups: d.groups,
+    })
+}
+
+/// The copy that brings a value the device made into an update's hyper-parameter uniform,
+/// before the update's first pass of each kind (`done` records them): the clipping factor
+/// before its check pass, the guard's word 0 (after every check) before its apply pass.
+fn live_copy<'a>(
+    d: &Dispatch,
+    extras: &Extras<'_>,
+    node_slice: &impl Fn(usize) -> Slice<'a>,
+    done: &mut HashSet<(usize, bool)>,
+) -> Option<StepCopy> {
+    let (Kernel::Update { .. }, Some(&Buf::UpdateGrads(u))) = (d.kernel, d.buffers.first()) else {
+        return None;
+    };
+    let check = matches!(d.role, Role::UpdateCheck { .. });
+    if !done.insert((u, check)) {
+        return None;
+    }
+    let update = &extras.updates[u];
+    let (from, from_offset, to_offset) = match check {
+        true => {
+            let clip = node_slice(update.clip.0);
+            (clip.buffer.clone(), clip.offset, offset_of!(Hyper, clip))
+        }
+        false => ((**update.guard).clone(), 0, offset_of!(Hyper, flagged)),
+    };
+    Some(StepCopy::Buffer {
+        from,
+        from_offset,
+        to: update.hyper.clone(),
+        to_offset: to_offset as u64,
+        bytes: 4,
+    })
+}
+
+/// The step of update dispatch `d` run as `kernel`, reading `textures` (the gradients',
+/// parameters' and states'), which it first fills from its buffers when `copy` (the
+/// update's first pass).
+#[allow(clippy::too_many_arguments)]
+fn update_step(
+    ctx: &Context,
+    d: &Dispatch,
+    kernel: Kernel,
+    bufs: &[Slice],
+    textures: &[(wgpu::Texture, wgpu::TextureView, usize)],
+    copy: bool,
+    params: &wgpu::Buffer,
+    off: usize,
+) -> Result<Step> {
+    // The bound buffers: gradients, hyper-parameters, parameters, then the states.
+    let sources = std::iter::once(&bufs[0]).chain(&bufs[2..1 + textures.len()]);
+    let copies = match copy {
+        true => sources
+            .zip(textures)
+            .map(|(b, t)| {
+                StepCopy::Texture(TextureCopy {
+                    buffer: b.buffer.clone(),
+                    offset: b.offset,
+                    texels: t.2,
+                    texture: t.0.clone(),
+                })
+            })
+            .collect(),
+        false => Vec::new(),
+    };
+    let views: Vec<&wgpu::TextureView> = textures.iter().map(|t| &t.1).collect();
+    Ok(Step {
+        label: format!("{} from textures", d.label),
+        copies,
+        pipeline: pipeline(ctx, kernel)?,
+        bind: bind_group(ctx, kernel, params, off as u64, &bufs[1..], &views)?,
+        per_step: Vec::new(),
+        groups: d.groups,
     })
 }
 

@@ -153,14 +153,13 @@ pub(super) fn copy_dispatch(n: usize, buffers: Vec<Buf>, role: Role, label: Stri
 fn update_dispatch(g: &PlanGraph, k: usize, u: &ArenaUpdate<'_>, check: bool) -> Dispatch {
     let mut buffers = vec![Buf::UpdateGrads(k), Buf::UpdateHyper(k)];
     buffers.extend((0..u.targets.len()).map(|t| Buf::UpdateTarget(k, t)));
-    buffers.extend([
-        Buf::Node(u.clip.0),
-        Buf::Node(u.loss.0),
-        Buf::UpdateGuard(k),
-    ]);
+    buffers.extend([Buf::Node(u.loss.0), Buf::UpdateGuard(k)]);
     let parameters = u.members.len();
     Dispatch {
-        kernel: u.kernel,
+        kernel: Kernel::Update {
+            rule: u.rule,
+            textures: false,
+        },
         params: Params::Update(UpdateParams {
             n: u.len as u32,
             check: check as u32,
@@ -172,7 +171,7 @@ fn update_dispatch(g: &PlanGraph, k: usize, u: &ArenaUpdate<'_>, check: bool) ->
         groups: groups_1d(u.len.div_ceil(4)),
         label: format!(
             "{:?} update {}of {parameters} parameters [{}]",
-            u.kernel,
+            u.rule,
             if check { "check " } else { "" },
             u.len
         ),

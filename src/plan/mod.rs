@@ -22,8 +22,8 @@ use std::collections::HashMap;
 
 use crate::device::{Buffer, Context};
 use crate::graph::{Node, NodeId, Op};
-use crate::kernels::textures::TextureCopy;
-use crate::kernels::Kernel;
+use crate::kernels::textures::StepCopy;
+use crate::kernels::Rule;
 use crate::shape::Sizes;
 use crate::Result;
 
@@ -47,7 +47,7 @@ pub(crate) enum Storage {
 /// A learner update of parameters stored side by side in an arena: one dispatch over the
 /// byte range `[offset, offset + 4·len)` of the gradient, parameter and state arenas.
 pub(crate) struct ArenaUpdate<'a> {
-    pub kernel: Kernel,
+    pub rule: Rule,
     pub hyper: &'a wgpu::Buffer,
     /// Scalar node holding the gradient clipping factor.
     pub clip: NodeId,
@@ -70,8 +70,9 @@ pub(crate) struct ArenaUpdate<'a> {
 pub(crate) struct Step {
     /// Kernel and output shape, for profiles.
     pub label: String,
-    /// Copies of the dispatch's operands into textures, made just before it (kernels/textures.rs).
-    pub copies: Vec<TextureCopy>,
+    /// Copies made just before it: its operands into textures, values into its uniforms
+    /// (kernels/textures.rs).
+    pub copies: Vec<StepCopy>,
     pub pipeline: wgpu::ComputePipeline,
     pub bind: wgpu::BindGroup,
     /// In a loop body, for a kernel that reads the iteration: its bind group at each
@@ -80,7 +81,7 @@ pub(crate) struct Step {
     pub groups: [u32; 3],
 }
 
-/// Records `steps` into `enc`: one compute pass, broken where texture copies come first;
+/// Records `steps` into `enc`: one compute pass, broken where copies come first;
 /// the body of each of `loops` once per iteration.
 pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::CommandEncoder) {
     record_range(steps, loops, 0..steps.len(), enc);

@@ -61,9 +61,9 @@ impl Trainer {
         write_atomic(path, &data)
     }
 
-    /// The learner's kind as checkpoints record it (its update kernel, e.g. `Adam`).
+    /// The learner's kind as checkpoints record it (its update rule, e.g. `Adam`).
     fn learner_kind(&self) -> String {
-        format!("{:?}", self.learner.rule().kernel)
+        format!("{:?}", self.learner.rule().kind)
     }
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] for the same model and

@@ -130,8 +130,9 @@ pub(crate) fn plan(
                 let textures = &updates.textures[&u];
                 let copy = copied.insert(u);
                 let step = update_step(ctx, d, kernel, bufs, textures, copy, &params, off)?;
-                let texels = step.copies.len();
-                summary.push(describe(d, kernel, &bufs[1..], texels));
+                // Texture copies only: the uniform's copies come below.
+                let texture_copies = step.copies.len();
+                summary.push(describe(d, kernel, &bufs[1..], texture_copies));
                 step
             }
             (None, None) => {

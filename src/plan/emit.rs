@@ -106,8 +106,7 @@ pub(crate) fn plan(
     )?;
     let updates = update_textures(ctx, dispatches, extras)?;
     scratch_bytes += updates.bytes;
-    let (products, textures) =
-        products_and_pipelines(ctx, dispatches, &bound, loops, &updates.kernels)?;
+    let (products, textures) = products_and_pipelines(ctx, dispatches, &bound, &updates.kernels)?;
     scratch_bytes += textures.iter().map(|t| t.2).sum::<u64>();
     let (mut copied, mut live) = (HashSet::new(), HashSet::new());
     let mut blob = vec![0u8; PARAMS_SIZE as usize * blocks];
@@ -188,27 +187,25 @@ pub(crate) fn plan(
 }
 
 /// On CPU adapters, subgroup products read their operands from two textures, A's and B's,
-/// each sized for the largest operand it takes (kernels/textures.rs); a loop body's products
-/// read theirs from storage, as a texture copy per step would cost more than it saves. Also
-/// compiles the plan's new pipelines side by side before the steps take them.
+/// each sized for the largest operand it takes (kernels/textures.rs), loop bodies' products
+/// too (their copies are made at every iteration: the stepwise LSTM's training step ran
+/// 1.35× faster so than from storage, benches/RESULTS.md). Also compiles the plan's new
+/// pipelines side by side before the steps take them.
 #[allow(clippy::type_complexity)]
 fn products_and_pipelines(
     ctx: &Context,
     dispatches: &[Dispatch],
     bound: &[Vec<Slice>],
-    loops: &[Loop],
     updates: &[Option<Kernel>],
 ) -> Result<(
     Vec<Option<TextureProduct>>,
     Vec<(wgpu::Texture, wgpu::TextureView, u64)>,
 )> {
-    let in_loop = |k: usize| loops.iter().any(|l| l.holds(k));
     let products: Vec<_> = dispatches
         .iter()
         .zip(bound)
-        .enumerate()
-        .map(|(k, (d, bufs))| match d.kernel {
-            Kernel::MatmulSubgroup { .. } if !in_loop(k) => {
+        .map(|(d, bufs)| match d.kernel {
+            Kernel::MatmulSubgroup { .. } => {
                 texture_product(ctx, d.kernel, &d.params, d.groups, [bufs[0], bufs[1]])
             }
             _ => None,

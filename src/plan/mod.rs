@@ -88,44 +88,49 @@ pub(crate) fn record(steps: &[Step], loops: &[stepwise::Loop], enc: &mut wgpu::C
 }
 
 /// [`record`] for the steps in `range` only, which holds every loop it starts whole (as the
-/// plan's [`Plan::ready`] points do).
+/// plan's [`Plan::ready`] points do). A step's copies end the compute pass before it, also
+/// inside a loop body, where they are made at every iteration.
 pub(crate) fn record_range(
     steps: &[Step],
     loops: &[stepwise::Loop],
     range: std::ops::Range<usize>,
     enc: &mut wgpu::CommandEncoder,
 ) {
+    // The dispatches in order, loop bodies repeated, each with its bind group.
+    let mut order: Vec<(&Step, &wgpu::BindGroup)> = Vec::new();
     let mut i = range.start;
     while i < range.end {
-        for c in &steps[i].copies {
-            c.record(enc);
-        }
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        loop {
-            match loops.iter().find(|l| l.first == i) {
-                Some(l) => {
-                    debug_assert!(i + l.len <= range.end, "a range ends inside a loop");
-                    for k in 0..l.times {
-                        for s in &steps[i..i + l.len] {
-                            pass.set_pipeline(&s.pipeline);
-                            pass.set_bind_group(0, s.per_step.get(k).unwrap_or(&s.bind), &[]);
-                            pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-                        }
+        match loops.iter().find(|l| l.first == i) {
+            Some(l) => {
+                debug_assert!(i + l.len <= range.end, "a range ends inside a loop");
+                for k in 0..l.times {
+                    for s in &steps[i..i + l.len] {
+                        order.push((s, s.per_step.get(k).unwrap_or(&s.bind)));
                     }
-                    i += l.len;
                 }
-                None => {
-                    let s = &steps[i];
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind, &[]);
-                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-                    i += 1;
-                }
+                i += l.len;
             }
-            if i >= range.end || !steps[i].copies.is_empty() {
-                break;
+            None => {
+                order.push((&steps[i], &steps[i].bind));
+                i += 1;
             }
         }
+    }
+    let mut pass: Option<wgpu::ComputePass<'static>> = None;
+    for (s, bind) in order {
+        if !s.copies.is_empty() {
+            drop(pass.take());
+            for c in &s.copies {
+                c.record(enc);
+            }
+        }
+        let p = pass.get_or_insert_with(|| {
+            enc.begin_compute_pass(&Default::default())
+                .forget_lifetime()
+        });
+        p.set_pipeline(&s.pipeline);
+        p.set_bind_group(0, bind, &[]);
+        p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
     }
 }
 

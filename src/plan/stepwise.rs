@@ -1,5 +1,6 @@
 //! LSTMs one step at a time (CPU adapters, from `Target::lstm_steps_from` hidden units):
-//! each step's recurrent product goes through the tuned matmul kernels and a cell kernel
+//! each step's recurrent product goes through the tuned matmul kernels (on CPU adapters the
+//! texture kernel, its operands copied at every iteration) and a cell kernel
 //! does the rest of the step (shaders/lstm_step.wgsl). The step's dispatches are lowered
 //! once, as a loop body that the plan replays for every padded step ([`Loop`]), so the plan
 //! does not grow with the length. Forwards a step is the product h·U and the cell; backwards
@@ -31,11 +32,6 @@ pub(crate) struct Loop {
 }
 
 impl Loop {
-    /// Whether dispatch `k` is in the body.
-    pub(crate) fn holds(&self, k: usize) -> bool {
-        (self.first..self.first + self.len).contains(&k)
-    }
-
     /// The loops' per-step dispatches and the parameter blocks each needs (one per step).
     pub(crate) fn per_step_blocks(loops: &[Loop]) -> HashMap<usize, usize> {
         loops

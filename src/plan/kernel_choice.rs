@@ -579,6 +579,14 @@ fn broadcast_params(
     Ok(Params::Binary(p))
 }
 
+/// Multiply-adds (all batch items together) from which a product on a CPU adapter takes the
+/// 64-row block. lavapipe compiles a 64-row kernel 3–4× slower than a 32-row one (about a
+/// second each with Mesa's cache warm, several without), and only large products run faster
+/// on it: 1.3–1.6× from 512³, while the batch-64 training steps of the MNIST models took the
+/// same time (MLP) or 5–7% longer (CNN) on 32-row blocks, and their first step came 2.5×
+/// sooner (benches/RESULTS.md, 2026-12-07 third session).
+const LARGE_PRODUCT: usize = 1 << 26;
+
 /// The matmul kernel for `op(A)·op(B)` of sizes `[m, n, k]`, with `[a_batch, b_batch,
 /// batch, zsum]` (floats between batch items of A and B, number of outputs, and the number
 /// of items summed into one output when `batch` is 1).
@@ -594,13 +602,16 @@ pub(crate) fn matmul_dispatch(
     // stored as a matrix).
     let va = (if ta { m } else { k }) % 4 == 0 && !matches!(gather, Gather::Transposed(_));
     let vb = (if tb { k } else { nn }) % 4 == 0 && gather == Gather::None;
-    // With subgroups, the smallest block of rows that covers M (or 64).
+    // With subgroups, the smallest block of rows that covers M, at most 32 rows below
+    // `LARGE_PRODUCT` multiply-adds and 64 from there.
+    let work = m * nn * k * batch.max(zsum).max(1);
+    let tallest = if work >= LARGE_PRODUCT { 64 } else { 32 };
     let rows = |s: u32| {
         SUBGROUP_BLOCKS
             .iter()
             .filter(|b| b.0 == s)
             .map(|b| b.1 as usize)
-            .find(|&r| r >= m)
+            .find(|&r| r >= m.min(tallest))
             .unwrap_or(64)
     };
     let groups = match t.subgroup {

@@ -188,8 +188,8 @@ pub(crate) fn plan(
 
 /// On CPU adapters, subgroup products read their operands from two textures, A's and B's,
 /// each sized for the largest operand it takes (kernels/textures.rs), loop bodies' products
-/// too (their copies are made at every iteration: the stepwise LSTM's training step ran
-/// 1.35× faster so than from storage, benches/RESULTS.md). Also compiles the plan's new
+/// too (their copies are made at every iteration; the stepwise LSTM's training step runs
+/// 1.35× faster so than with storage operands, benches/RESULTS.md). Also compiles the plan's new
 /// pipelines side by side before the steps take them.
 #[allow(clippy::type_complexity)]
 fn products_and_pipelines(

@@ -96,28 +96,9 @@ pub(crate) fn record_range(
     range: std::ops::Range<usize>,
     enc: &mut wgpu::CommandEncoder,
 ) {
-    // The dispatches in order, loop bodies repeated, each with its bind group.
-    let mut order: Vec<(&Step, &wgpu::BindGroup)> = Vec::new();
-    let mut i = range.start;
-    while i < range.end {
-        match loops.iter().find(|l| l.first == i) {
-            Some(l) => {
-                debug_assert!(i + l.len <= range.end, "a range ends inside a loop");
-                for k in 0..l.times {
-                    for s in &steps[i..i + l.len] {
-                        order.push((s, s.per_step.get(k).unwrap_or(&s.bind)));
-                    }
-                }
-                i += l.len;
-            }
-            None => {
-                order.push((&steps[i], &steps[i].bind));
-                i += 1;
-            }
-        }
-    }
     let mut pass: Option<wgpu::ComputePass<'static>> = None;
-    for (s, bind) in order {
+    // Records one dispatch of `s` with `bind`, its copies first (outside any pass).
+    let mut dispatch = |s: &Step, bind: &wgpu::BindGroup| {
         if !s.copies.is_empty() {
             drop(pass.take());
             for c in &s.copies {
@@ -131,6 +112,24 @@ pub(crate) fn record_range(
         p.set_pipeline(&s.pipeline);
         p.set_bind_group(0, bind, &[]);
         p.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+    };
+    let mut i = range.start;
+    while i < range.end {
+        match loops.iter().find(|l| l.first == i) {
+            Some(l) => {
+                debug_assert!(i + l.len <= range.end, "a range ends inside a loop");
+                for k in 0..l.times {
+                    for s in &steps[i..i + l.len] {
+                        dispatch(s, s.per_step.get(k).unwrap_or(&s.bind));
+                    }
+                }
+                i += l.len;
+            }
+            None => {
+                dispatch(&steps[i], &steps[i].bind);
+                i += 1;
+            }
+        }
     }
 }
 

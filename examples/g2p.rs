@@ -11,9 +11,11 @@
 //! ```
 //! `--help` lists the options: the dictionary, epochs, seed, `--limit N` (a subset), `--beam K`
 //! (1: greedy decoding; K > 1: beam search of width K), `--write-ctf DIR` and `--ctf DIR`
-//! (write the prepared splits as CTF sequences, or read them from such files).
+//! (write the prepared splits as CTF sequences, or read them from such files), and
+//! `--checkpoint FILE` (resume from it and save it after every epoch).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -393,7 +395,11 @@ pub fn read_ctf(path: &std::path::Path) -> wgrad::Result<Vec<Pronunciation>> {
 }
 
 /// Trains for `epochs` on `train` and returns the trainer and the mean loss of the last
-/// epoch.
+/// epoch trained (NaN when the checkpoint already holds every epoch).
+///
+/// With a `checkpoint` path, the run resumes from that file when it exists (its metadata
+/// names the epochs done) and rewrites it, atomically, after every epoch. Each epoch's order
+/// comes from its own seed, so a resumed run trains as an unbroken one would.
 pub fn train(
     ctx: &Context,
     m: &Model,
@@ -401,14 +407,26 @@ pub fn train(
     train: &[Pronunciation],
     epochs: usize,
     seed: u64,
+    checkpoint: Option<&Path>,
 ) -> wgrad::Result<(Trainer, f32)> {
     let mut trainer = Trainer::new(ctx, &m.g, m.loss, None, Learner::adam(cfg.lr))?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut done = 0;
+    if let Some(path) = checkpoint.filter(|p| p.exists()) {
+        let meta = trainer.load_checkpoint(path)?;
+        done = meta
+            .get("g2p.epochs")
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| {
+                wgrad::Error::Invalid(format!("{}: no g2p.epochs in its metadata", path.display()))
+            })?;
+        println!("resumed from {} after {done} epochs", path.display());
+    }
     let mut last = f32::NAN;
-    for epoch in 1..=epochs {
+    for epoch in done + 1..=epochs {
         // Minibatches of words of about the same length (shuffled, then sorted by length),
         // in a shuffled order: little padding, and a few plans.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((epoch as u64) << 32));
+        let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
         order.sort_by_key(|&i| train[i].phonemes.len());
         let mut batches: Vec<&[usize]> = order.chunks(cfg.batch).collect();
@@ -435,6 +453,10 @@ pub fn train(
             "epoch {epoch}: loss {last:.3} (sampled), {:.0} words/s",
             train.len() as f64 / secs
         );
+        if let Some(path) = checkpoint {
+            let meta = HashMap::from([("g2p.epochs".to_string(), epoch.to_string())]);
+            trainer.save_checkpoint(path, &meta)?;
+        }
     }
     Ok((trainer, last))
 }
@@ -490,6 +512,10 @@ struct Args {
     /// Read the splits from such files instead of the dictionary.
     #[arg(long, value_name = "DIR")]
     ctf: Option<PathBuf>,
+    /// Resume from this checkpoint if it exists, and write it after every epoch (a run
+    /// whose checkpoint holds every epoch only decodes, e.g. with another `--beam`).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
 }
 
 #[allow(dead_code)]
@@ -539,7 +565,15 @@ fn main() -> wgrad::Result<()> {
         dict.test.len()
     );
     let m = model(&cfg, seed)?;
-    let (mut trainer, _) = train(&ctx, &m, &cfg, &dict.train, epochs, seed)?;
+    let (mut trainer, _) = train(
+        &ctx,
+        &m,
+        &cfg,
+        &dict.train,
+        epochs,
+        seed,
+        args.checkpoint.as_deref(),
+    )?;
     let start = std::time::Instant::now();
     let (per, wer, decoded) = evaluate(&m, &mut trainer, &cfg, &dict.test, beam)?;
     let secs = start.elapsed().as_secs_f64();

@@ -45,7 +45,7 @@ fn a_small_g2p_model_learns_and_decodes_as_it_was_taught() {
     let cfg = small();
     let words = made_up(256, 1);
     let m = g2p::model(&cfg, 0).unwrap();
-    let (mut trainer, loss) = g2p::train(&ctx(), &m, &cfg, &words, 16, 0).unwrap();
+    let (mut trainer, loss) = g2p::train(&ctx(), &m, &cfg, &words, 16, 0, None).unwrap();
     // ln 40 ≈ 3.7 at the start.
     assert!(loss < 0.6, "loss after 16 epochs: {loss}");
 

@@ -11,9 +11,11 @@
 // ([batch, steps, 6H]); steps past a sequence's length are zeros.
 //
 // Scratch buffers (plan/stepwise.rs lays them out; parts start at multiples of 64 floats):
-//   forwards:  ops = [h carry (batch·H)], prods = [h·U (batch·4H)], aux = [c carry]
-//   backwards: ops = [h before the step | dz] (the products' left operands),
-//              prods = [h·U | dz·Uᵀ] (their outputs), aux = [dc carry | h0 | c0]
+//   forwards:  ops = [h carry (batch·H)], prods = [h·U (batch·4H)], aux = [c carry],
+//              gates = the activated gates (g, i, f, o) of every iteration, which the
+//              backward pass reads instead of recomputing h·U
+//   backwards: ops = [dz] (the product's left operand), prods = [dz·Uᵀ] (its output),
+//              aux = [dc carry | h0 | c0]
 
 override FORGET_BIAS: f32 = 0.0;
 
@@ -28,6 +30,7 @@ override FORGET_BIAS: f32 = 0.0;
 @group(0) @binding(8) var<storage, read_write> ops: array<elem>;
 @group(0) @binding(9) var<storage, read_write> aux: array<elem>;
 @group(0) @binding(10) var<storage, read_write> out: array<elem>;
+@group(0) @binding(11) var<storage, read_write> gates: array<vec4<f32>>;
 
 // `n` floats rounded up to a whole number of 64-float blocks (256 bytes, the binding offset
 // alignment the products' slices need).
@@ -95,6 +98,7 @@ fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let t = step_at(k, l);
     let a = activate(gates_at(b, t, j));
+    gates[(k * p.batch + b) * hn + j] = a;
     let e = b * hn + j;
     let c = a.z * aux[e] + a.y * a.x;
     let h = a.w * tanh(c);
@@ -116,19 +120,8 @@ fn before(b: u32, j: u32, kk: u32, l: u32, part: u32) -> f32 {
     return state[(b * p.steps + step_at(kk - 1u, l)) * 2u * hn + part * hn + j];
 }
 
-// Backwards, the h before iteration kk of each sequence into the products' operand (zeros
-// for sequences not active then).
-fn put_h_before(b: u32, j: u32, kk: u32) {
-    let l = seq_len(b);
-    var v = 0.0;
-    if (kk < u32(lengths[b])) {
-        v = before(b, j, kk, l, 0u);
-    }
-    ops[b * p.hidden + j] = v;
-}
-
-// Backwards, before the first iteration (the last step): carries zero, the initial states
-// kept in aux, and the operand of the first recomputed product.
+// Backwards, before the first iteration (the last step): carries zero and the initial
+// states kept in aux.
 @compute @workgroup_size(256)
 fn lstm_step_back_start(@builtin(global_invocation_id) gid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -142,13 +135,12 @@ fn lstm_step_back_start(@builtin(global_invocation_id) gid: vec3<u32>,
     aux[e] = 0.0;
     aux[aligned(nb) + e] = h0[e];
     aux[2u * aligned(nb) + e] = c0[e];
-    prods[aligned(p.batch * 4u * hn) + e] = 0.0;
-    put_h_before(u.x, u.y, p.steps - 1u);
+    prods[e] = 0.0;
 }
 
 // Backwards, iteration p.step: undoes forward iteration kk = steps − 1 − p.step of every
-// sequence still that long. prods holds [h·U | dz_next·Uᵀ], the latter the gradient reaching
-// this iteration's h from the next one.
+// sequence still that long, from the gates the forward iteration kept. prods holds
+// dz_next·Uᵀ, the gradient reaching this iteration's h from the next one.
 @compute @workgroup_size(256)
 fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -159,10 +151,9 @@ fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     let b = u.x;
     let j = u.y;
     let hn = p.hidden;
-    let nb = p.batch * hn;
     let kk = p.steps - 1u - p.step;
     let l = u32(lengths[b]);
-    let dz_at = aligned(nb) + b * 4u * hn + j;
+    let dz_at = b * 4u * hn + j;
     if (kk >= l) {
         // Not yet started (the sequence is shorter): zeros at the padded step, no dz.
         let at = (b * p.steps + kk) * 6u * hn;
@@ -172,15 +163,12 @@ fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
         for (var q = 0u; q < 4u; q++) {
             ops[dz_at + q * hn] = 0.0;
         }
-        if (kk > 0u) {
-            put_h_before(b, j, kk - 1u);
-        }
         return;
     }
     let t = step_at(kk, l);
-    let a = activate(gates_at(b, t, j));
+    let a = gates[(kk * p.batch + b) * hn + j];
     let g = a.x; let i = a.y; let f = a.z; let o = a.w;
-    let dh_next = prods[aligned(p.batch * 4u * hn) + b * hn + j];
+    let dh_next = prods[b * hn + j];
     if (kk + 1u < l) {
         // The gradient reaching the previous h of the later step, known only now.
         out[(b * p.steps + step_at(kk + 1u, l)) * 6u * hn + 4u * hn + j] = dh_next;
@@ -204,13 +192,10 @@ fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>,
     ops[dz_at + hn] = dz.y;
     ops[dz_at + 2u * hn] = dz.z;
     ops[dz_at + 3u * hn] = dz.w;
-    if (kk > 0u) {
-        put_h_before(b, j, kk - 1u);
-    }
 }
 
 // Backwards, after the last iteration: the gradient reaching h0 (that of each sequence's
-// first iteration), which the products computed last.
+// first iteration), which the product computed last.
 @compute @workgroup_size(256)
 fn lstm_step_back_finish(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -220,6 +205,6 @@ fn lstm_step_back_finish(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let hn = p.hidden;
     let l = seq_len(u.x);
-    let dh = prods[aligned(p.batch * 4u * hn) + u.x * hn + u.y];
+    let dh = prods[u.x * hn + u.y];
     out[(u.x * p.steps + step_at(0u, l)) * 6u * hn + 4u * hn + u.y] = dh;
 }

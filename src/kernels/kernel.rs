@@ -456,13 +456,14 @@ impl Kernel {
             Kernel::LstmForward { .. } => &[R, R, R, R, R, X, X, W],
             Kernel::LstmBackward { .. } => &[R, R, R, R, R, R, R, W],
             // Projections, lengths, the states, their gradient, h0, c0; then the products'
-            // outputs, their operands, the cell's own scratch and the result.
+            // outputs, their operands, the cell's own scratch, the result and the forward
+            // iterations' gates.
             Kernel::LstmStep { part, .. } => match part {
-                StepPart::Start => &[X, X, X, X, R, R, X, W, W, X],
-                StepPart::Forward => &[R, R, X, X, X, X, W, W, W, W],
-                StepPart::BackStart => &[X, R, R, X, R, R, W, W, W, X],
-                StepPart::Backward => &[R, R, R, R, X, X, W, W, W, W],
-                StepPart::BackFinish => &[X, R, X, X, X, X, W, X, X, W],
+                StepPart::Start => &[X, X, X, X, R, R, X, W, W, X, X],
+                StepPart::Forward => &[R, R, X, X, X, X, W, W, W, W, W],
+                StepPart::BackStart => &[X, X, X, X, R, R, W, X, W, X, X],
+                StepPart::Backward => &[X, R, R, R, X, X, W, W, W, W, W],
+                StepPart::BackFinish => &[X, R, X, X, X, X, W, X, X, W, X],
             },
             // Projections, U, h0, lengths; the states and their gradient (backward only); the
             // result.

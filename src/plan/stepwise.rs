@@ -3,8 +3,9 @@
 //! texture kernel, its operands copied at every iteration) and a cell kernel
 //! does the rest of the step (shaders/lstm_step.wgsl). The step's dispatches are lowered
 //! once, as a loop body that the plan replays for every padded step ([`Loop`]), so the plan
-//! does not grow with the length. Forwards a step is the product h·U and the cell; backwards
-//! it is the recomputed product, the cell, and dz·Uᵀ (the gradient reaching the previous h).
+//! does not grow with the length. Forwards a step is the product h·U and the cell, which
+//! also keeps the step's activated gates in a scratch buffer of the forward node; backwards
+//! it is the cell, reading those gates, and dz·Uᵀ (the gradient reaching the previous h).
 //!
 //! On a CPU adapter the one-kernel scan (recurrence.wgsl) computes the recurrent product
 //! with scalar loads of U in every workgroup; a register-tiled product reads each value of U
@@ -50,11 +51,13 @@ impl Loop {
     }
 }
 
-/// The scratch buffers of a stepwise LSTM: the products' left operands, their outputs, and
-/// the cell's own (lstm_step.wgsl's `ops`, `prods`, `aux`).
+/// The scratch buffers of a stepwise LSTM: the products' left operands, their outputs, the
+/// cell's own, and (of the forward node, read by its reverse) every iteration's gates
+/// (lstm_step.wgsl's `ops`, `prods`, `aux`, `gates`).
 const OPS: u8 = 0;
 const PRODS: u8 = 1;
 const AUX: u8 = 2;
+const GATES: u8 = 3;
 
 /// `n` floats rounded up to a whole number of 64-float blocks (256 bytes, the binding
 /// offset alignment; lstm_step.wgsl's `aligned`).
@@ -77,8 +80,8 @@ struct Operands {
     h0: Buf,
     c0: Buf,
     lengths: Buf,
-    /// The forward states and their gradient (backwards only).
-    state: Option<(Buf, Buf)>,
+    /// The forward states, their gradient and the forward node (backwards only).
+    state: Option<(Buf, Buf, usize)>,
     backwards: bool,
     forget_bias: f32,
 }
@@ -120,7 +123,7 @@ fn operands(g: &PlanGraph, i: usize, bound: &dyn Fn(NodeId) -> usize) -> Operand
             h0: b(h0),
             c0: b(c0),
             lengths: b(lengths),
-            state: Some((b(state), b(grad))),
+            state: Some((b(state), b(grad), state.0)),
             backwards,
             forget_bias,
         },
@@ -191,7 +194,14 @@ pub(crate) fn lower(
         out.push(poison_dispatch(g, i));
     }
     let this = Buf::Node(i);
-    let Some((state, grad)) = o.state else {
+    // The forward iterations' gates, [steps, batch, 4H] in the forward node's scratch.
+    let gates = |node: usize| Buf::Scratch {
+        node,
+        part: GATES,
+        offset: 0,
+        len: steps * nz,
+    };
+    let Some((state, grad, forward)) = o.state else {
         let (h, c, zh) = (
             scratch(OPS, 0, nb),
             scratch(AUX, 0, nb),
@@ -202,7 +212,7 @@ pub(crate) fn lower(
         out.push(product(h, zh, 4 * hn, hn, false)?);
         out.push(cell(
             StepPart::Forward,
-            vec![o.xproj, o.lengths, zh, h, c, this],
+            vec![o.xproj, o.lengths, zh, h, c, this, gates(i)],
         ));
         loops.push(Loop {
             first,
@@ -212,39 +222,38 @@ pub(crate) fn lower(
         });
         return Ok(());
     };
-    let ops = scratch(OPS, 0, aligned(nb) + nz);
-    let prods = scratch(PRODS, 0, aligned(nz) + nb);
+    // The reverse reads the gates its forward node kept, so that node must have been
+    // lowered one step at a time in this plan too (the same rule chooses both).
+    if !(matches!(g.op(forward), Op::LstmScan { .. }) && wanted(t, g, forward)) {
+        return Err(crate::Error::Invalid(format!(
+            "plan: the stepwise LSTM reverse (node {i}) needs its forward scan (node              {forward}) lowered one step at a time in the same plan"
+        )));
+    }
+    let ops = scratch(OPS, 0, nz);
+    let prods = scratch(PRODS, 0, nb);
     let aux = scratch(AUX, 0, 3 * aligned(nb));
-    out.push(cell(
-        StepPart::BackStart,
-        vec![o.lengths, state, o.h0, o.c0, prods, ops, aux],
-    ));
+    out.push(cell(StepPart::BackStart, vec![o.h0, o.c0, prods, aux]));
     let first = out.len();
-    // The forward gates again: h before the step · U.
-    out.push(product(
-        scratch(OPS, 0, nb),
-        scratch(PRODS, 0, nz),
-        4 * hn,
-        hn,
-        false,
-    )?);
     out.push(cell(
         StepPart::Backward,
-        vec![o.xproj, o.lengths, state, grad, prods, ops, aux, this],
+        vec![
+            o.lengths,
+            state,
+            grad,
+            prods,
+            ops,
+            aux,
+            this,
+            gates(forward),
+        ],
     ));
     // The gradient reaching the previous h: dz · Uᵀ.
-    out.push(product(
-        scratch(OPS, aligned(nb), nz),
-        scratch(PRODS, aligned(nz), nb),
-        hn,
-        4 * hn,
-        true,
-    )?);
+    out.push(product(ops, prods, hn, 4 * hn, true)?);
     loops.push(Loop {
         first,
-        len: 3,
+        len: 2,
         times: steps,
-        per_step: vec![first + 1],
+        per_step: vec![first],
     });
     out.push(cell(StepPart::BackFinish, vec![o.lengths, prods, this]));
     Ok(())

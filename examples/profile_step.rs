@@ -94,7 +94,11 @@ fn print_profile(steps: &[(String, f64)], in_order: bool) {
     if !in_order {
         rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
-    for (label, secs) in rows.iter().take(60) {
+    let shown = std::env::var("PROFILE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    for (label, secs) in rows.iter().take(shown) {
         println!("{:8.3} ms  {label}", secs * 1e3);
     }
     println!(

@@ -2,6 +2,7 @@
 //   concat: out = a ++ b along the axis          slice: out = x[begin .. begin + len_out]
 //   pad:    out = zeros with x placed at begin   one_hot: out[r, c] = (x[r] == c)
 //   gather_rows:  out[n, d] = table[idx[n], d]    scatter_rows: out[r, d] = Σ_{idx[n] = r} g[n, d]
+//   (scatter_rows sums runs of indices into copies of the table; scatter_rows_sum adds them)
 // (rows: outer = indices, len_a = table rows, inner = row length)
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -85,21 +86,40 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     out[i] = v;
 }
 
-// a: the indices, b: the incoming gradient rows. One invocation per table element, looping
-// over the indices in order (deterministic, no atomics).
+// a: the indices, b: the incoming gradient rows. The indices come in p.len_out runs of
+// p.begin; invocation (run, element d of a row) adds the run's rows, in order, into its
+// run's copy of column d of the table (out is [runs, rows, inner], zeroed before):
+// deterministic, no atomics. With one run, out is the table gradient itself.
 @compute @workgroup_size(256)
 fn scatter_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.len_a * p.inner) {
+    let e = gid.x + gid.y * nwg.x * 256u;
+    if (e >= p.len_out * p.inner) {
         return;
     }
-    let r = i / p.inner;
-    let d = i % p.inner;
-    var acc = 0.0;
-    for (var n = 0u; n < p.outer; n++) {
-        if (row_of(a[n]) == r) {
-            acc += b[n * p.inner + d];
+    let run = e / p.inner;
+    let base = run * p.len_a * p.inner + e % p.inner;
+    let end = min((run + 1u) * p.begin, p.outer);
+    for (var n = run * p.begin; n < end; n++) {
+        let r = row_of(a[n]);
+        if (r < p.len_a) {
+            let o = base + r * p.inner;
+            out[o] = out[o] + b[n * p.inner + e % p.inner];
         }
+    }
+}
+
+// a: the runs' copies of the table gradient ([runs, rows, inner], runs = p.len_out); one
+// invocation per table element sums its copies in order.
+@compute @workgroup_size(256)
+fn scatter_rows_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let n = p.len_a * p.inner;
+    if (i >= n) {
+        return;
+    }
+    var acc = 0.0;
+    for (var run = 0u; run < p.len_out; run++) {
+        acc += a[run * n + i];
     }
     out[i] = acc;
 }

@@ -222,6 +222,52 @@ fn embedding_gathers_rows_and_sums_their_gradients() {
     check_grad("embedding tanh", &shapes, &data, build2, reference2, GTOL);
 }
 
+/// The table gradient of many indices: runs of indices summed into copies of the table (the
+/// last run shorter), and tables too large for copies (one run, of 700 and of 70,000
+/// indices), against exact f64 sums. Run twice, so that sums left from the first run would
+/// show.
+#[test]
+fn embedding_gradient_sums_many_indices_exactly() {
+    for (rows, dim, n) in [
+        (7, 5, 1000),
+        (3, 1, 131),
+        (70_001, 61, 700),
+        (66_001, 2, 70_000),
+    ] {
+        let idx: Vec<f32> = (0..n).map(|k| ((k * 7 + k / 3) % rows) as f32).collect();
+        let r = rand_vec(n * dim, 5);
+        let table = rand_vec(rows * dim, 6);
+        let g = wgrad::Graph::new();
+        let i = g.input_with_shape("i", wgrad::Shape::fixed(&[n])).unwrap();
+        let t = g
+            .input_with_shape("t", wgrad::Shape::fixed(&[rows, dim]))
+            .unwrap();
+        let w = g
+            .input_with_shape("r", wgrad::Shape::fixed(&[n, dim]))
+            .unwrap();
+        let e = g.embedding(i, t).unwrap();
+        let loss = g.reduce_sum(g.mul(e, w).unwrap(), &[]).unwrap();
+        let dt = g.grad(loss, &[t]).unwrap();
+        let mut ex = wgrad::Executor::new(&ctx(), &g).unwrap();
+        let feed = [(i, &idx[..]), (t, &table[..]), (w, &r[..])];
+        let mut want = vec![0.0f64; rows * dim];
+        for (k, &row) in idx.iter().enumerate() {
+            for d in 0..dim {
+                want[row as usize * dim + d] += r[k * dim + d] as f64;
+            }
+        }
+        for _ in 0..2 {
+            let got = ex.eval_training(&dt, &feed).unwrap().remove(0);
+            assert_close(
+                &format!("table gradient [{rows}, {dim}] of {n} indices"),
+                &got,
+                &want,
+                1e-5,
+            );
+        }
+    }
+}
+
 #[test]
 fn embedding_rejects_a_table_that_is_not_a_matrix() {
     let g = wgrad::Graph::new();

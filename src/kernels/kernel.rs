@@ -182,9 +182,11 @@ pub(crate) enum Kernel {
     Slice,
     Pad,
     OneHot,
-    /// Embedding rows by index, and their adjoint (sums per index).
+    /// Embedding rows by index, and their adjoint (sums per index, by runs of indices into
+    /// copies of the table, then the copies summed).
     GatherRows,
     ScatterRows,
+    ScatterRowsSum,
     /// Bias along a channel axis (`c` channels, `inner` elements after it) and an
     /// activation, specialised on all three.
     BiasAct {
@@ -274,7 +276,8 @@ impl Kernel {
             | Kernel::Pad
             | Kernel::OneHot
             | Kernel::GatherRows
-            | Kernel::ScatterRows => Shader::Copy,
+            | Kernel::ScatterRows
+            | Kernel::ScatterRowsSum => Shader::Copy,
             Kernel::Unary => Shader::Unary,
             Kernel::BiasAct { .. } | Kernel::ChannelSum { .. } => Shader::Bias,
             Kernel::Binary => Shader::Binary,
@@ -337,6 +340,7 @@ impl Kernel {
             Kernel::OneHot => "one_hot",
             Kernel::GatherRows => "gather_rows",
             Kernel::ScatterRows => "scatter_rows",
+            Kernel::ScatterRowsSum => "scatter_rows_sum",
             Kernel::ReduceWg | Kernel::SoftmaxWg => "main_wg",
             Kernel::BiasAct { .. } => "bias_act",
             Kernel::ChannelSum { inner: 1, .. } => "channel_sum_columns",
@@ -404,6 +408,7 @@ impl Kernel {
             | Kernel::Slice
             | Kernel::Pad
             | Kernel::OneHot
+            | Kernel::ScatterRowsSum
             | Kernel::ChannelSum { .. } => &[R, X, W],
             // The table (or the indices), the indices (or the gradient rows), the result.
             Kernel::Concat

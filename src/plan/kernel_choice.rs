@@ -307,23 +307,84 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
             (Kernel::OneHot, params, groups_1d(n))
         }
         // outer: the indices, len_a: the table's rows, inner: a row's length.
-        Op::GatherRows { table, indices } | Op::ScatterRows { indices, g: table } => {
-            let rows = |x: NodeId| {
-                Params::Copy(CopyParams {
-                    outer: d(indices).iter().product::<usize>() as u32,
-                    len_a: d(x)[0] as u32,
-                    inner: d(x)[d(x).len() - 1] as u32,
-                    ..Default::default()
-                })
-            };
-            match *g.op(i) {
-                Op::GatherRows { .. } => (Kernel::GatherRows, rows(table), groups_1d(n)),
-                // One invocation per element of the table gradient.
-                _ => (Kernel::ScatterRows, rows(NodeId::at(i)), groups_1d(n)),
-            }
+        Op::GatherRows { table, indices } => {
+            let params = Params::Copy(CopyParams {
+                outer: d(indices).iter().product::<usize>() as u32,
+                len_a: d(table)[0] as u32,
+                inner: d(table)[d(table).len() - 1] as u32,
+                ..Default::default()
+            });
+            (Kernel::GatherRows, params, groups_1d(n))
+        }
+        // The table gradient in one pass (lower.rs splits the indices into chunks).
+        Op::ScatterRows { .. } => {
+            let s = ScatterChunks::of(g, i);
+            (
+                Kernel::ScatterRows,
+                s.params(1, s.tokens),
+                groups_1d(s.inner),
+            )
         }
         _ => unreachable!("movement_dispatch takes movement ops"),
     })
+}
+
+/// How a table gradient's scatter-add ([`Op::ScatterRows`]) splits its indices: `chunks`
+/// runs of `per_chunk` consecutive indices, each summed by its own invocations into its own
+/// copy of the table (one per row element), then the copies summed in order. Deterministic,
+/// and the work grows with indices × row length (+ copies × table), not indices × table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScatterChunks {
+    /// The indices.
+    pub tokens: usize,
+    /// The table's rows.
+    pub rows: usize,
+    /// A row's length.
+    pub inner: usize,
+    /// Runs of indices, each summed into its own copy of the table (1: into the output).
+    pub chunks: usize,
+    /// Indices per run (the last may be shorter).
+    pub per_chunk: usize,
+}
+
+impl ScatterChunks {
+    /// Indices per run when the copies fit; runs never exceed [`Self::MAX_COPIES`] copies.
+    const RUN: usize = 64;
+    /// The table copies' floats at most (16 MiB).
+    const MAX_COPY_FLOATS: usize = 1 << 22;
+    const MAX_COPIES: usize = 256;
+
+    /// The split of scatter-add node `i`.
+    pub(crate) fn of(g: &PlanGraph, i: usize) -> ScatterChunks {
+        let Op::ScatterRows { indices, .. } = *g.op(i) else {
+            unreachable!("ScatterChunks::of takes a scatter-add")
+        };
+        let out = &g.dims[i];
+        let (rows, inner) = (out[0], out[out.len() - 1]);
+        let tokens: usize = g.dims[indices.0].iter().product();
+        let fit = (Self::MAX_COPY_FLOATS / (rows * inner).max(1)).clamp(1, Self::MAX_COPIES);
+        let chunks = tokens.div_ceil(Self::RUN).clamp(1, fit);
+        ScatterChunks {
+            tokens,
+            rows,
+            inner,
+            chunks,
+            per_chunk: tokens.div_ceil(chunks).max(1),
+        }
+    }
+
+    /// The copy shader's parameters: outer the indices, len_a the rows, inner a row's
+    /// length, len_out the runs and begin the indices per run.
+    pub(crate) fn params(&self, chunks: usize, per_chunk: usize) -> Params {
+        Params::Copy(CopyParams {
+            outer: self.tokens as u32,
+            len_a: self.rows as u32,
+            inner: self.inner as u32,
+            len_out: chunks as u32,
+            begin: per_chunk.max(1) as u32,
+            ..Default::default()
+        })
+    }
 }
 
 /// Matrix products: stored operands, or a shared matrix's gradient summed over the batch.

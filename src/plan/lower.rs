@@ -4,7 +4,7 @@
 
 use super::fuse::Fusions;
 use super::grad_arena::GradArena;
-use super::kernel_choice::{matmul_dispatch, node_dispatch, Target};
+use super::kernel_choice::{matmul_dispatch, node_dispatch, ScatterChunks, Target};
 use super::liveness::{Liveness, PlanGraph};
 use super::scan;
 use super::stepwise::{self, Loop};
@@ -97,6 +97,10 @@ pub(crate) fn dispatches(
             if target.check_numerics {
                 out.push(finite_check(g, i));
             }
+            continue;
+        }
+        if let Op::ScatterRows { .. } = g.op(i) {
+            scatter_dispatches(g, target, f, i, &mut out);
             continue;
         }
         node_dispatches(g, target, live, f, i, &mut out)?;
@@ -319,6 +323,86 @@ pub(super) fn node_dispatches(
         }
     }
     Ok(())
+}
+
+/// A table gradient's scatter-add: runs of indices summed into zeroed copies of the table,
+/// then the copies summed ([`ScatterChunks`]); straight into the zeroed output when one run
+/// is enough.
+fn scatter_dispatches(
+    g: &PlanGraph,
+    target: &Target,
+    f: &Fusions,
+    i: usize,
+    out: &mut Vec<Dispatch>,
+) {
+    let Op::ScatterRows { indices, g: rows } = *g.op(i) else {
+        unreachable!("scatter_dispatches takes a scatter-add")
+    };
+    let s = ScatterChunks::of(g, i);
+    if target.poison {
+        out.push(poison_dispatch(g, i));
+    }
+    let (idx, grad, this) = (
+        Buf::Node(f.bound(indices).0),
+        Buf::Node(f.bound(rows).0),
+        Buf::Node(i),
+    );
+    let dims = &g.dims[i];
+    let dispatch = |kernel, buffers, n: usize, label: String| Dispatch {
+        kernel,
+        params: s.params(s.chunks, s.per_chunk),
+        buffers,
+        groups: groups_1d(n),
+        label,
+        role: Role::Compute(crate::NodeId::at(i)),
+        output: dims.clone(),
+        alpha: 1.0,
+    };
+    // The sums start from zeros, filled in parallel.
+    let zeros = |buf: Buf, n: usize| Dispatch {
+        kernel: Kernel::Fill,
+        params: fill_params(n, Fill::Const(0.0)),
+        buffers: vec![buf],
+        groups: groups_1d(n),
+        label: format!("zeros [{n}]"),
+        role: Role::Compute(crate::NodeId::at(i)),
+        output: vec![n],
+        alpha: 1.0,
+    };
+    let table = s.rows * s.inner;
+    if s.chunks == 1 {
+        out.push(zeros(this, table));
+        let label = format!("ScatterRows {dims:?}");
+        let buffers = vec![idx, grad, this];
+        out.push(dispatch(Kernel::ScatterRows, buffers, s.inner, label));
+    } else {
+        let len = s.chunks * table;
+        let copies = Buf::Scratch {
+            node: i,
+            part: 0,
+            offset: 0,
+            len,
+        };
+        out.push(zeros(copies, len));
+        let label = format!("ScatterRows {dims:?} in {} runs", s.chunks);
+        let buffers = vec![idx, grad, copies];
+        out.push(dispatch(
+            Kernel::ScatterRows,
+            buffers,
+            s.chunks * s.inner,
+            label,
+        ));
+        let label = format!("ScatterRowsSum {dims:?}");
+        out.push(dispatch(
+            Kernel::ScatterRowsSum,
+            vec![copies, this],
+            table,
+            label,
+        ));
+    }
+    if target.check_numerics {
+        out.push(finite_check(g, i));
+    }
 }
 
 /// Fills node `k`'s buffer with NaN before it is written (`ContextOptions::poison`).

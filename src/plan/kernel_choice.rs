@@ -316,15 +316,8 @@ fn movement_dispatch(g: &PlanGraph, i: usize) -> Result<Choice> {
             });
             (Kernel::GatherRows, params, groups_1d(n))
         }
-        // The table gradient in one pass (lower.rs splits the indices into chunks).
-        Op::ScatterRows { .. } => {
-            let s = ScatterChunks::of(g, i);
-            (
-                Kernel::ScatterRows,
-                s.params(1, s.tokens),
-                groups_1d(s.inner),
-            )
-        }
+        // Its runs, zeros and sums take several dispatches: lower.rs's scatter_dispatches.
+        Op::ScatterRows { .. } => unreachable!("lower.rs lowers scatter-adds"),
         _ => unreachable!("movement_dispatch takes movement ops"),
     })
 }
@@ -375,13 +368,13 @@ impl ScatterChunks {
 
     /// The copy shader's parameters: outer the indices, len_a the rows, inner a row's
     /// length, len_out the runs and begin the indices per run.
-    pub(crate) fn params(&self, chunks: usize, per_chunk: usize) -> Params {
+    pub(crate) fn params(&self) -> Params {
         Params::Copy(CopyParams {
             outer: self.tokens as u32,
             len_a: self.rows as u32,
             inner: self.inner as u32,
-            len_out: chunks as u32,
-            begin: per_chunk.max(1) as u32,
+            len_out: self.chunks as u32,
+            begin: self.per_chunk as u32,
             ..Default::default()
         })
     }

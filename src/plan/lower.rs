@@ -99,10 +99,6 @@ pub(crate) fn dispatches(
             }
             continue;
         }
-        if let Op::ScatterRows { .. } = g.op(i) {
-            scatter_dispatches(g, target, f, i, &mut out);
-            continue;
-        }
         node_dispatches(g, target, live, f, i, &mut out)?;
     }
     for &(x, place) in &arena.copies {
@@ -198,6 +194,11 @@ pub(super) fn node_dispatches(
     i: usize,
     out: &mut Vec<Dispatch>,
 ) -> Result<()> {
+    // A scatter-add takes several dispatches (at the top level and in scan bodies alike).
+    if let Op::ScatterRows { .. } = g.op(i) {
+        scatter_dispatches(g, target, f, i, out);
+        return Ok(());
+    }
     // A node with an epilogue runs its producer's kernel, with the bias (or the
     // activation's output) as the epilogue's side input.
     let (source, fuse): (usize, Option<EpilogueInput>) = match (f.epilogue.get(&i), g.op(i)) {
@@ -350,7 +351,7 @@ fn scatter_dispatches(
     let dims = &g.dims[i];
     let dispatch = |kernel, buffers, n: usize, label: String| Dispatch {
         kernel,
-        params: s.params(s.chunks, s.per_chunk),
+        params: s.params(),
         buffers,
         groups: groups_1d(n),
         label,
